@@ -1,0 +1,132 @@
+using CliWrap;
+using CliWrap.Buffered;
+
+namespace Nspawn.Build;
+
+public enum ImageResult { UpToDate, Built }
+
+/// <summary>
+/// Makes images in the chroots folder with debootstrap: into a temporary subvolume first, renamed into
+/// place only when debootstrap succeeded, so an interrupted build never leaves a half image under the real name.
+/// </summary>
+public sealed class ImageBuilder(string chrootsDir)
+{
+    public const string StampPath = "etc/nspawn-build.stamp";
+
+    public string ChrootsDir { get; } = chrootsDir;
+
+    public string ImageDir(ImageSpec spec) => Path.Combine(ChrootsDir, spec.Name);
+
+    public bool IsUpToDate(ImageSpec spec)
+    {
+        var stamp = Path.Combine(ImageDir(spec), StampPath);
+        return File.Exists(stamp) && File.ReadAllText(stamp) == spec.Stamp;
+    }
+
+    /// <summary>Everything that can be checked before anything is created.</summary>
+    public static void Check()
+    {
+        Tools.RequireRoot();
+        Tools.Require(Tool.Debootstrap);
+    }
+
+    public async Task<ImageResult> EnsureAsync(ImageSpec spec, Action<string> progress, CancellationToken cancellationToken)
+    {
+        Check();
+        if (IsUpToDate(spec))
+            return ImageResult.UpToDate;
+
+        // One build of an image at a time; a second build waits, then finds it up to date.
+        await using var imageLock = await FileLock.AcquireAsync(Path.Combine(ChrootsDir, $".#{spec.Name}.build.lck"),
+            () => progress($"waiting for another build of image '{spec.Name}' to finish"), cancellationToken);
+        if (IsUpToDate(spec))
+            return ImageResult.UpToDate;
+
+        foreach (var stale in Directory.GetDirectories(ChrootsDir, $".#{spec.Name}.new-*"))
+            await RemoveTreeAsync(stale, CancellationToken.None);
+
+        var onBtrfs = BtrfsStore.IsBtrfs(ChrootsDir);
+        var tmp = Path.Combine(ChrootsDir, $".#{spec.Name}.new-{Guid.NewGuid():N}"[..^20]);
+        try
+        {
+            if (onBtrfs)
+                await BtrfsStore.RunAsync(Tools.Require(Tool.Btrfs), ["-q", "subvolume", "create", tmp], cancellationToken);
+            else
+                Directory.CreateDirectory(tmp);
+
+            await DebootstrapAsync(spec, tmp, progress, cancellationToken);
+
+            // debootstrap copies the host's hostname; systemd fills an empty machine-id afresh at each boot.
+            File.WriteAllText(Path.Combine(tmp, "etc/hostname"), spec.Name + "\n");
+            File.WriteAllText(Path.Combine(tmp, "etc/machine-id"), "");
+            File.WriteAllText(Path.Combine(tmp, StampPath), spec.Stamp);
+
+            var target = ImageDir(spec);
+            string? old = null;
+            if (Directory.Exists(target))
+            {
+                old = Path.Combine(ChrootsDir, $".#{spec.Name}.old-{Guid.NewGuid():N}"[..^20]);
+                Directory.Move(target, old);
+            }
+            Directory.Move(tmp, target);
+            if (old is not null)
+                await RemoveTreeAsync(old, CancellationToken.None);
+            return ImageResult.Built;
+        }
+        finally
+        {
+            if (Directory.Exists(tmp))
+                await RemoveTreeAsync(tmp, CancellationToken.None);
+        }
+    }
+
+    private static async Task DebootstrapAsync(ImageSpec spec, string target, Action<string> progress, CancellationToken cancellationToken)
+    {
+        var debootstrap = Tools.Require(Tool.Debootstrap);
+        var eatmydata = Tools.Find(Tool.Eatmydata.Name);
+        var args = spec.DebootstrapArguments(target);
+        var command = eatmydata is null
+            ? Cli.Wrap(debootstrap).WithArguments(args)
+            : Cli.Wrap(eatmydata).WithArguments([debootstrap, .. args]);
+
+        var tracker = new DebootstrapProgress(TimeSpan.FromSeconds(5));
+        var tail = new LineTail(20);
+        void OnLine(string line)
+        {
+            tail.Add(line);
+            if (tracker.OnLine(line, DateTime.UtcNow) is { } report)
+                progress(report);
+        }
+
+        progress($"debootstrap {spec.Suite} from {spec.Mirror} ({spec.Variant}{(spec.Include.Count > 0 ? ", with " + string.Join(',', spec.Include) : "")}){(eatmydata is null ? "" : " under eatmydata")}");
+        var result = await command
+            .WithStandardOutputPipe(PipeTarget.ToDelegate(OnLine))
+            .WithStandardErrorPipe(PipeTarget.ToDelegate(OnLine))
+            .WithValidation(CommandResultValidation.None)
+            .ExecuteAsync(cancellationToken);
+        if (result.ExitCode != 0)
+        {
+            var log = Path.Combine(target, "debootstrap/debootstrap.log");
+            var detail = File.Exists(log) ? string.Join('\n', File.ReadLines(log).TakeLast(15)) : "";
+            throw new NspawnException(ErrorCodes.DebootstrapFailed,
+                $"debootstrap of image '{spec.Name}' ({spec.Suite} from {spec.Mirror}) failed with exit code {result.ExitCode} while {tracker.Stage}. Check that the suite exists on the mirror and that the mirror can be reached. Last output:\n{tail}\n{detail}".TrimEnd());
+        }
+    }
+
+    /// <summary>Deletes an image or a half-made one: first what debootstrap left mounted in it, then the subvolume or folder.</summary>
+    public static async Task RemoveTreeAsync(string dir, CancellationToken cancellationToken)
+    {
+        var full = Path.GetFullPath(dir);
+        foreach (var m in MountTable.Read().Where(m => MountTable.IsUnder(m.MountPoint, full) && m.MountPoint != full).Reverse())
+            await BtrfsStore.RunAsync(Tools.Require(Tool.Umount), ["--lazy", "--", m.MountPoint], cancellationToken);
+        if (Tools.Find(Tool.Btrfs.Name) is { } btrfs && BtrfsStore.IsBtrfs(full))
+        {
+            var r = await Cli.Wrap(btrfs).WithArguments(["-q", "subvolume", "delete", full])
+                .WithValidation(CommandResultValidation.None).ExecuteBufferedAsync(cancellationToken);
+            if (r.ExitCode == 0)
+                return;
+        }
+        if (Directory.Exists(full))
+            Directory.Delete(full, recursive: true);
+    }
+}

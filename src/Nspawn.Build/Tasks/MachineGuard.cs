@@ -1,0 +1,30 @@
+using Microsoft.Build.Framework;
+
+namespace Nspawn.Build.Tasks;
+
+/// <summary>
+/// A backstop: each started machine is registered with the build engine for the build's lifetime, and the
+/// engine disposes it when the build ends, however it ends; StopEphemeral unregisters machines it stopped.
+/// </summary>
+internal sealed class MachineGuard(Machine machine) : IDisposable
+{
+    private static string Key(Machine m) => "Nspawn.Build.Machine:" + m.Name;
+
+    public static void Register(IBuildEngine4 engine, Machine m) =>
+        engine.RegisterTaskObject(Key(m), new MachineGuard(m), RegisteredTaskObjectLifetime.Build, allowEarlyCollection: false);
+
+    public static void Unregister(IBuildEngine4 engine, Machine m) =>
+        engine.UnregisterTaskObject(Key(m), RegisteredTaskObjectLifetime.Build);
+
+    public void Dispose()
+    {
+        try
+        {
+            MachineLauncher.StopAsync(machine, MachineLauncher.DefaultStopTimeout, CancellationToken.None).GetAwaiter().GetResult();
+        }
+        catch (NspawnException)
+        {
+            // Nothing left to report to at the end of the build; the next run's reaper gets what remains.
+        }
+    }
+}

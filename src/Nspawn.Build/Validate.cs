@@ -1,0 +1,109 @@
+using System.Globalization;
+using System.Text.RegularExpressions;
+
+namespace Nspawn.Build;
+
+/// <summary>Checks of user input that becomes paths, machine names or tool arguments. Each throws a coded error.</summary>
+public static partial class Validate
+{
+    // A plain name: usable as a directory name and inside a host name, so no dots, slashes or leading dash.
+    [GeneratedRegex("^[a-z0-9][a-z0-9-]{0,30}$")]
+    private static partial Regex PlainName();
+
+    // Debian package names (policy 5.6.1), optionally with an architecture qualifier.
+    [GeneratedRegex("^[a-z0-9][a-z0-9+.-]+(:[a-z0-9-]+)?$")]
+    private static partial Regex PackageName();
+
+    [GeneratedRegex(@"^(?<n>\d+(\.\d+)?)\s*(?<u>[KMGT]i?B?|B)?$", RegexOptions.IgnoreCase)]
+    private static partial Regex SizeText();
+
+    public static string ImageName(string? value, string property)
+    {
+        if (value is null || !PlainName().IsMatch(value))
+            throw new NspawnException(ErrorCodes.BadImageName,
+                $"{property} '{value}' is not a plain name. Use 1 to 31 lower-case letters, digits and dashes, starting with a letter or digit (for example 'bookworm').");
+        return value;
+    }
+
+    public static string MachineName(string? value, string what)
+    {
+        if (value is null || !PlainName().IsMatch(value))
+            throw new NspawnException(ErrorCodes.BadMachineName,
+                $"{what} '{value}' is not a plain name. Use 1 to 31 lower-case letters, digits and dashes, starting with a letter or digit (for example 'web').");
+        return value;
+    }
+
+    public static string Mirror(string? value)
+    {
+        if (!Uri.TryCreate(value, UriKind.Absolute, out var uri) || (uri.Scheme != "http" && uri.Scheme != "https") || string.IsNullOrEmpty(uri.Host))
+            throw new NspawnException(ErrorCodes.BadMirror,
+                $"NspawnMirror '{value}' is not an http or https URL. Set it to a Debian mirror such as 'http://deb.debian.org/debian'.");
+        return value!;
+    }
+
+    public static string Variant(string? value)
+    {
+        // debootstrap's variants; an unknown one would fail minutes later inside debootstrap.
+        string[] known = ["minbase", "buildd", "fakechroot", "standard"];
+        if (value is null || !known.Contains(value))
+            throw new NspawnException(ErrorCodes.BadOption,
+                $"NspawnVariant '{value}' is not a debootstrap variant. Use one of: {string.Join(", ", known)}.");
+        return value;
+    }
+
+    public static IReadOnlyList<string> Packages(string? value, string property)
+    {
+        var names = (value ?? "").Split([',', ';', ' '], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        foreach (var name in names)
+            if (!PackageName().IsMatch(name))
+                throw new NspawnException(ErrorCodes.BadPackageList,
+                    $"{property} holds '{name}', which is not a Debian package name. Give a comma-separated list such as 'dbus,systemd'.");
+        return names.Distinct().Order(StringComparer.Ordinal).ToArray();
+    }
+
+    /// <summary>Parses sizes such as 2G, 1536M, 2GiB or a plain byte count.</summary>
+    public static long Size(string? value, string property)
+    {
+        var m = SizeText().Match((value ?? "").Trim());
+        if (m.Success && double.TryParse(m.Groups["n"].Value, NumberStyles.Float, CultureInfo.InvariantCulture, out var n))
+        {
+            var unit = m.Groups["u"].Success ? char.ToUpperInvariant(m.Groups["u"].Value[0]) : 'B';
+            var bytes = n * unit switch { 'K' => 1L << 10, 'M' => 1L << 20, 'G' => 1L << 30, 'T' => 1L << 40, _ => 1L };
+            // btrfs needs about 110 MiB for its own structures; a Debian image needs far more.
+            if (bytes >= 256L << 20 && bytes < long.MaxValue)
+                return (long)bytes;
+        }
+        throw new NspawnException(ErrorCodes.BadSize,
+            $"{property} '{value}' is not a size of at least 256M. Write a number with a unit, such as '2G' or '1536M'.");
+    }
+
+    /// <summary>Parses a timeout in seconds ('60', '1.5') or as a TimeSpan ('00:01:00').</summary>
+    public static TimeSpan Timeout(string? value, string property)
+    {
+        var text = (value ?? "").Trim();
+        if (text.EndsWith('s'))
+            text = text[..^1];
+        if (double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var seconds) && seconds > 0 && seconds <= 86400)
+            return TimeSpan.FromSeconds(seconds);
+        if (text.Contains(':') && TimeSpan.TryParse(text, CultureInfo.InvariantCulture, out var span) && span > TimeSpan.Zero)
+            return span;
+        throw new NspawnException(ErrorCodes.BadTimeout,
+            $"{property} '{value}' is not a timeout. Give seconds greater than 0, such as '60' or '2.5'.");
+    }
+
+    public static string AbsolutePath(string? value, string property)
+    {
+        if (string.IsNullOrWhiteSpace(value) || !Path.IsPathRooted(value) || value.Contains('\0'))
+            throw new NspawnException(ErrorCodes.BadPath, $"{property} '{value}' is not an absolute path. Set it to a full path.");
+        return Path.GetFullPath(value).TrimEnd('/') is { Length: > 0 } p ? p : "/";
+    }
+
+    public static T Choice<T>(string? value, string property, params (string Name, T Value)[] choices)
+    {
+        foreach (var (name, v) in choices)
+            if (string.Equals(name, value?.Trim(), StringComparison.OrdinalIgnoreCase))
+                return v;
+        throw new NspawnException(ErrorCodes.BadOption,
+            $"{property} '{value}' is not one of: {string.Join(", ", choices.Select(c => c.Name))}.");
+    }
+}

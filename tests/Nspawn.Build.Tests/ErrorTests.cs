@@ -1,0 +1,131 @@
+using System.Security;
+using Xunit;
+
+namespace Nspawn.Build.Tests;
+
+/// <summary>
+/// Bad input gets its own NSPAWN error before anything is created. These run ContainerTest on a small
+/// project that imports the packed package's build files directly, so that each case takes a second.
+/// </summary>
+[Collection(MachinesCollection.Name)]
+public sealed class ErrorTests(PackageFixture package) : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("nspawn-errors-").FullName;
+    private string ChrootsDir => Path.Combine(_dir, "test_chroots");
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private string Project(string items = "")
+    {
+        var build = Path.Combine(package.PackageDir, "build");
+        var path = Path.Combine(_dir, "consumer.proj");
+        File.WriteAllText(path, $"""
+            <Project>
+              <Import Project="{SecurityElement.Escape(build)}/Nspawn.Build.props" />
+              <PropertyGroup><NspawnChrootsDir>{SecurityElement.Escape(ChrootsDir)}</NspawnChrootsDir></PropertyGroup>
+              <ItemGroup>{items}</ItemGroup>
+              <Import Project="{SecurityElement.Escape(build)}/Nspawn.Build.targets" />
+              <Target Name="Build" />
+              <Target Name="VSTest" />
+            </Project>
+            """);
+        return path;
+    }
+
+    private async Task<RunResult> ContainerTestAsync(IEnumerable<string> args, string items = "", Dictionary<string, string?>? env = null, string[]? prefix = null)
+    {
+        var dotnet = Tools.Find("dotnet") ?? "/usr/share/dotnet/dotnet";
+        string[] command = [dotnet, "msbuild", Project(items), "-t:ContainerTest", "-nologo", .. args];
+        var all = (prefix ?? []).Concat(command).ToArray();
+        return await Shell.RunAsync(all[0], all.Skip(1), env, _dir);
+    }
+
+    private static void AssertError(RunResult run, string code, string hint)
+    {
+        Assert.NotEqual(0, run.ExitCode);
+        Assert.Contains($"error {code}: ", run.Output);
+        Assert.Contains(hint, run.Output);
+    }
+
+    private void AssertNothingCreated()
+    {
+        Assert.False(Directory.Exists(ChrootsDir), "the chroots folder was created");
+        Leaks.AssertNone();
+    }
+
+    [Theory]
+    [InlineData("NspawnImage=../etc", ErrorCodes.BadImageName, "is not a plain name")]
+    [InlineData("NspawnSuite=Bookworm", ErrorCodes.BadImageName, "NspawnSuite 'Bookworm'")]
+    [InlineData("NspawnMirror=ftp://deb.debian.org/debian", ErrorCodes.BadMirror, "http or https")]
+    [InlineData("NspawnBtrfsImageSize=lots", ErrorCodes.BadSize, "such as '2G'")]
+    [InlineData("NspawnBootTimeout=soon", ErrorCodes.BadTimeout, "NspawnBootTimeout 'soon'")]
+    [InlineData("NspawnStopTimeout=0", ErrorCodes.BadTimeout, "NspawnStopTimeout '0'")]
+    [InlineData("NspawnInclude=Systemd", ErrorCodes.BadPackageList, "'Systemd'")]
+    [InlineData("NspawnVariant=tiny", ErrorCodes.BadOption, "minbase")]
+    [InlineData("NspawnLauncher=docker", ErrorCodes.BadOption, "systemd-run")]
+    [InlineData("VSTestSetting=/nonexistent/x.runsettings", ErrorCodes.BadPath, "does not exist")]
+    public async Task A_bad_property_is_rejected_before_anything_is_created(string property, string code, string hint)
+    {
+        AssertError(await ContainerTestAsync([$"-p:{property}"]), code, hint);
+        AssertNothingCreated();
+    }
+
+    [Fact]
+    public async Task A_loop_file_hidden_by_the_mount_is_rejected()
+    {
+        AssertError(await ContainerTestAsync([$"-p:NspawnBtrfsImageFile={ChrootsDir}/sub/btrfs.img"]), ErrorCodes.BadPath, "would hide");
+        AssertNothingCreated();
+    }
+
+    [Theory]
+    [InlineData("""<NspawnMachine Include="Web_1" />""", "NspawnMachine 'Web_1'")]
+    [InlineData("""<NspawnMachine Include="web" /><NspawnMachine Include="web" />""", "more than once")]
+    public async Task A_bad_machine_is_rejected_before_anything_is_created(string items, string hint)
+    {
+        AssertError(await ContainerTestAsync([], items), ErrorCodes.BadMachineName, hint);
+        AssertNothingCreated();
+    }
+
+    [Fact]
+    public async Task A_machine_with_a_bad_image_is_rejected()
+    {
+        AssertError(await ContainerTestAsync([], """<NspawnMachine Include="web" Image="bookworm/../x" />"""), ErrorCodes.BadImageName, "Image of NspawnMachine 'web'");
+        AssertNothingCreated();
+    }
+
+    [Fact]
+    public async Task A_missing_tool_names_the_package_to_install()
+    {
+        // An empty PATH: btrfs (in /usr/bin) is missing; the sbin folders are still searched.
+        var run = await ContainerTestAsync([], env: new() { ["PATH"] = "/nonexistent" });
+        AssertError(run, ErrorCodes.ToolMissing, "sudo apt-get install btrfs-progs");
+        AssertNothingCreated();
+    }
+
+    [Fact]
+    public async Task A_tool_older_than_supported_is_rejected()
+    {
+        var bin = Directory.CreateDirectory(Path.Combine(_dir, "old-bin")).FullName;
+        var fake = Path.Combine(bin, "systemd-nspawn");
+        File.WriteAllText(fake, "#!/bin/sh\necho 'systemd 232 (232-25+deb9u1)'\n");
+        File.SetUnixFileMode(fake, (UnixFileMode)0b111_101_101);
+        var run = await ContainerTestAsync([], env: new() { ["PATH"] = bin + ":" + Environment.GetEnvironmentVariable("PATH") });
+        AssertError(run, ErrorCodes.ToolTooOld, "version 232.0.0, older than 247");
+        AssertNothingCreated();
+    }
+
+    [Fact]
+    public async Task Not_being_root_is_reported()
+    {
+        // The same build as an unprivileged user (nobody): every folder it reads must be readable by it.
+        foreach (var dir in new[] { _dir, package.PackageDir })
+            foreach (var d in Directory.EnumerateDirectories(dir, "*", SearchOption.AllDirectories).Prepend(dir))
+                File.SetUnixFileMode(d, (UnixFileMode)0b111_101_101);
+        var home = Directory.CreateDirectory(Path.Combine(_dir, "home")).FullName;
+        File.SetUnixFileMode(home, (UnixFileMode)0b111_111_111);
+        var run = await ContainerTestAsync([], env: new() { ["HOME"] = home, ["DOTNET_CLI_HOME"] = home },
+            prefix: ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]);
+        AssertError(run, ErrorCodes.NotRoot, "sudo dotnet build -t:ContainerTest");
+        AssertNothingCreated();
+    }
+}
