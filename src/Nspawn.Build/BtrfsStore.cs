@@ -26,6 +26,34 @@ public sealed class BtrfsStore(string chrootsDir, string imageFile, long imageSi
 
     public static bool IsBtrfs(string dir) => MountTable.Find(MountTable.Read(), Path.GetFullPath(dir))?.FsType == "btrfs";
 
+    /// <summary>Throws NSPAWN0012 when <paramref name="path"/> (or the folder that would hold it) is on a read-only file system.</summary>
+    public static void RequireWritable(string path, string property)
+    {
+        var existing = ExistingDir(path) ?? "/";
+        if (MountTable.Find(MountTable.Read(), Path.GetFullPath(existing)) is { ReadOnly: true } mount)
+            throw new NspawnException(ErrorCodes.ReadOnly,
+                $"{property} '{path}' is on a read-only file system ({mount.MountPoint}). Point {property} at a writable folder.");
+    }
+
+    /// <summary>Throws NSPAWN0013 when the file system of <paramref name="path"/> has less than <paramref name="bytes"/> free.</summary>
+    public static void RequireSpace(string path, long bytes, string what)
+    {
+        var existing = ExistingDir(path) ?? "/";
+        var free = new DriveInfo(existing).AvailableFreeSpace;
+        if (free < bytes)
+            throw new NspawnException(ErrorCodes.NoSpace,
+                $"{what} needs {bytes >> 20} MiB but only {free >> 20} MiB are free on the file system of '{existing}'. Free some space, or use another folder.");
+    }
+
+    // btrfs's superblock sits at 64 KiB; its magic is at offset 0x40 in it.
+    private static bool HasBtrfsMagic(string file)
+    {
+        using var stream = File.OpenRead(file);
+        var magic = new byte[8];
+        stream.Position = 0x10040;
+        return stream.ReadAtLeast(magic, 8, throwOnEndOfStream: false) == 8 && System.Text.Encoding.ASCII.GetString(magic) == "_BHRfS_M";
+    }
+
     /// <summary>Checks what is needed before anything is created: root, tools, and where the loop file would go.</summary>
     public void Check()
     {
@@ -33,9 +61,24 @@ public sealed class BtrfsStore(string chrootsDir, string imageFile, long imageSi
         Tools.Require(Tool.Btrfs);
         var existing = ExistingDir(ChrootsDir);
         if (existing is not null && IsBtrfs(existing) && Directory.Exists(ChrootsDir))
+        {
+            RequireWritable(ChrootsDir, "NspawnChrootsDir");
             return;
+        }
         Tools.Require(Tool.MkfsBtrfs);
         Tools.Require(Tool.Mount);
+        RequireWritable(ChrootsDir, "NspawnChrootsDir");
+        if (File.Exists(ImageFile))
+        {
+            if (!HasBtrfsMagic(ImageFile))
+                throw new NspawnException(ErrorCodes.NotBtrfs,
+                    $"NspawnBtrfsImageFile '{ImageFile}' exists but holds no btrfs file system. It was left as it is: move it away, or set NspawnBtrfsImageFile to another path.");
+        }
+        else
+        {
+            RequireWritable(ImageFile, "NspawnBtrfsImageFile");
+            RequireSpace(ImageFile, ImageSize, $"The btrfs loop file '{ImageFile}' (NspawnBtrfsImageSize)");
+        }
         if (MountTable.IsUnder(Path.GetDirectoryName(ImageFile)!, ChrootsDir) && Path.GetDirectoryName(ImageFile) != ChrootsDir)
             throw new NspawnException(ErrorCodes.BadPath,
                 $"NspawnBtrfsImageFile '{ImageFile}' is inside a subfolder of NspawnChrootsDir '{ChrootsDir}', which the mount would hide. Put it directly in NspawnChrootsDir or outside it.");
@@ -63,14 +106,28 @@ public sealed class BtrfsStore(string chrootsDir, string imageFile, long imageSi
         return state;
     }
 
-    /// <summary>Unmounts the loop file system from the chroots folder, if it is mounted there; the loop device goes with it (autoclear).</summary>
-    public async Task<bool> UnmountAsync(CancellationToken cancellationToken)
+    /// <summary>
+    /// A file held open in the chroots folder while a build uses it: the kernel then refuses to unmount the
+    /// file system ("target is busy"), so NspawnUnmount in one build never pulls it from under another.
+    /// </summary>
+    public FileStream HoldInUse() =>
+        new(Path.Combine(ChrootsDir, ".#in-use"), FileMode.OpenOrCreate, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+
+    public enum UnmountResult { NotMounted, Unmounted, Busy }
+
+    /// <summary>Unmounts the loop file system from the chroots folder, unless a build or machine still uses it; the loop device goes with it (autoclear).</summary>
+    public async Task<UnmountResult> UnmountAsync(CancellationToken cancellationToken)
     {
         var mount = MountTable.Read().LastOrDefault(m => m.MountPoint == Path.GetFullPath(ChrootsDir).TrimEnd('/') && m.FsType == "btrfs");
         if (mount is null || !mount.Source.StartsWith("/dev/loop", StringComparison.Ordinal))
-            return false;
-        await RunAsync(Tools.Require(Tool.Umount), ["--", ChrootsDir], cancellationToken);
-        return true;
+            return UnmountResult.NotMounted;
+        var r = await Cli.Wrap(Tools.Require(Tool.Umount)).WithArguments(["--", ChrootsDir])
+            .WithValidation(CommandResultValidation.None).ExecuteBufferedAsync(cancellationToken);
+        if (r.ExitCode == 0)
+            return UnmountResult.Unmounted;
+        if (r.StandardError.Contains("busy", StringComparison.OrdinalIgnoreCase))
+            return UnmountResult.Busy;
+        throw new NspawnException(ErrorCodes.BtrfsFailed, $"Could not unmount '{ChrootsDir}': {r.StandardError.Trim()}");
     }
 
     private async Task CreateImageFileAsync(CancellationToken cancellationToken)
@@ -109,7 +166,7 @@ public sealed class BtrfsStore(string chrootsDir, string imageFile, long imageSi
             File.WriteAllText(path, text);
     }
 
-    private static string? ExistingDir(string path)
+    internal static string? ExistingDir(string path)
     {
         for (var p = path; !string.IsNullOrEmpty(p); p = Path.GetDirectoryName(p))
             if (Directory.Exists(p))

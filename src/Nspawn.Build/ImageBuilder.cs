@@ -17,27 +17,52 @@ public sealed class ImageBuilder(string chrootsDir)
 
     public string ImageDir(ImageSpec spec) => Path.Combine(ChrootsDir, spec.Name);
 
+    public static string BuildLock(string chrootsDir, string image) => Path.Combine(chrootsDir, $".#{image}.build.lck");
+
+    /// <summary>The build lock of a temporary image folder ('.#NAME.new-*' or '.#NAME.old-*').</summary>
+    public static string BuildLockOf(string tempDir)
+    {
+        var name = Path.GetFileName(tempDir)[2..];
+        var image = name[..Math.Max(name.LastIndexOf(".new-", StringComparison.Ordinal), name.LastIndexOf(".old-", StringComparison.Ordinal))];
+        return BuildLock(Path.GetDirectoryName(tempDir)!, image);
+    }
+
     public bool IsUpToDate(ImageSpec spec)
     {
         var stamp = Path.Combine(ImageDir(spec), StampPath);
         return File.Exists(stamp) && File.ReadAllText(stamp) == spec.Stamp;
     }
 
-    /// <summary>Everything that can be checked before anything is created.</summary>
-    public static void Check()
+    /// <summary>A minbase image with systemd takes about 350 MiB; debootstrap needs room for the packages too.</summary>
+    public const long SpaceNeeded = 768L << 20;
+
+    /// <summary>Everything that can be checked before anything is created; the folder may not be mounted yet.</summary>
+    public void Check(ImageSpec spec)
     {
         Tools.RequireRoot();
         Tools.Require(Tool.Debootstrap);
+        var target = ImageDir(spec);
+        if (!Directory.Exists(target))
+            return;
+        // Never replace a folder that we did not make: it may be the user's.
+        if (!File.Exists(Path.Combine(target, StampPath)))
+            throw new NspawnException(ErrorCodes.NotOurImage,
+                $"'{target}' exists but was not made by Nspawn.Build (it has no {StampPath}). It was left as it is: move it away, or set NspawnImage to another name.");
     }
 
     public async Task<ImageResult> EnsureAsync(ImageSpec spec, Action<string> progress, CancellationToken cancellationToken)
     {
-        Check();
+        Check(spec);
         if (IsUpToDate(spec))
+        {
+            await RequireSubvolumeAsync(ImageDir(spec), cancellationToken);
             return ImageResult.UpToDate;
+        }
+        BtrfsStore.RequireWritable(ChrootsDir, "NspawnChrootsDir");
+        BtrfsStore.RequireSpace(ChrootsDir, SpaceNeeded, $"Building image '{spec.Name}'");
 
         // One build of an image at a time; a second build waits, then finds it up to date.
-        await using var imageLock = await FileLock.AcquireAsync(Path.Combine(ChrootsDir, $".#{spec.Name}.build.lck"),
+        await using var imageLock = await FileLock.AcquireAsync(BuildLock(ChrootsDir, spec.Name),
             () => progress($"waiting for another build of image '{spec.Name}' to finish"), cancellationToken);
         if (IsUpToDate(spec))
             return ImageResult.UpToDate;
@@ -99,11 +124,14 @@ public sealed class ImageBuilder(string chrootsDir)
         }
 
         progress($"debootstrap {spec.Suite} from {spec.Mirror} ({spec.Variant}{(spec.Include.Count > 0 ? ", with " + string.Join(',', spec.Include) : "")}){(eatmydata is null ? "" : " under eatmydata")}");
+        // On cancel, debootstrap first gets SIGINT (it unmounts what it mounted in the target), then is killed after 10 s.
+        using var forceful = new CancellationTokenSource();
+        using var escalate = cancellationToken.Register(() => forceful.CancelAfter(TimeSpan.FromSeconds(10)));
         var result = await command
             .WithStandardOutputPipe(PipeTarget.ToDelegate(OnLine))
             .WithStandardErrorPipe(PipeTarget.ToDelegate(OnLine))
             .WithValidation(CommandResultValidation.None)
-            .ExecuteAsync(cancellationToken);
+            .ExecuteAsync(forceful.Token, cancellationToken);
         if (result.ExitCode != 0)
         {
             var log = Path.Combine(target, "debootstrap/debootstrap.log");
@@ -111,6 +139,18 @@ public sealed class ImageBuilder(string chrootsDir)
             throw new NspawnException(ErrorCodes.DebootstrapFailed,
                 $"debootstrap of image '{spec.Name}' ({spec.Suite} from {spec.Mirror}) failed with exit code {result.ExitCode} while {tracker.Stage}. Check that the suite exists on the mirror and that the mirror can be reached. Last output:\n{tail}\n{detail}".TrimEnd());
         }
+    }
+
+    /// <summary>On btrfs an image must be a subvolume: --ephemeral snapshots it instead of copying it whole.</summary>
+    private static async Task RequireSubvolumeAsync(string dir, CancellationToken cancellationToken)
+    {
+        if (!BtrfsStore.IsBtrfs(dir))
+            return;
+        var r = await Cli.Wrap(Tools.Require(Tool.Btrfs)).WithArguments(["subvolume", "show", dir])
+            .WithValidation(CommandResultValidation.None).ExecuteBufferedAsync(cancellationToken);
+        if (r.ExitCode != 0)
+            throw new NspawnException(ErrorCodes.NotOurImage,
+                $"The image '{dir}' is a plain folder, not a btrfs subvolume, so every machine would copy it whole. It was left as it is: move it away and the next run builds a subvolume.");
     }
 
     /// <summary>Deletes an image or a half-made one: first what debootstrap left mounted in it, then the subvolume or folder.</summary>

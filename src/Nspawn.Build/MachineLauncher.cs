@@ -40,6 +40,8 @@ public static class MachineLauncher
         if (!File.Exists(Path.Combine(options.ImageDir, ImageBuilder.StampPath)) && !File.Exists(Path.Combine(options.ImageDir, "etc/os-release")) && !File.Exists(Path.Combine(options.ImageDir, "usr/lib/os-release")))
             throw new NspawnException(ErrorCodes.ImageMissing,
                 $"The image '{options.ImageDir}' for machine '{options.LogicalName}' does not exist or holds no OS. Build it first (the NspawnPrepareImages target), or fix the machine's Image.");
+        if (MachineRegistry.Contains(options.MachineName))
+            throw new NspawnException(ErrorCodes.BadMachineName, $"A machine named '{options.MachineName}' is already running. Stop it first, or give this one another name.");
         Directory.CreateDirectory(StateDir);
         return options.UseSystemdRun
             ? await StartInUnitAsync(options, cancellationToken)
@@ -50,6 +52,9 @@ public static class MachineLauncher
     {
         var nspawn = Tools.Require(Tool.SystemdNspawn);
         var cgroups = CgroupScope.Create(options.MachineName);
+        // Recorded before nspawn runs, so that a build killed at any moment leaves a record the next run can reap.
+        var record = new Machine(options.LogicalName, options.MachineName, options.Image, options.ImageDir, 0, 0, 0, 0, null, null, cgroups.Dirs);
+        MachineRegistry.Add(record);
         var console = new LineTail(30);
         using var notify = NotifyListener.Bind(Path.Combine(StateDir, options.MachineName + ".notify"));
         var running = Cli.Wrap(Tools.Require(Tool.Sh))
@@ -63,19 +68,26 @@ public static class MachineLauncher
         Children[pid] = running;
         _ = running.Task.ContinueWith(_ => Children.TryRemove(pid, out var _), TaskScheduler.Default);
         var nspawnStart = ProcessInfo.StartTime(pid) ?? 0;
+        MachineRegistry.Add(record = record with { NspawnPid = pid, NspawnStartTime = nspawnStart });
 
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(options.BootTimeout);
         var ready = notify.WaitForReadyAsync(timeout.Token);
         var first = await Task.WhenAny(ready, running.Task);
-        if (first == ready && ready.IsCompletedSuccessfully && notify.LeaderPid is { } leader && ProcessInfo.StartTime(leader) is { } leaderStart)
-            return new Machine(options.LogicalName, options.MachineName, options.Image, options.ImageDir, leader, leaderStart,
-                pid, nspawnStart, FindSnapshot(pid), null, cgroups.Dirs);
+        record = record with
+        {
+            LeaderPid = notify.LeaderPid ?? 0,
+            LeaderStartTime = notify.LeaderPid is { } leader ? ProcessInfo.StartTime(leader) ?? 0 : 0,
+            Snapshot = FindSnapshot(pid),
+        };
+        if (first == ready && ready.IsCompletedSuccessfully && record.LeaderStartTime != 0)
+        {
+            MachineRegistry.Add(record);
+            return record;
+        }
 
         // Not ready: take down whatever started, then say why with the guest's last words.
-        var partial = new Machine(options.LogicalName, options.MachineName, options.Image, options.ImageDir,
-            notify.LeaderPid ?? 0, notify.LeaderPid is { } l ? ProcessInfo.StartTime(l) ?? 0 : 0, pid, nspawnStart, FindSnapshot(pid), null, cgroups.Dirs);
-        await StopAsync(partial, TimeSpan.FromSeconds(5), CancellationToken.None);
+        await StopAsync(record, TimeSpan.FromSeconds(5), CancellationToken.None);
         cancellationToken.ThrowIfCancellationRequested();
         if (first == running.Task)
             throw new NspawnException(ErrorCodes.BootFailed,
@@ -87,6 +99,7 @@ public static class MachineLauncher
     private static async Task<Machine> StartInUnitAsync(LaunchOptions options, CancellationToken cancellationToken)
     {
         var unit = options.MachineName + ".service";
+        MachineRegistry.Add(new Machine(options.LogicalName, options.MachineName, options.Image, options.ImageDir, 0, 0, 0, 0, null, unit, []));
         var args = options.SystemdRunArguments(Tools.Require(Tool.SystemdNspawn), DefaultStopTimeout);
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         // systemd fails the start itself after TimeoutStartSec; ours is a backstop a little later.
@@ -104,8 +117,10 @@ public static class MachineLauncher
         {
             var pid = int.Parse(await ShowAsync(Tool.Systemctl, ["show", "--property=MainPID", "--value", unit]));
             var leader = int.Parse(await ShowAsync(Tool.Machinectl, ["show", "--property=Leader", "--value", options.MachineName]));
-            return new Machine(options.LogicalName, options.MachineName, options.Image, options.ImageDir,
+            var machine = new Machine(options.LogicalName, options.MachineName, options.Image, options.ImageDir,
                 leader, ProcessInfo.StartTime(leader) ?? 0, pid, ProcessInfo.StartTime(pid) ?? 0, FindSnapshot(pid), unit, []);
+            MachineRegistry.Add(machine);
+            return machine;
         }
 
         var journal = await Cli.Wrap(Tools.Require(Tool.Journalctl)).WithArguments(["--unit", unit, "--lines=30", "--output=cat", "--no-pager"])
@@ -155,7 +170,10 @@ public static class MachineLauncher
         }
         File.Delete(Path.Combine(StateDir, machine.Name + ".notify"));
 
-        if (ProcessInfo.IsRunning(machine.NspawnPid, machine.NspawnStartTime) || (machine.Snapshot is { } s && Directory.Exists(s)))
+        var stopped = !ProcessInfo.IsRunning(machine.NspawnPid, machine.NspawnStartTime) && !(machine.Snapshot is { } s && Directory.Exists(s));
+        if (stopped)
+            MachineRegistry.Remove(machine.Name);
+        else
             throw new NspawnException(ErrorCodes.StopFailed,
                 $"Machine '{machine.LogicalName}' ({machine.Name}) could not be stopped: nspawn PID {machine.NspawnPid} or snapshot '{machine.Snapshot}' is still there. Stop it by hand (kill {machine.NspawnPid}; btrfs subvolume delete '{machine.Snapshot}').");
     }

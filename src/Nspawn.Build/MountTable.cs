@@ -3,7 +3,10 @@ using System.Text;
 namespace Nspawn.Build;
 
 /// <summary>One line of /proc/self/mountinfo.</summary>
-public sealed record Mount(string MountPoint, string FsType, string Source, string Root, string SuperOptions);
+public sealed record Mount(string MountPoint, string FsType, string Source, string Root, string SuperOptions, string Options = "")
+{
+    public bool ReadOnly => Options.Split(',').Contains("ro") || SuperOptions.Split(',').Contains("ro");
+}
 
 /// <summary>Reads the mount table: which file system a path is on, and whether a folder is a mount point.</summary>
 public static class MountTable
@@ -21,7 +24,7 @@ public static class MountTable
             if (dash < 6 || fields.Length < dash + 3)
                 continue;
             mounts.Add(new Mount(Unescape(fields[4]), fields[dash + 1], Unescape(fields[dash + 2]), Unescape(fields[3]),
-                fields.Length > dash + 3 ? fields[dash + 3] : ""));
+                fields.Length > dash + 3 ? fields[dash + 3] : "", fields[5]));
         }
         return mounts;
     }

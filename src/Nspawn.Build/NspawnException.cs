@@ -20,6 +20,10 @@ public static class ErrorCodes
     public const string BadPackageList = "NSPAWN0009";
     public const string BadPath = "NSPAWN0010";
     public const string BadOption = "NSPAWN0011";
+    public const string ReadOnly = "NSPAWN0012";
+    public const string NoSpace = "NSPAWN0013";
+    public const string NotOurImage = "NSPAWN0014";
+    public const string NotBtrfs = "NSPAWN0015";
     public const string BtrfsFailed = "NSPAWN0020";
     public const string DebootstrapFailed = "NSPAWN0021";
     public const string ImageMissing = "NSPAWN0030";

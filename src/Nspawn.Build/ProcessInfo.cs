@@ -5,6 +5,7 @@ namespace Nspawn.Build;
 /// <summary>Processes by PID, with their start time to rule out PID reuse.</summary>
 public static class ProcessInfo
 {
+    public const int SigInt = 2;
     public const int SigKill = 9;
     public const int SigTerm = 15;
 

@@ -1,4 +1,3 @@
-using System.Security;
 using Xunit;
 
 namespace Nspawn.Build.Tests;
@@ -13,32 +12,15 @@ public sealed class ErrorTests(PackageFixture package) : IDisposable
     private readonly string _dir = Directory.CreateTempSubdirectory("nspawn-errors-").FullName;
     private string ChrootsDir => Path.Combine(_dir, "test_chroots");
 
-    public void Dispose() => Directory.Delete(_dir, recursive: true);
-
-    private string Project(string items = "")
+    public void Dispose()
     {
-        var build = Path.Combine(package.PackageDir, "build");
-        var path = Path.Combine(_dir, "consumer.proj");
-        File.WriteAllText(path, $"""
-            <Project>
-              <Import Project="{SecurityElement.Escape(build)}/Nspawn.Build.props" />
-              <PropertyGroup><NspawnChrootsDir>{SecurityElement.Escape(ChrootsDir)}</NspawnChrootsDir></PropertyGroup>
-              <ItemGroup>{items}</ItemGroup>
-              <Import Project="{SecurityElement.Escape(build)}/Nspawn.Build.targets" />
-              <Target Name="Build" />
-              <Target Name="VSTest" />
-            </Project>
-            """);
-        return path;
+        foreach (var mount in _mounts)
+            Shell.RunAsync("umount", [mount]).GetAwaiter().GetResult();
+        Directory.Delete(_dir, recursive: true);
     }
 
-    private async Task<RunResult> ContainerTestAsync(IEnumerable<string> args, string items = "", Dictionary<string, string?>? env = null, string[]? prefix = null)
-    {
-        var dotnet = Tools.Find("dotnet") ?? "/usr/share/dotnet/dotnet";
-        string[] command = [dotnet, "msbuild", Project(items), "-t:ContainerTest", "-nologo", .. args];
-        var all = (prefix ?? []).Concat(command).ToArray();
-        return await Shell.RunAsync(all[0], all.Skip(1), env, _dir);
-    }
+    private Task<RunResult> ContainerTestAsync(IEnumerable<string> args, string items = "", Dictionary<string, string?>? env = null, string[]? prefix = null) =>
+        new ConsumerProject(package, _dir, ChrootsDir, items).RunAsync(["-t:ContainerTest", .. args], env, prefix);
 
     private static void AssertError(RunResult run, string code, string hint)
     {
@@ -91,6 +73,93 @@ public sealed class ErrorTests(PackageFixture package) : IDisposable
     {
         AssertError(await ContainerTestAsync([], """<NspawnMachine Include="web" Image="bookworm/../x" />"""), ErrorCodes.BadImageName, "Image of NspawnMachine 'web'");
         AssertNothingCreated();
+    }
+
+    /// <summary>A tmpfs of its own for the chroots folder's parent, with the given mount options; unmounted after.</summary>
+    private async Task<string> TmpfsAsync(string options)
+    {
+        var dir = Directory.CreateDirectory(Path.Combine(_dir, "fs")).FullName;
+        await Shell.RunAsync("mount", ["-t", "tmpfs", "-o", options, "tmpfs", dir]);
+        _mounts.Add(dir);
+        return dir;
+    }
+
+    private readonly List<string> _mounts = [];
+
+    [Fact]
+    public async Task A_read_only_chroots_folder_is_rejected()
+    {
+        var fs = await TmpfsAsync("ro,size=1M");
+        var run = await new ConsumerProject(package, _dir, Path.Combine(fs, "test_chroots")).RunAsync(["-t:ContainerTest"]);
+        AssertError(run, ErrorCodes.ReadOnly, "read-only file system");
+        Assert.Empty(Directory.GetFileSystemEntries(fs));
+        Leaks.AssertNone();
+    }
+
+    [Fact]
+    public async Task A_chroots_folder_without_room_for_the_loop_file_is_rejected()
+    {
+        var fs = await TmpfsAsync("size=64M");
+        var run = await new ConsumerProject(package, _dir, Path.Combine(fs, "test_chroots")).RunAsync(["-t:ContainerTest"]);
+        AssertError(run, ErrorCodes.NoSpace, "MiB are free");
+        Assert.Empty(Directory.GetFileSystemEntries(fs));
+        Leaks.AssertNone();
+    }
+
+    [Fact]
+    public async Task A_loop_file_that_is_not_btrfs_is_left_alone()
+    {
+        Directory.CreateDirectory(ChrootsDir);
+        var file = Path.Combine(ChrootsDir, "btrfs.img");
+        await using (var f = File.Create(file))
+            f.SetLength(300 << 20);
+        var run = await ContainerTestAsync([]);
+        AssertError(run, ErrorCodes.NotBtrfs, "holds no btrfs file system");
+        Assert.Equal(300L << 20, new FileInfo(file).Length);
+        Assert.Single(Directory.GetFileSystemEntries(ChrootsDir));
+        Assert.False(BtrfsStore.IsBtrfs(ChrootsDir));
+        Leaks.AssertNone();
+    }
+
+    [Fact]
+    public async Task An_image_folder_not_made_by_us_is_left_alone()
+    {
+        await package.FirstRunAsync();
+        // In the real (btrfs) chroots folder: a folder named like the image, without our stamp.
+        var mine = Path.Combine(Repo.ChrootsDir, "users-own");
+        Directory.CreateDirectory(mine);
+        File.WriteAllText(Path.Combine(mine, "precious.txt"), "keep me");
+        try
+        {
+            var run = await new ConsumerProject(package, _dir, Repo.ChrootsDir).RunAsync(["-t:ContainerTest", "-p:NspawnImage=users-own", "-p:NspawnSuite=bookworm"]);
+            AssertError(run, ErrorCodes.NotOurImage, "was not made by Nspawn.Build");
+            Assert.Equal("keep me", File.ReadAllText(Path.Combine(mine, "precious.txt")));
+            Leaks.AssertNone();
+        }
+        finally
+        {
+            Directory.Delete(mine, recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task An_image_that_is_a_plain_folder_is_left_alone()
+    {
+        await package.FirstRunAsync();
+        var plain = Path.Combine(Repo.ChrootsDir, "plain-copy");
+        Directory.CreateDirectory(Path.Combine(plain, "etc"));
+        File.Copy(Path.Combine(Repo.ImageDir, ImageBuilder.StampPath), Path.Combine(plain, ImageBuilder.StampPath));
+        try
+        {
+            var run = await new ConsumerProject(package, _dir, Repo.ChrootsDir).RunAsync(["-t:ContainerTest", "-p:NspawnImage=plain-copy", "-p:NspawnSuite=bookworm"]);
+            AssertError(run, ErrorCodes.NotOurImage, "not a btrfs subvolume");
+            Assert.True(File.Exists(Path.Combine(plain, ImageBuilder.StampPath)));
+            Leaks.AssertNone();
+        }
+        finally
+        {
+            Directory.Delete(plain, recursive: true);
+        }
     }
 
     [Fact]

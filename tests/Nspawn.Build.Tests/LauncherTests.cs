@@ -110,6 +110,24 @@ public sealed class LauncherTests(PackageFixture package) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_machine_name_in_use_is_refused()
+    {
+        var m = await MachineLauncher.StartAsync(Options(), CancellationToken.None);
+        try
+        {
+            var again = Options() with { MachineName = m.Name };
+            var e = await Assert.ThrowsAsync<NspawnException>(() => MachineLauncher.StartAsync(again, CancellationToken.None));
+            Assert.Equal(ErrorCodes.BadMachineName, e.Code);
+            Assert.True(ProcessInfo.IsRunning(m.LeaderPid, m.LeaderStartTime), "the running machine was disturbed");
+        }
+        finally
+        {
+            await MachineLauncher.StopAsync(m, TimeSpan.FromSeconds(15), CancellationToken.None);
+        }
+        Leaks.AssertNone();
+    }
+
+    [Fact]
     public async Task Stop_cleans_up_after_a_killed_nspawn()
     {
         var m = await MachineLauncher.StartAsync(Options(), CancellationToken.None);

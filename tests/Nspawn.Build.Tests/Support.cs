@@ -1,4 +1,5 @@
 using System.IO.Compression;
+using System.Security;
 using System.Text;
 using CliWrap;
 using CliWrap.Buffered;
@@ -49,6 +50,7 @@ public static class Leaks
             found.AddRange(Directory.EnumerateFileSystemEntries(Repo.ChrootsDir, ".#machine.*").Select(s => "snapshot " + s));
         if (Directory.Exists(MachineLauncher.StateDir))
             found.AddRange(Directory.EnumerateFiles(MachineLauncher.StateDir, "*.notify").Select(s => "socket " + s));
+        found.AddRange(MachineRegistry.List().Select(r => $"record of {r.Machine.Name} (owner PID {r.OwnerPid})"));
         foreach (var hierarchy in Directory.EnumerateDirectories("/sys/fs/cgroup"))
             found.AddRange(Directory.EnumerateDirectories(hierarchy, "nspawn-*", SearchOption.AllDirectories).Select(s => "cgroup " + s));
         return found;
@@ -59,6 +61,19 @@ public static class Leaks
 
 public static class Shell
 {
+    /// <summary>Waits until <paramref name="condition"/> holds; false after <paramref name="timeout"/>.</summary>
+    public static async Task<bool> WaitUntilAsync(Func<bool> condition, TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (!condition())
+        {
+            if (DateTime.UtcNow > deadline)
+                return false;
+            await Task.Delay(50);
+        }
+        return true;
+    }
+
     public static async Task<RunResult> RunAsync(string program, IEnumerable<string> args, IReadOnlyDictionary<string, string?>? env = null, string? workingDir = null)
     {
         var output = new StringBuilder();
@@ -97,8 +112,9 @@ public sealed class PackageFixture : IAsyncLifetime
     /// <summary>The first ContainerTest run of this test run: it builds the image if there is none yet.</summary>
     public Task<RunResult> FirstRunAsync() => _firstRun ??= RunSampleAsync([]);
 
-    public Task<RunResult> RunSampleAsync(IEnumerable<string> args, IReadOnlyDictionary<string, string?>? env = null) =>
-        Shell.RunAsync("dotnet", ["build", Repo.Sample, "-t:ContainerTest", $"-p:NspawnBuildVersion={Version}", .. args],
+    /// <summary>dotnet build -t:ContainerTest on the sample, or another dotnet command (such as test) with the same package.</summary>
+    public Task<RunResult> RunSampleAsync(IEnumerable<string> args, IReadOnlyDictionary<string, string?>? env = null, string command = "build") =>
+        Shell.RunAsync("dotnet", [command, Repo.Sample, .. command == "build" ? ["-t:ContainerTest"] : Array.Empty<string>(), $"-p:NspawnBuildVersion={Version}", .. args],
             new Dictionary<string, string?>(env ?? new Dictionary<string, string?>()) { ["NUGET_PACKAGES"] = NuGetCache });
 
     public async Task DisposeAsync()
@@ -117,4 +133,93 @@ public sealed class MachinesCollection : ICollectionFixture<PackageFixture>
 {
     // Real machines, builds and mounts: one at a time, in one collection.
     public const string Name = "real machines";
+}
+
+/// <summary>
+/// A small project that imports the packed package's build files directly (as NuGet does), with empty
+/// Build and a VSTest of the test's choosing: ContainerTest on it takes a second or two.
+/// </summary>
+public sealed class ConsumerProject
+{
+    public string Path { get; }
+    public string Dir { get; }
+
+    public ConsumerProject(PackageFixture package, string dir, string chrootsDir, string items = "", string vstest = "", string properties = "", string name = "consumer")
+    {
+        Dir = dir;
+        Path = System.IO.Path.Combine(dir, name + ".proj");
+        var build = SecurityElement.Escape(System.IO.Path.Combine(package.PackageDir, "build"));
+        File.WriteAllText(Path, $"""
+            <Project>
+              <Import Project="{build}/Nspawn.Build.props" />
+              <PropertyGroup>
+                <NspawnChrootsDir>{SecurityElement.Escape(chrootsDir)}</NspawnChrootsDir>
+                <IntermediateOutputPath>obj/{name}/</IntermediateOutputPath>
+                {properties}
+              </PropertyGroup>
+              <ItemGroup>{items}</ItemGroup>
+              <Import Project="{build}/Nspawn.Build.targets" />
+              <Target Name="Build" />
+              <Target Name="VSTest">{vstest}</Target>
+            </Project>
+            """);
+    }
+
+    public static string Dotnet => Tools.Find("dotnet") ?? "/usr/share/dotnet/dotnet";
+
+    public IReadOnlyList<string> Command(IEnumerable<string> args) => [Dotnet, "msbuild", Path, "-nologo", .. args];
+
+    public Task<RunResult> RunAsync(IEnumerable<string> args, IReadOnlyDictionary<string, string?>? env = null, string[]? prefix = null)
+    {
+        var all = (prefix ?? []).Concat(Command(args)).ToArray();
+        return Shell.RunAsync(all[0], all.Skip(1), env, Dir);
+    }
+}
+
+/// <summary>A build running in the background, to be signalled at a chosen moment.</summary>
+public sealed class BackgroundRun
+{
+    private readonly StringBuilder _output = new();
+    private readonly CommandTask<CommandResult> _task;
+
+    private BackgroundRun(IReadOnlyList<string> command, IReadOnlyDictionary<string, string?>? env)
+    {
+        void Add(string line)
+        {
+            lock (_output)
+                _output.AppendLine(line);
+        }
+        _task = Cli.Wrap(command[0]).WithArguments(command.Skip(1))
+            .WithEnvironmentVariables((env ?? new Dictionary<string, string?>()).ToDictionary(kv => kv.Key, kv => kv.Value))
+            .WithWorkingDirectory(Repo.Root)
+            .WithStandardOutputPipe(PipeTarget.ToDelegate(Add))
+            .WithStandardErrorPipe(PipeTarget.ToDelegate(Add))
+            .WithValidation(CommandResultValidation.None)
+            .ExecuteAsync();
+    }
+
+    public static BackgroundRun Start(IReadOnlyList<string> command, IReadOnlyDictionary<string, string?>? env = null) => new(command, env);
+
+    public int Pid => _task.ProcessId;
+
+    public string Output
+    {
+        get
+        {
+            lock (_output)
+                return _output.ToString();
+        }
+    }
+
+    public Task<bool> WaitForOutputAsync(string text, TimeSpan timeout) => Shell.WaitUntilAsync(() => Output.Contains(text) || _task.Task.IsCompleted, timeout);
+
+    public void Signal(int signal) => ProcessInfo.Signal(Pid, ProcessInfo.StartTime(Pid) ?? 0, signal);
+
+    /// <summary>The result, or null when the build is still running after <paramref name="timeout"/>.</summary>
+    public async Task<RunResult?> WaitForExitAsync(TimeSpan timeout)
+    {
+        if (await Task.WhenAny(_task.Task, Task.Delay(timeout)) != _task.Task)
+            return null;
+        return new RunResult(_task.Task.Result.ExitCode, Output);
+    }
 }

@@ -81,6 +81,26 @@ public class ImageSpecTests
         ImageSpec.Create("bookworm", suite, mirror, variant, include);
 
     [Fact]
+    public void A_corrupt_or_missing_stamp_means_out_of_date()
+    {
+        var dir = Directory.CreateTempSubdirectory("nspawn-stamp-").FullName;
+        try
+        {
+            var builder = new ImageBuilder(dir);
+            Assert.False(builder.IsUpToDate(Spec()));
+            Directory.CreateDirectory(Path.Combine(dir, "bookworm/etc"));
+            File.WriteAllBytes(Path.Combine(dir, "bookworm", ImageBuilder.StampPath), [0xff, 0x00, 0xfe, 0x12]);
+            Assert.False(builder.IsUpToDate(Spec()));
+            File.WriteAllText(Path.Combine(dir, "bookworm", ImageBuilder.StampPath), Spec().Stamp);
+            Assert.True(builder.IsUpToDate(Spec()));
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
     public void Suite_defaults_to_the_image_name() => Assert.Equal("bookworm", Spec().Suite);
 
     [Fact]

@@ -18,9 +18,7 @@ public sealed class DebootstrapChroot : NspawnTask
 
     protected override void Check()
     {
-        Validate.AbsolutePath(ChrootsDir, "NspawnChrootsDir");
-        Spec();
-        ImageBuilder.Check();
+        new ImageBuilder(Validate.AbsolutePath(ChrootsDir, "NspawnChrootsDir")).Check(Spec());
     }
 
     protected override async Task ExecuteAsync(CancellationToken cancellationToken)

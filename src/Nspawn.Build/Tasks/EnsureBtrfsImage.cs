@@ -19,14 +19,26 @@ public sealed class EnsureBtrfsImage : NspawnTask
     protected override async Task ExecuteAsync(CancellationToken cancellationToken)
     {
         var store = Store();
+        var key = "Nspawn.Build.InUse:" + store.ChrootsDir;
         if (Unmount)
         {
             Tools.RequireRoot();
-            if (await store.UnmountAsync(cancellationToken))
-                Progress($"Unmounted the btrfs loop file system from {store.ChrootsDir}.");
+            // This build's own hold must not keep the file system busy.
+            (BuildEngine4.UnregisterTaskObject(key, RegisteredTaskObjectLifetime.Build) as IDisposable)?.Dispose();
+            switch (await store.UnmountAsync(cancellationToken))
+            {
+                case BtrfsStore.UnmountResult.Unmounted:
+                    Progress($"Unmounted the btrfs loop file system from {store.ChrootsDir}.");
+                    break;
+                case BtrfsStore.UnmountResult.Busy:
+                    Progress($"{store.ChrootsDir} is still in use by another build or a running machine: left mounted.");
+                    break;
+            }
             return;
         }
         var state = await store.EnsureAsync(Progress, cancellationToken);
+        if (BuildEngine4.GetRegisteredTaskObject(key, RegisteredTaskObjectLifetime.Build) is null)
+            BuildEngine4.RegisterTaskObject(key, store.HoldInUse(), RegisteredTaskObjectLifetime.Build, allowEarlyCollection: false);
         Log.LogMessage(MessageImportance.Normal, $"{store.ChrootsDir} is on btrfs ({state}).");
     }
 }

@@ -8,6 +8,9 @@ public sealed class StopEphemeral : NspawnTask
     /// <summary>StartEphemeral's StartedMachines.</summary>
     public ITaskItem[] Machines { get; set; } = [];
     public string StopTimeout { get; set; } = "15";
+    /// <summary>Instead: stop the machines of builds that are gone, and remove leftovers in ChrootsDir.</summary>
+    public bool Reap { get; set; }
+    public string ChrootsDir { get; set; } = "";
 
     protected override void Check()
     {
@@ -18,6 +21,14 @@ public sealed class StopEphemeral : NspawnTask
     protected override async Task ExecuteAsync(CancellationToken cancellationToken)
     {
         var timeout = Validate.Timeout(StopTimeout, "NspawnStopTimeout");
+        if (Reap)
+        {
+            Tools.RequireRoot();
+            var dirs = string.IsNullOrEmpty(ChrootsDir) ? [] : new[] { Validate.AbsolutePath(ChrootsDir, "NspawnChrootsDir") };
+            foreach (var what in await MachineRegistry.ReapAsync(dirs, cancellationToken))
+                Progress($"Removed a leftover of an earlier run: {what}.");
+            return;
+        }
         var machines = Machines.Select(i => MachinesFile.DeserializeOne(i.GetMetadata("Machine"))).ToList();
         // Stop them all even when one fails or the build is canceled: a stop is never cut short.
         var stops = machines.Select(async m =>

@@ -1,0 +1,231 @@
+using System.Security;
+using System.Xml.Linq;
+using CliWrap;
+using CliWrap.Buffered;
+using Xunit;
+
+namespace Nspawn.Build.Tests;
+
+/// <summary>
+/// Never leak a machine: these do the bad thing for real (SIGINT and SIGKILL to a running build, parallel
+/// builds, plain dotnet test) and then check the process table, the chroots folder and the mount table.
+/// </summary>
+[Collection(MachinesCollection.Name)]
+public sealed class LeakTests(PackageFixture package) : IAsyncLifetime
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("nspawn-leaks-").FullName;
+    private string Gate => Path.Combine(_dir, "gate");
+    private string Running => Path.Combine(_dir, "tests-running");
+
+    public async Task InitializeAsync()
+    {
+        var first = await package.FirstRunAsync();
+        Assert.True(File.Exists(Path.Combine(Repo.ImageDir, ImageBuilder.StampPath)), "no image: " + first);
+        File.WriteAllText(Gate, "");
+    }
+
+    public Task DisposeAsync()
+    {
+        Directory.Delete(_dir, recursive: true);
+        return Task.CompletedTask;
+    }
+
+    /// <summary>A VSTest that says it runs, then waits until the test removes the gate file.</summary>
+    private string WaitingTests => $"""
+        <Touch Files="{SecurityElement.Escape(Running)}" AlwaysCreate="true" />
+        <Exec Command="while [ -e '{SecurityElement.Escape(Gate)}' ]; do sleep 0.1; done" />
+        """;
+
+    private ConsumerProject Consumer(string vstest = "", string items = "", string name = "consumer") =>
+        new(package, _dir, Repo.ChrootsDir, items, vstest, name: name);
+
+    private static void AssertNoMountsUnder(string dir) =>
+        Assert.DoesNotContain(MountTable.Read(), m => MountTable.IsUnder(m.MountPoint, dir) && m.MountPoint != dir);
+
+    [Fact]
+    public async Task Ctrl_C_while_tests_run_stops_the_machines()
+    {
+        var run = BackgroundRun.Start(Consumer(WaitingTests).Command(["-t:ContainerTest"]));
+        Assert.True(await Shell.WaitUntilAsync(() => File.Exists(Running), TimeSpan.FromMinutes(2)), run.Output);
+        Assert.NotEmpty(Leaks.Find());
+        run.Signal(ProcessInfo.SigInt);
+        var result = await run.WaitForExitAsync(TimeSpan.FromSeconds(15));
+        Assert.True(result is not null, "the build did not end within 15 s of SIGINT:\n" + run.Output);
+        Assert.NotEqual(0, result.ExitCode);
+        Leaks.AssertNone();
+    }
+
+    [Fact]
+    public async Task Ctrl_C_while_a_machine_boots_stops_it()
+    {
+        // An image whose boot waits a minute for a service, so that the build is caught booting.
+        var slow = Path.Combine(Repo.ChrootsDir, "slow-" + Guid.NewGuid().ToString("N")[..8]);
+        await Cli.Wrap("btrfs").WithArguments(["-q", "subvolume", "snapshot", Repo.ImageDir, slow]).ExecuteBufferedAsync();
+        try
+        {
+            File.WriteAllText(Path.Combine(slow, "etc/systemd/system/slow.service"),
+                "[Unit]\nBefore=multi-user.target\n[Service]\nType=oneshot\nExecStart=/bin/sleep 60\n[Install]\nWantedBy=multi-user.target\n");
+            Directory.CreateDirectory(Path.Combine(slow, "etc/systemd/system/multi-user.target.wants"));
+            File.CreateSymbolicLink(Path.Combine(slow, "etc/systemd/system/multi-user.target.wants/slow.service"), "/etc/systemd/system/slow.service");
+
+            var run = BackgroundRun.Start(Consumer(WaitingTests).Command(["-t:ContainerTest", $"-p:NspawnImage={Path.GetFileName(slow)}", "-p:NspawnSuite=bookworm", "-p:NspawnBootTimeout=120"]));
+            Assert.True(await Shell.WaitUntilAsync(() => Directory.EnumerateDirectories(Repo.ChrootsDir, ".#machine.slow*").Any(), TimeSpan.FromMinutes(1)), run.Output);
+            await Task.Delay(1000);
+            run.Signal(ProcessInfo.SigInt);
+            var result = await run.WaitForExitAsync(TimeSpan.FromSeconds(15));
+            Assert.True(result is not null, "the build did not end within 15 s of SIGINT:\n" + run.Output);
+            Assert.Contains("error NSPAWN0040", result.Output);
+            Assert.False(File.Exists(Running), "the tests ran");
+            Leaks.AssertNone();
+        }
+        finally
+        {
+            await ImageBuilder.RemoveTreeAsync(slow, CancellationToken.None);
+        }
+    }
+
+    [Fact]
+    public async Task Ctrl_C_during_debootstrap_leaves_no_half_image()
+    {
+        var image = "int-" + Guid.NewGuid().ToString("N")[..8];
+        var run = BackgroundRun.Start(Consumer().Command(["-t:NspawnPrepareImages", $"-p:NspawnImage={image}", "-p:NspawnSuite=bookworm"]));
+        Assert.True(await run.WaitForOutputAsync("downloading packages", TimeSpan.FromMinutes(2)), run.Output);
+        run.Signal(ProcessInfo.SigInt);
+        var result = await run.WaitForExitAsync(TimeSpan.FromSeconds(15));
+        Assert.True(result is not null, "the build did not end within 15 s of SIGINT:\n" + run.Output);
+        Assert.NotEqual(0, result.ExitCode);
+        Assert.False(Directory.Exists(Path.Combine(Repo.ChrootsDir, image)));
+        Assert.Empty(Directory.GetDirectories(Repo.ChrootsDir, $".#{image}.*"));
+        Assert.Empty((await Cli.Wrap("pgrep").WithArguments(["-f", "debootstrap"]).WithValidation(CommandResultValidation.None).ExecuteBufferedAsync()).StandardOutput);
+        AssertNoMountsUnder(Repo.ChrootsDir);
+        Leaks.AssertNone();
+    }
+
+    [Fact]
+    public async Task A_killed_build_leaves_its_machine_to_the_next_runs_reaper()
+    {
+        var run = BackgroundRun.Start(Consumer(WaitingTests).Command(["-t:ContainerTest"]));
+        Assert.True(await Shell.WaitUntilAsync(() => File.Exists(Running), TimeSpan.FromMinutes(2)), run.Output);
+        run.Signal(ProcessInfo.SigKill);
+        Assert.NotNull(await run.WaitForExitAsync(TimeSpan.FromSeconds(5)));
+        File.Delete(Gate); // ends the orphaned test stand-in
+        // Nothing could clean up at that moment: the machine (or at least its record and snapshot) is still there.
+        Assert.NotEmpty(Leaks.Find());
+        var reap = await Consumer(name: "next").RunAsync(["-t:NspawnReap"]);
+        Assert.True(reap.ExitCode == 0, reap.ToString());
+        Assert.Contains("Removed a leftover of an earlier run", reap.Output);
+        Leaks.AssertNone();
+    }
+
+    [Fact]
+    public async Task The_reaper_leaves_a_live_builds_machine_alone()
+    {
+        var run = BackgroundRun.Start(Consumer(WaitingTests).Command(["-t:ContainerTest"]));
+        Assert.True(await Shell.WaitUntilAsync(() => File.Exists(Running), TimeSpan.FromMinutes(2)), run.Output);
+        var before = MachineRegistry.List().Single();
+        var reap = await Consumer(name: "other").RunAsync(["-t:NspawnReap"]);
+        Assert.True(reap.ExitCode == 0, reap.ToString());
+        Assert.DoesNotContain("Removed", reap.Output);
+        Assert.True(ProcessInfo.IsRunning(before.Machine.LeaderPid, before.Machine.LeaderStartTime));
+        // NspawnUnmount from another build must not pull the file system from under this one either.
+        var unmount = await Consumer(name: "other").RunAsync(["-t:NspawnUnmount"]);
+        Assert.Contains("still in use", unmount.Output);
+        Assert.True(BtrfsStore.IsBtrfs(Repo.ChrootsDir));
+        File.Delete(Gate);
+        var result = await run.WaitForExitAsync(TimeSpan.FromMinutes(1));
+        Assert.True(result?.ExitCode == 0, result?.ToString());
+        Leaks.AssertNone();
+    }
+
+    [Fact]
+    public async Task Two_builds_wanting_one_new_image_build_it_once()
+    {
+        var image = "par-" + Guid.NewGuid().ToString("N")[..8];
+        try
+        {
+            string[] args = ["-t:NspawnPrepareImages", $"-p:NspawnImage={image}", "-p:NspawnSuite=bookworm"];
+            var runs = await Task.WhenAll(Consumer(name: "a").RunAsync(args), Consumer(name: "b").RunAsync(args));
+            Assert.All(runs, r => Assert.True(r.ExitCode == 0, r.ToString()));
+            Assert.Single(runs, r => r.Output.Contains($"Image '{image}': debootstrap bookworm"));
+            Assert.Single(runs, r => r.Output.Contains($"Image '{image}': waiting for another build") && r.Output.Contains($"Image '{image}' is up to date"));
+            Assert.True(File.Exists(Path.Combine(Repo.ChrootsDir, image, ImageBuilder.StampPath)));
+        }
+        finally
+        {
+            await ImageBuilder.RemoveTreeAsync(Path.Combine(Repo.ChrootsDir, image), CancellationToken.None);
+        }
+    }
+
+    [Fact]
+    public async Task Parallel_projects_and_several_machines_each_get_their_own()
+    {
+        string Seen(string name) => Path.Combine(_dir, "seen", name + ".runsettings");
+        string Record(string name) => $"""<Copy SourceFiles="$(VSTestSetting)" DestinationFiles="{SecurityElement.Escape(Seen(name))}" />""";
+        var a = Consumer(Record("a"), """<NspawnMachine Include="web" /><NspawnMachine Include="db" />""", name: "a");
+        var b = Consumer(Record("b"), name: "b");
+        var suite = Path.Combine(_dir, "suite.proj");
+        File.WriteAllText(suite, $"""<Project><Target Name="ContainerTest"><MSBuild Projects="{a.Path};{b.Path}" Targets="ContainerTest" BuildInParallel="true" /></Target></Project>""");
+        var run = await Shell.RunAsync(ConsumerProject.Dotnet, ["msbuild", suite, "-t:ContainerTest", "-m:2", "-nologo"], workingDir: _dir);
+        Assert.True(run.ExitCode == 0, run.ToString());
+
+        string Variable(string name, string variable) =>
+            XDocument.Load(Seen(name)).Descendants("EnvironmentVariables").Elements(variable).Single().Value;
+        Assert.NotEqual(Variable("a", "NSPAWN_MACHINE"), Variable("b", "NSPAWN_MACHINE"));
+        Assert.StartsWith("nspawn-web-", Variable("a", "NSPAWN_MACHINE"));
+        Assert.StartsWith("nspawn-default-", Variable("b", "NSPAWN_MACHINE"));
+        Assert.Contains("Started 'web'", run.Output);
+        Assert.Contains("'db' (nspawn-db-", run.Output);
+        Leaks.AssertNone();
+    }
+
+    [Fact]
+    public async Task A_multi_targeting_project_gets_machines_for_each_framework()
+    {
+        var seen = Path.Combine(_dir, "seen");
+        var packageDir = SecurityElement.Escape(package.PackageDir);
+        var project = Path.Combine(_dir, "multi.proj");
+        // The imports NuGet makes: buildMultiTargeting in the outer build, build in each inner one.
+        File.WriteAllText(project, $"""
+            <Project>
+              <PropertyGroup>
+                <TargetFrameworks>one;two</TargetFrameworks>
+                <NspawnChrootsDir>{SecurityElement.Escape(Repo.ChrootsDir)}</NspawnChrootsDir>
+                <IntermediateOutputPath>obj/multi/$(TargetFramework)/</IntermediateOutputPath>
+              </PropertyGroup>
+              <Import Project="{packageDir}/buildMultiTargeting/Nspawn.Build.targets" Condition="'$(TargetFramework)' == ''" />
+              <Import Project="{packageDir}/build/Nspawn.Build.props" Condition="'$(TargetFramework)' != ''" />
+              <Import Project="{packageDir}/build/Nspawn.Build.targets" Condition="'$(TargetFramework)' != ''" />
+              <Target Name="Build" />
+              <Target Name="VSTest"><Copy SourceFiles="$(VSTestSetting)" DestinationFiles="{SecurityElement.Escape(seen)}/$(TargetFramework).runsettings" /></Target>
+            </Project>
+            """);
+        var run = await Shell.RunAsync(ConsumerProject.Dotnet, ["msbuild", project, "-t:ContainerTest", "-nologo"], workingDir: _dir);
+        Assert.True(run.ExitCode == 0, run.ToString());
+        Assert.True(File.Exists(Path.Combine(seen, "one.runsettings")) && File.Exists(Path.Combine(seen, "two.runsettings")), run.Output);
+        Assert.Equal(2, run.Output.Split("Stopped 'default'").Length - 1);
+        Leaks.AssertNone();
+    }
+
+    [Fact]
+    public async Task Plain_dotnet_test_with_NspawnOnVSTest_boots_and_stops_machines()
+    {
+        await package.FirstRunAsync();
+        var run = await package.RunSampleAsync(["-p:NspawnOnVSTest=true"], command: "test");
+        Assert.True(run.ExitCode == 0, run.ToString());
+        Assert.Matches(@"Passed!\s+- Failed:\s+0, Passed:\s+5", run.Output);
+        Leaks.AssertNone();
+    }
+
+    [Fact]
+    public async Task Plain_dotnet_test_with_a_failing_test_still_stops_the_machines()
+    {
+        await package.FirstRunAsync();
+        var settings = Path.Combine(_dir, "suite.runsettings");
+        // Also a --settings of the suite's own: dotnet test makes it a global property, which ours must still win over.
+        File.WriteAllText(settings, "<RunSettings><RunConfiguration><EnvironmentVariables><SAMPLE_FAIL>1</SAMPLE_FAIL></EnvironmentVariables></RunConfiguration></RunSettings>");
+        var run = await package.RunSampleAsync(["-p:NspawnOnVSTest=true", "--settings", settings], command: "test");
+        Assert.NotEqual(0, run.ExitCode);
+        Assert.Matches(@"Failed!\s+- Failed:\s+1, Passed:\s+4", run.Output);
+        Leaks.AssertNone();
+    }
+}
