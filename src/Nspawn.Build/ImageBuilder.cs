@@ -33,8 +33,8 @@ public sealed class ImageBuilder(string chrootsDir)
         return File.Exists(stamp) && File.ReadAllText(stamp) == spec.Stamp;
     }
 
-    /// <summary>A minbase image with systemd takes about 350 MiB; debootstrap needs room for the packages too.</summary>
-    public const long SpaceNeeded = 768L << 20;
+    /// <summary>A minbase image with systemd takes about 250 MiB; debootstrap needs room for the packages too.</summary>
+    public const long SpaceNeeded = 512L << 20;
 
     /// <summary>Everything that can be checked before anything is created; the folder may not be mounted yet.</summary>
     public void Check(ImageSpec spec)
@@ -161,10 +161,15 @@ public sealed class ImageBuilder(string chrootsDir)
             await BtrfsStore.RunAsync(Tools.Require(Tool.Umount), ["--lazy", "--", m.MountPoint], cancellationToken);
         if (Tools.Find(Tool.Btrfs.Name) is { } btrfs && BtrfsStore.IsBtrfs(full))
         {
-            var r = await Cli.Wrap(btrfs).WithArguments(["-q", "subvolume", "delete", full])
+            var r = await Cli.Wrap(btrfs).WithArguments(["-q", "subvolume", "delete", "--commit-after", full])
                 .WithValidation(CommandResultValidation.None).ExecuteBufferedAsync(cancellationToken);
             if (r.ExitCode == 0)
+            {
+                // btrfs frees the space in the background after the commit: wait for it (quick after --commit-after), so the next image finds it free.
+                await Cli.Wrap(btrfs).WithArguments(["-q", "subvolume", "sync", Path.GetDirectoryName(full)!])
+                    .WithValidation(CommandResultValidation.None).ExecuteBufferedAsync(cancellationToken);
                 return;
+            }
         }
         if (Directory.Exists(full))
             Directory.Delete(full, recursive: true);

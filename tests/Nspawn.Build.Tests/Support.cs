@@ -95,6 +95,9 @@ public static class Shell
 /// </summary>
 public sealed class PackageFixture : IAsyncLifetime
 {
+    /// <summary>How many tests the sample has (tests/Sample).</summary>
+    public const int SampleTests = 11;
+
     public string Version { get; } = $"0.1.0-test.{DateTime.UtcNow:yyyyMMddHHmmss}.{Environment.ProcessId}";
     public string NuGetCache { get; } = Directory.CreateTempSubdirectory("nspawn-nuget-").FullName;
     public string PackageDir { get; } = Directory.CreateTempSubdirectory("nspawn-package-").FullName;

@@ -1,69 +1,46 @@
-using System.Diagnostics;
-using System.Text.Json;
+using Nspawn.Testing;
 using Xunit;
 
 namespace Sample.Tests;
 
-/// <summary>Tests that use the machine ContainerTest booted for them, reaching it with nsenter on its leader PID.</summary>
+/// <summary>Tests that use the machine ContainerTest booted for them.</summary>
 public class MachineTests
 {
-    private static string Env(string name) =>
-        Environment.GetEnvironmentVariable(name) ?? throw new InvalidOperationException($"{name} is not set: run these tests with 'sudo dotnet build -t:ContainerTest'.");
+    private readonly EphemeralMachine _machine = EphemeralMachine.FromEnvironment();
 
-    /// <summary>Runs a command inside the machine: its mount, UTS, IPC, network and PID namespaces.</summary>
-    private static (int ExitCode, string Output) Exec(params string[] argv)
+    [Fact]
+    public async Task The_machine_runs_Debian()
     {
-        var psi = new ProcessStartInfo("nsenter") { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var a in new[] { "-t", Env("NSPAWN_LEADER_PID"), "-m", "-u", "-i", "-n", "-p", "--" }.Concat(argv))
-            psi.ArgumentList.Add(a);
-        using var p = Process.Start(psi)!;
-        var output = p.StandardOutput.ReadToEnd() + p.StandardError.ReadToEnd();
-        p.WaitForExit();
-        return (p.ExitCode, output.Trim());
-    }
-
-    private static JsonElement FirstMachine()
-    {
-        using var doc = JsonDocument.Parse(File.ReadAllText(Env("NSPAWN_MACHINES_FILE")));
-        return doc.RootElement.GetProperty("machines")[0].Clone();
+        var osRelease = await _machine.ReadAllTextAsync("/etc/os-release");
+        Assert.Contains("ID=debian", osRelease);
+        Assert.Contains("ID=debian", (await _machine.ExecCheckedAsync("cat", "/etc/os-release")).StandardOutput);
     }
 
     [Fact]
-    public void The_machine_runs_Debian()
+    public async Task The_machine_is_the_one_named_in_the_environment()
     {
-        var (code, output) = Exec("cat", "/etc/os-release");
-        Assert.Equal(0, code);
-        Assert.Contains("ID=debian", output);
-    }
-
-    [Fact]
-    public void The_machine_is_the_one_named_in_the_environment()
-    {
-        var machine = FirstMachine();
-        Assert.Equal(Env("NSPAWN_MACHINE"), machine.GetProperty("name").GetString());
-        Assert.Equal(Env("NSPAWN_LEADER_PID"), machine.GetProperty("leaderPid").GetInt32().ToString());
-        Assert.Equal("default", machine.GetProperty("logicalName").GetString());
+        Assert.Equal(Environment.GetEnvironmentVariable("NSPAWN_MACHINE"), _machine.Name);
+        Assert.Equal(Environment.GetEnvironmentVariable("NSPAWN_LEADER_PID"), _machine.LeaderPid.ToString());
+        Assert.Equal("default", _machine.LogicalName);
         // The image has its own /etc/hostname (its name), not the host's that debootstrap copied.
-        Assert.Equal(machine.GetProperty("image").GetString(), Exec("hostname").Output);
+        Assert.Equal(_machine.Image, (await _machine.ExecCheckedAsync("hostname")).StandardOutput.Trim());
     }
 
     [Fact]
-    public void Systemd_inside_has_booted()
+    public async Task Systemd_inside_has_booted()
     {
-        var (_, state) = Exec("systemctl", "is-system-running", "--wait");
-        Assert.Contains(state, new[] { "running", "degraded" });
-        Assert.Equal((0, "active"), Exec("systemctl", "is-active", "dbus.service"));
+        Assert.True(await _machine.IsSystemRunningAsync());
+        await _machine.WaitForUnitAsync("dbus.service", TimeSpan.FromSeconds(30));
     }
 
     [Fact]
-    public void Writes_stay_in_the_ephemeral_snapshot()
+    public async Task Writes_stay_in_the_ephemeral_snapshot()
     {
-        var file = $"/root/written-by-test-{Guid.NewGuid():N}";
-        Assert.Equal(0, Exec("sh", "-c", $"echo hello > {file}").ExitCode);
-        Assert.Equal((0, "hello"), Exec("cat", file));
-        var imageDir = FirstMachine().GetProperty("imageDir").GetString()!;
-        Assert.True(File.Exists(Path.Combine(imageDir, "etc/os-release")), $"{imageDir} should be the image");
-        Assert.False(File.Exists(imageDir + file), "a write inside the machine reached the image");
+        var file = $"/srv/written-by-test-{Guid.NewGuid():N}";
+        await _machine.WriteAllTextAsync(file, "hello\n");
+        Assert.Equal("hello\n", await _machine.ReadAllTextAsync(file));
+        Assert.True(File.Exists(Path.Combine(_machine.ImageDir, "etc/os-release")), $"{_machine.ImageDir} should be the image");
+        Assert.False(File.Exists(_machine.ImageDir + file), "a write inside the machine reached the image");
     }
 
     [Fact]
@@ -72,4 +49,41 @@ public class MachineTests
         // The package's own tests set SAMPLE_FAIL=1 to check that a failing suite fails the build and still stops the machine.
         Assert.NotEqual("1", Environment.GetEnvironmentVariable("SAMPLE_FAIL"));
     }
+}
+
+/// <summary>
+/// Credentials belong to the whole process: while another test is inside a Root() scope (the API's own,
+/// around the calls that need root), every thread is root. So this check runs alone, after the others.
+/// </summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
+public class PrivilegesCollection
+{
+    public const string Name = "privileges";
+}
+
+[Collection(PrivilegesCollection.Name)]
+public class PrivilegesTests
+{
+    [Fact]
+    public void Tests_run_as_the_invoking_user_and_regain_root_only_when_asked()
+    {
+        _ = EphemeralMachine.FromEnvironment(); // the API drops root on first use, under sudo
+        var privileges = ProcessPrivileges.Current;
+        if (Environment.GetEnvironmentVariable("SUDO_UID") is { } sudoUid && sudoUid != "0")
+        {
+            Assert.Equal(sudoUid, EffectiveUid());
+            using (privileges.Root())
+                Assert.Equal("0", EffectiveUid());
+            Assert.Equal(sudoUid, EffectiveUid());
+        }
+        else
+        {
+            // Plain root (a CI job): nothing to drop to.
+            Assert.False(privileges.UnderSudo);
+            Assert.Equal("0", EffectiveUid());
+        }
+    }
+
+    private static string EffectiveUid() =>
+        File.ReadLines("/proc/self/status").First(l => l.StartsWith("Uid:")).Split('\t', StringSplitOptions.RemoveEmptyEntries)[2];
 }

@@ -11,6 +11,10 @@ public sealed class StopEphemeral : NspawnTask
     /// <summary>Instead: stop the machines of builds that are gone, and remove leftovers in ChrootsDir.</summary>
     public bool Reap { get; set; }
     public string ChrootsDir { get; set; } = "";
+    /// <summary>Under sudo: folders (the project's, its references', the current one) whose files this build wrote go back to the invoking user; ChrootsDir excepted.</summary>
+    public string[] ReturnOwnership { get; set; } = [];
+    /// <summary>The same for files directly in these folders (the current folder, where a binlog goes).</summary>
+    public string[] ReturnOwnershipShallow { get; set; } = [];
 
     protected override void Check()
     {
@@ -50,5 +54,8 @@ public sealed class StopEphemeral : NspawnTask
         }
         if (machines.Count > 0)
             Log.LogMessage(MessageImportance.High, $"Stopped {string.Join(", ", machines.Select(m => $"'{m.LogicalName}' ({m.Name})"))}.");
+        var keep = string.IsNullOrEmpty(ChrootsDir) ? null : ChrootsDir;
+        await Ownership.ReturnToSudoUserAsync(ReturnOwnership, keep, recursive: true, cancellationToken);
+        await Ownership.ReturnToSudoUserAsync(ReturnOwnershipShallow, keep, recursive: false, cancellationToken);
     }
 }

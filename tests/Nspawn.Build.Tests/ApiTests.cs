@@ -1,0 +1,203 @@
+using CliWrap;
+using CliWrap.Buffered;
+using Nspawn.Testing;
+using Xunit;
+
+namespace Nspawn.Build.Tests;
+
+/// <summary>Every member of the tests' API, against a real machine booted from the image.</summary>
+[Collection(MachinesCollection.Name)]
+public sealed class ApiTests(PackageFixture package) : IAsyncLifetime
+{
+    private EphemeralMachine _machine = null!;
+
+    public async Task InitializeAsync()
+    {
+        await package.FirstRunAsync();
+        _machine = await EphemeralMachine.StartAsync(new StartOptions { ImageDir = Repo.ImageDir, LogicalName = "api" });
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _machine.DisposeAsync();
+        Leaks.AssertNone();
+    }
+
+    /// <summary>Host PIDs of processes with this command line, program name with or without its folder (guest processes are visible from the host).</summary>
+    private static List<int> HostProcesses(string cmdline) =>
+        Directory.EnumerateDirectories("/proc").Select(Path.GetFileName).Where(n => int.TryParse(n, out _))
+            .Where(n =>
+            {
+                try
+                {
+                    var line = File.ReadAllText($"/proc/{n}/cmdline").Replace('\0', ' ').Trim();
+                    return line == cmdline || line.EndsWith("/" + cmdline, StringComparison.Ordinal);
+                }
+                catch (IOException) { return false; }
+            }).Select(n => int.Parse(n!)).ToList();
+
+    [Fact]
+    public async Task Exec_returns_exit_code_and_both_streams()
+    {
+        var r = await _machine.ExecAsync("sh", "-c", "echo out; echo err >&2; exit 7");
+        Assert.Equal(new ExecResult(7, "out\n", "err\n"), r);
+    }
+
+    [Fact]
+    public async Task Exec_takes_stdin_environment_working_directory_and_user()
+    {
+        var r = await _machine.ExecCheckedAsync(["sh", "-c", "id -un; pwd; echo \"$GREETING\"; cat"], new ExecOptions
+        {
+            User = "nobody",
+            WorkingDirectory = "/tmp",
+            Environment = new Dictionary<string, string> { ["GREETING"] = "hello world; $(not run)" },
+            StandardInput = "from stdin\n",
+        });
+        Assert.Equal("nobody\n/tmp\nhello world; $(not run)\nfrom stdin\n", r.StandardOutput);
+    }
+
+    [Fact]
+    public async Task Exec_streams_output_as_it_comes()
+    {
+        var lines = new List<string>();
+        await _machine.ExecCheckedAsync(["sh", "-c", "echo one; echo two >&2"], new ExecOptions { OnOutput = lines.Add });
+        Assert.Equal(["one", "two"], lines.Order());
+    }
+
+    [Fact]
+    public async Task ExecChecked_throws_with_both_streams()
+    {
+        var e = await Assert.ThrowsAsync<ExecException>(() => _machine.ExecCheckedAsync("sh", "-c", "echo visible; echo broken >&2; exit 3"));
+        Assert.Equal(3, e.Result.ExitCode);
+        Assert.Contains("visible", e.Message);
+        Assert.Contains("broken", e.Message);
+    }
+
+    [Fact]
+    public async Task A_timeout_kills_the_command_inside_the_machine()
+    {
+        var started = DateTime.UtcNow;
+        var running = _machine.ExecAsync(["sh", "-c", "sleep 4242; echo never"], new ExecOptions { Timeout = TimeSpan.FromSeconds(2) });
+        Assert.True(await Shell.WaitUntilAsync(() => HostProcesses("sleep 4242").Count == 1, TimeSpan.FromSeconds(2)), "the command did not start");
+        await Assert.ThrowsAsync<TimeoutException>(() => running);
+        Assert.True(DateTime.UtcNow - started < TimeSpan.FromSeconds(10));
+        Assert.True(await Shell.WaitUntilAsync(() => HostProcesses("sleep 4242").Count == 0, TimeSpan.FromSeconds(5)), "the command still runs in the machine");
+    }
+
+    [Fact]
+    public async Task Cancellation_kills_the_command_inside_the_machine()
+    {
+        using var cts = new CancellationTokenSource();
+        var running = _machine.ExecAsync(["sleep", "4343"], null, cts.Token);
+        Assert.True(await Shell.WaitUntilAsync(() => HostProcesses("sleep 4343").Count == 1, TimeSpan.FromSeconds(5)), "the command did not start");
+        cts.Cancel();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => running);
+        Assert.True(await Shell.WaitUntilAsync(() => HostProcesses("sleep 4343").Count == 0, TimeSpan.FromSeconds(5)), "the command still runs in the machine");
+    }
+
+    [Fact]
+    public async Task Files_go_in_and_out_with_modes_and_owners()
+    {
+        var host = Directory.CreateTempSubdirectory("nspawn-files-").FullName;
+        try
+        {
+            var dir = Directory.CreateDirectory(Path.Combine(host, "payload")).FullName;
+            File.WriteAllText(Path.Combine(dir, "tool.sh"), "#!/bin/sh\necho tool\n");
+            File.SetUnixFileMode(Path.Combine(dir, "tool.sh"), (UnixFileMode)0b111_101_000);
+            await Cli.Wrap("chown").WithArguments(["1234:1234", Path.Combine(dir, "tool.sh")]).ExecuteAsync();
+
+            await _machine.CopyToAsync(dir, "/opt");
+            Assert.Equal("750 1234 1234", (await _machine.ExecCheckedAsync("stat", "-c", "%a %u %g", "/opt/payload/tool.sh")).StandardOutput.Trim());
+            Assert.Equal("tool\n", (await _machine.ExecCheckedAsync("/opt/payload/tool.sh")).StandardOutput);
+
+            await _machine.WriteAllTextAsync("/etc/secret.conf", "key=value\n", (UnixFileMode)0b110_000_000, owner: "nobody", group: "nogroup");
+            Assert.Equal("600 nobody nogroup", (await _machine.ExecCheckedAsync("stat", "-c", "%a %U %G", "/etc/secret.conf")).StandardOutput.Trim());
+            Assert.Equal("key=value\n", await _machine.ReadAllTextAsync("/etc/secret.conf"));
+            Assert.Equal([1, 2, 255], await WriteAndRead([1, 2, 255]));
+
+            var back = Directory.CreateDirectory(Path.Combine(host, "back")).FullName;
+            await _machine.CopyFromAsync("/etc/secret.conf", back);
+            Assert.Equal("key=value\n", File.ReadAllText(Path.Combine(back, "secret.conf")));
+            Assert.Equal((UnixFileMode)0b110_000_000, File.GetUnixFileMode(Path.Combine(back, "secret.conf")));
+            Assert.Equal("65534", (await Cli.Wrap("stat").WithArguments(["-c", "%u", Path.Combine(back, "secret.conf")]).ExecuteBufferedAsync()).StandardOutput.Trim());
+
+            await Assert.ThrowsAsync<IOException>(() => _machine.ReadFileAsync("/no/such/file"));
+            await Assert.ThrowsAsync<IOException>(() => _machine.CopyFromAsync("/no/such/file", back));
+        }
+        finally
+        {
+            Directory.Delete(host, recursive: true);
+        }
+    }
+
+    private async Task<byte[]> WriteAndRead(byte[] content)
+    {
+        await _machine.WriteFileAsync("/root/bytes", content);
+        return await _machine.ReadFileAsync("/root/bytes");
+    }
+
+    [Fact]
+    public async Task Readiness_beyond_READY()
+    {
+        Assert.True(await _machine.IsSystemRunningAsync(TimeSpan.FromSeconds(30)));
+        await _machine.WaitForUnitAsync("dbus.service", TimeSpan.FromSeconds(30));
+        await _machine.ExecAsync("systemd-run", "--unit=broken", "--service-type=oneshot", "false");
+        await Assert.ThrowsAsync<InvalidOperationException>(() => _machine.WaitForUnitAsync("broken.service", TimeSpan.FromSeconds(10)));
+        await Assert.ThrowsAsync<TimeoutException>(() => _machine.WaitForUnitAsync("no-such.service", TimeSpan.FromSeconds(1)));
+    }
+
+    [Fact]
+    public async Task What_a_command_leaves_running_dies_with_the_machine()
+    {
+        var machine = await EphemeralMachine.StartAsync(new StartOptions { ImageDir = Repo.ImageDir, LogicalName = "bg" });
+        await using (machine)
+        {
+            await machine.ExecCheckedAsync("systemd-run", "--unit=left-behind", "sleep", "4545");
+            Assert.True(await Shell.WaitUntilAsync(() => HostProcesses("sleep 4545").Count == 1, TimeSpan.FromSeconds(5)));
+        }
+        Assert.Empty(HostProcesses("sleep 4545"));
+        Assert.DoesNotContain(MachineRegistry.List(), r => r.Machine.Name == machine.Name);
+    }
+
+    [Fact]
+    public async Task A_machine_started_by_a_test_is_gone_after_dispose_also_when_the_test_throws()
+    {
+        EphemeralMachine? started = null;
+        await Assert.ThrowsAsync<InvalidOperationException>(async () =>
+        {
+            await using var machine = await EphemeralMachine.StartAsync(new StartOptions { ImageDir = Repo.ImageDir, LogicalName = "throws" });
+            started = machine;
+            throw new InvalidOperationException("the test failed");
+        });
+        Assert.NotNull(started);
+        Assert.False(Directory.Exists($"/proc/{started.LeaderPid}"), "the machine still runs");
+        Assert.DoesNotContain(MachineRegistry.List(), r => r.Machine.Name == started.Name);
+    }
+
+    [Fact]
+    public async Task An_environment_machine_is_left_to_the_targets()
+    {
+        var file = Path.Combine(Path.GetTempPath(), $"machines-{Guid.NewGuid():N}.json");
+        File.WriteAllText(file, MachinesFile.Serialize([MachinesFileOf(_machine)]));
+        Environment.SetEnvironmentVariable("NSPAWN_MACHINES_FILE", file);
+        try
+        {
+            var fromEnv = EphemeralMachine.FromEnvironment();
+            Assert.False(fromEnv.IsOwned);
+            Assert.Equal(_machine.Name, EphemeralMachine.FromEnvironment("api").Name);
+            Assert.Throws<InvalidOperationException>(() => EphemeralMachine.FromEnvironment("other"));
+            await fromEnv.DisposeAsync();
+            Assert.Equal(0, (await _machine.ExecAsync("true")).ExitCode);
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("NSPAWN_MACHINES_FILE", null);
+            File.Delete(file);
+        }
+        var e = Assert.Throws<InvalidOperationException>(() => EphemeralMachine.FromEnvironment());
+        Assert.Contains("sudo dotnet build -t:ContainerTest", e.Message);
+    }
+
+    private static Machine MachinesFileOf(EphemeralMachine m) =>
+        MachineRegistry.List().Single(r => r.Machine.Name == m.Name).Machine;
+}

@@ -1,0 +1,61 @@
+using System.Security;
+using CliWrap;
+using CliWrap.Buffered;
+using Xunit;
+
+namespace Nspawn.Build.Tests;
+
+/// <summary>
+/// A real unprivileged user with sudo rights runs 'sudo dotnet build -t:ContainerTest' on a copy of the
+/// sample in their home: the tests run as that user (the sample asserts it), reach the machine, and leave
+/// no root-owned file in the user's tree.
+/// </summary>
+[Collection(MachinesCollection.Name)]
+public sealed class SudoUserTests(PackageFixture package) : IAsyncLifetime
+{
+    private const string User = "nspawn-test-user";
+    private string Home => $"/home/{User}";
+
+    public async Task InitializeAsync()
+    {
+        await package.FirstRunAsync();
+        await Cli.Wrap("userdel").WithArguments(["-r", User]).WithValidation(CommandResultValidation.None).ExecuteBufferedAsync();
+        await Cli.Wrap("useradd").WithArguments(["--create-home", "--shell", "/bin/sh", User]).ExecuteBufferedAsync();
+        File.WriteAllText($"/etc/sudoers.d/{User}", $"{User} ALL=(ALL) NOPASSWD: ALL\n");
+        File.SetUnixFileMode($"/etc/sudoers.d/{User}", UnixFileMode.UserRead | UnixFileMode.GroupRead);
+    }
+
+    public async Task DisposeAsync()
+    {
+        File.Delete($"/etc/sudoers.d/{User}");
+        await Cli.Wrap("userdel").WithArguments(["-r", User]).WithValidation(CommandResultValidation.None).ExecuteBufferedAsync();
+    }
+
+    [Fact]
+    public async Task A_user_runs_ContainerTest_with_sudo_and_keeps_their_files()
+    {
+        // The user's own copy of the sample (sources only), with a feed config pointing at the packed package.
+        var sample = Path.Combine(Home, "sample");
+        Directory.CreateDirectory(sample);
+        foreach (var file in Directory.EnumerateFiles(Repo.Sample).Where(f => !f.EndsWith("nuget.config")))
+            File.Copy(file, Path.Combine(sample, Path.GetFileName(file)));
+        File.WriteAllText(Path.Combine(sample, "nuget.config"), $"""
+            <configuration><packageSources><clear />
+              <add key="local" value="{SecurityElement.Escape(Path.Combine(Repo.Root, "artifacts/feed"))}" />
+              <add key="nuget.org" value="https://api.nuget.org/v3/index.json" />
+            </packageSources></configuration>
+            """);
+        await Cli.Wrap("chown").WithArguments(["-R", $"{User}:{User}", sample]).ExecuteAsync();
+
+        var run = await Shell.RunAsync("runuser", ["-u", User, "--", "sudo", "env", $"NUGET_PACKAGES={package.NuGetCache}",
+            "dotnet", "build", "-t:ContainerTest", $"-p:NspawnBuildVersion={package.Version}", $"-p:NspawnChrootsDir={Repo.ChrootsDir}"], workingDir: sample);
+        Assert.True(run.ExitCode == 0, run.ToString());
+        // Among them: the sample's own check that it runs as the invoking user and regains root only when asked.
+        Assert.Matches($@"Passed!\s+- Failed:\s+0, Passed:\s+{PackageFixture.SampleTests}", run.Output);
+
+        var rootOwned = await Cli.Wrap("find").WithArguments([Home, "-uid", "0"]).ExecuteBufferedAsync();
+        Assert.True(rootOwned.StandardOutput.Trim() == "", "root-owned files in the user's tree:\n" + rootOwned.StandardOutput);
+        Assert.True(Directory.Exists(Path.Combine(sample, "obj")) && Directory.Exists(Path.Combine(sample, "bin")));
+        Leaks.AssertNone();
+    }
+}
