@@ -84,6 +84,15 @@ public sealed class BtrfsStore(string chrootsDir, string imageFile, long imageSi
                 $"NspawnBtrfsImageFile '{ImageFile}' is inside a subfolder of NspawnChrootsDir '{ChrootsDir}', which the mount would hide. Put it directly in NspawnChrootsDir or outside it.");
     }
 
+    /// <summary>For overlay machines: a plain folder is enough, and no loop file is made.</summary>
+    public void EnsurePlain()
+    {
+        Tools.RequireRoot();
+        RequireWritable(ChrootsDir, "NspawnChrootsDir");
+        Directory.CreateDirectory(ChrootsDir);
+        WriteMarkers(ChrootsDir);
+    }
+
     public async Task<BtrfsState> EnsureAsync(Action<string> log, CancellationToken cancellationToken)
     {
         Check();

@@ -84,6 +84,8 @@ public sealed class ImageBuilder(string chrootsDir)
             // debootstrap copies the host's hostname; systemd fills an empty machine-id afresh at each boot.
             File.WriteAllText(Path.Combine(tmp, "etc/hostname"), spec.Name + "\n");
             File.WriteAllText(Path.Combine(tmp, "etc/machine-id"), "");
+            if (spec.Slim)
+                Slim(tmp);
             File.WriteAllText(Path.Combine(tmp, StampPath), spec.Stamp);
 
             var target = ImageDir(spec);
@@ -138,6 +140,19 @@ public sealed class ImageBuilder(string chrootsDir)
             var detail = File.Exists(log) ? string.Join('\n', File.ReadLines(log).TakeLast(15)) : "";
             throw new NspawnException(ErrorCodes.DebootstrapFailed,
                 $"debootstrap of image '{spec.Name}' ({spec.Suite} from {spec.Mirror}) failed with exit code {result.ExitCode} while {tracker.Stage}. Check that the suite exists on the mirror and that the mirror can be reached. Last output:\n{tail}\n{detail}".TrimEnd());
+        }
+    }
+
+    /// <summary>Masks the units of <see cref="ImageSpec.SlimMasks"/> in an image (a link to /dev/null, as systemctl mask makes).</summary>
+    public static void Slim(string imageDir)
+    {
+        var dir = Path.Combine(imageDir, "etc/systemd/system");
+        Directory.CreateDirectory(dir);
+        foreach (var unit in ImageSpec.SlimMasks)
+        {
+            var link = Path.Combine(dir, unit);
+            File.Delete(link);
+            File.CreateSymbolicLink(link, "/dev/null");
         }
     }
 

@@ -45,6 +45,8 @@ public sealed class ErrorTests(PackageFixture package) : IDisposable
     [InlineData("NspawnInclude=Systemd", ErrorCodes.BadPackageList, "'Systemd'")]
     [InlineData("NspawnVariant=tiny", ErrorCodes.BadOption, "minbase")]
     [InlineData("NspawnLauncher=docker", ErrorCodes.BadOption, "systemd-run")]
+    [InlineData("NspawnEphemeralMode=copy", ErrorCodes.BadOption, "snapshot, overlay, auto")]
+    [InlineData("NspawnSlimBoot=maybe", ErrorCodes.BadOption, "NspawnSlimBoot 'maybe'")]
     [InlineData("VSTestSetting=/nonexistent/x.runsettings", ErrorCodes.BadPath, "does not exist")]
     public async Task A_bad_property_is_rejected_before_anything_is_created(string property, string code, string hint)
     {

@@ -115,6 +115,7 @@ public class ImageSpecTests
             Spec().Stamp, Spec(include: "dbus,systemd,python3").Stamp, Spec(suite: "trixie").Stamp,
             Spec(variant: "buildd").Stamp, Spec(mirror: "http://other/debian").Stamp,
         };
+        stamps = [.. stamps, (Spec() with { Slim = true }).Stamp];
         Assert.Equal(stamps.Length, stamps.Distinct().Count());
         Assert.Equal(Spec().Stamp, Spec(include: "systemd, dbus").Stamp);
     }
@@ -209,6 +210,37 @@ public class CommandLineTests
         var args = Options(false).NspawnArguments();
         Assert.Equal(["--quiet", "--ephemeral", "--boot", "--notify-ready=yes", "--console=read-only", "--keep-unit",
             "--directory=/c/bookworm", "--machine=nspawn-web-12345678", "--register=no"], args);
+    }
+
+    [Fact]
+    public void Overlay_machines_boot_a_read_only_image_under_a_tmpfs()
+    {
+        var args = (Options(false) with { Mode = EphemeralMode.Overlay, ExtraArguments = ["--bind-ro=/srv"] }).NspawnArguments();
+        Assert.Contains("--volatile=overlay", args);
+        Assert.Contains("--read-only", args);
+        Assert.DoesNotContain("--ephemeral", args);
+        Assert.Equal("--bind-ro=/srv", args[^1]);
+        Assert.Equal(ErrorCodes.BadOption, Assert.Throws<NspawnException>(() => (Options(false) with { ExtraArguments = ["rm"] }).NspawnArguments()).Code);
+    }
+
+    [Fact]
+    public void Auto_mode_picks_snapshot_on_btrfs_or_with_a_loop_file_and_overlay_elsewhere()
+    {
+        var dir = Directory.CreateTempSubdirectory("nspawn-mode-").FullName;
+        try
+        {
+            var loop = Path.Combine(dir, "btrfs.img");
+            Assert.Equal(EphemeralMode.Overlay, EphemeralModes.Resolve("auto", dir, loop));
+            Assert.Equal(EphemeralMode.Snapshot, EphemeralModes.Resolve("snapshot", dir, loop));
+            File.WriteAllText(loop, "");
+            Assert.Equal(EphemeralMode.Snapshot, EphemeralModes.Resolve("auto", dir, loop));
+            Assert.Equal(EphemeralMode.Overlay, EphemeralModes.Resolve("Overlay", dir, loop));
+            Assert.Equal(ErrorCodes.BadOption, Assert.Throws<NspawnException>(() => EphemeralModes.Resolve("copy", dir, loop)).Code);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
     }
 
     [Fact]

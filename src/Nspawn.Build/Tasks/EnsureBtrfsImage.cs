@@ -8,13 +8,25 @@ public sealed class EnsureBtrfsImage : NspawnTask
     [Required] public string ChrootsDir { get; set; } = "";
     [Required] public string ImageFile { get; set; } = "";
     [Required] public string ImageSize { get; set; } = "";
+    /// <summary>snapshot (btrfs, the default), overlay (a plain folder will do), or auto.</summary>
+    public string EphemeralMode { get; set; } = "snapshot";
     /// <summary>Unmount instead: let go of the loop file system that this task mounted.</summary>
     public bool Unmount { get; set; }
 
     private BtrfsStore Store() => new(Validate.AbsolutePath(ChrootsDir, "NspawnChrootsDir"),
         Validate.AbsolutePath(ImageFile, "NspawnBtrfsImageFile"), Validate.Size(ImageSize, "NspawnBtrfsImageSize"));
 
-    protected override void Check() => Store().Check();
+    private bool Overlay(BtrfsStore store) =>
+        EphemeralModes.Resolve(EphemeralMode, store.ChrootsDir, store.ImageFile) == Nspawn.Build.EphemeralMode.Overlay;
+
+    protected override void Check()
+    {
+        var store = Store();
+        if (Overlay(store))
+            Tools.RequireRoot();
+        else
+            store.Check();
+    }
 
     protected override async Task ExecuteAsync(CancellationToken cancellationToken)
     {
@@ -34,6 +46,12 @@ public sealed class EnsureBtrfsImage : NspawnTask
                     Progress($"{store.ChrootsDir} is still in use by another build or a running machine: left mounted.");
                     break;
             }
+            return;
+        }
+        if (Overlay(store))
+        {
+            store.EnsurePlain();
+            Log.LogMessage(MessageImportance.Normal, $"{store.ChrootsDir} holds plain image folders for overlay machines.");
             return;
         }
         var state = await store.EnsureAsync(Progress, cancellationToken);

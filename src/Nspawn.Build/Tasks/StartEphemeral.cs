@@ -14,6 +14,10 @@ public sealed class StartEphemeral : NspawnTask
     [Required] public string BootTimeout { get; set; } = "";
     /// <summary>auto (systemd-run when PID 1 is systemd), systemd-run, or direct.</summary>
     public string Launcher { get; set; } = "auto";
+    /// <summary>snapshot, overlay or auto (see EphemeralModes.Resolve).</summary>
+    public string EphemeralMode { get; set; } = "snapshot";
+    /// <summary>The loop file, which tells auto that the chroots folder is btrfs even while unmounted.</summary>
+    public string BtrfsImageFile { get; set; } = "";
     public string MachinesFile { get; set; } = "";
     public string RunSettingsFile { get; set; } = "";
     /// <summary>The suite's own run settings (VSTestSetting), kept in the generated file.</summary>
@@ -27,16 +31,24 @@ public sealed class StartEphemeral : NspawnTask
         var timeout = Validate.Timeout(BootTimeout, "NspawnBootTimeout");
         var useSystemdRun = Validate.Choice(Launcher, "NspawnLauncher",
             ("auto", LaunchOptions.HostHasSystemd), ("systemd-run", true), ("direct", false));
+        var mode = EphemeralModes.Resolve(EphemeralMode, chroots, BtrfsImageFile);
         if (Machines.Length == 0)
             throw new NspawnException(ErrorCodes.BadMachineName, "No NspawnMachine items: declare at least one, or leave them all out for one machine named 'default'.");
         var options = Machines.Select(item =>
         {
             var logical = Validate.MachineName(item.ItemSpec, "NspawnMachine");
             var image = Validate.ImageName(item.GetMetadata("Image"), $"The Image of NspawnMachine '{logical}'");
-            return new LaunchOptions(logical, image, Path.Combine(chroots, image), LaunchOptions.UniqueName(logical), timeout, useSystemdRun);
+            var extra = item.GetMetadata("NspawnArguments").Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+            return new LaunchOptions(logical, image, Path.Combine(chroots, image), LaunchOptions.UniqueName(logical), timeout, useSystemdRun)
+            {
+                Mode = mode,
+                ExtraArguments = extra,
+            };
         }).ToList();
         if (options.GroupBy(o => o.LogicalName).FirstOrDefault(g => g.Count() > 1) is { } twice)
             throw new NspawnException(ErrorCodes.BadMachineName, $"NspawnMachine '{twice.Key}' is declared more than once. Give each machine its own name.");
+        foreach (var o in options)
+            o.NspawnArguments();
         RunSettings.Load(BaseRunSettings);
         return options;
     }

@@ -70,7 +70,11 @@ public sealed class EphemeralMachine : IAsyncDisposable
         options ??= new StartOptions();
         var dir = Path.GetFullPath(options.ImageDir ?? FromEnvironment().ImageDir);
         var launch = new LaunchOptions(Validate.MachineName(options.LogicalName, "LogicalName"), Path.GetFileName(dir), dir,
-            LaunchOptions.UniqueName(options.LogicalName), options.BootTimeout, LaunchOptions.HostHasSystemd);
+            LaunchOptions.UniqueName(options.LogicalName), options.BootTimeout, LaunchOptions.HostHasSystemd)
+        {
+            Mode = options.Mode ?? EphemeralModes.Resolve("auto", Path.GetDirectoryName(dir)!, ""),
+            ExtraArguments = options.NspawnArguments,
+        };
         ProcessPrivileges.Current.DropIfUnderSudo();
         Machine machine;
         using (ProcessPrivileges.Current.Root())

@@ -8,6 +8,10 @@ public sealed record StartOptions
     /// <summary>A plain name, part of the machine name.</summary>
     public string LogicalName { get; init; } = "test";
     public TimeSpan BootTimeout { get; init; } = TimeSpan.FromSeconds(60);
+    /// <summary>Snapshot or overlay; by default snapshot where the image is on btrfs, overlay elsewhere.</summary>
+    public Nspawn.Build.EphemeralMode? Mode { get; init; }
+    /// <summary>More nspawn options, such as "--bind-ro=/srv/data".</summary>
+    public IReadOnlyList<string> NspawnArguments { get; init; } = [];
 }
 
 /// <summary>How to run a command in a machine. Every member is optional.</summary>

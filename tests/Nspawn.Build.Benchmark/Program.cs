@@ -1,0 +1,124 @@
+// The benchmark: where the time goes, against bare systemd-nspawn and a peer, in whole-process timings and ratios.
+// Usage (root): dotnet run --project tests/Nspawn.Build.Benchmark -c Release -- [--repeat N] [--quick]
+// It asserts nothing about time; it prints a table and writes artifacts/benchmark/result.{json,md}.
+using System.Diagnostics;
+using System.Text.Json;
+using CliWrap;
+using CliWrap.Buffered;
+using Nspawn.Build;
+using Nspawn.Build.Benchmark;
+
+var repeat = args.SkipWhile(a => a != "--repeat").Skip(1).Select(int.Parse).FirstOrDefault(10);
+var quick = args.Contains("--quick");
+var root = Repo.Root;
+var chroots = Path.Combine(root, "test_chroots");
+var report = new Report(await Host.DescribeAsync(), repeat);
+Tools.RequireRoot();
+
+// The image, as ContainerTest makes it.
+var store = new BtrfsStore(chroots, Path.Combine(chroots, "btrfs.img"), Validate.Size("2G", "size"));
+await store.EnsureAsync(Console.WriteLine, CancellationToken.None);
+var builder = new ImageBuilder(chroots);
+var spec = ImageSpec.Create("bookworm", "bookworm", "http://deb.debian.org/debian", "minbase", "dbus,systemd");
+var sw = Stopwatch.StartNew();
+if (await builder.EnsureAsync(spec, m => Console.WriteLine("  " + m), CancellationToken.None) == ImageResult.Built)
+    report.Add("image: full debootstrap (first build)", [sw.Elapsed]);
+var image = builder.ImageDir(spec);
+
+// 1. Boot to READY=1 and stop: ours (the launcher StartEphemeral calls) against bare nspawn, interleaved A B A B.
+Console.WriteLine("boot and stop, ours against bare systemd-nspawn");
+var (oursBoot, oursStop, bareBoot, bareStop) = (new List<TimeSpan>(), new List<TimeSpan>(), new List<TimeSpan>(), new List<TimeSpan>());
+var (overlayBoot, overlayStop) = (new List<TimeSpan>(), new List<TimeSpan>());
+var plain = await PlainCopy.OfAsync(image);
+for (var i = 0; i < repeat + 1; i++)
+{
+    var (bb, bs) = await Bare.BootAndStopAsync(image);
+    var (ob, os) = await Ours.BootAndStopAsync(image, "bench");
+    var (vb, vs) = await Ours.BootAndStopAsync(plain, "bench", EphemeralMode.Overlay);
+    if (i == 0)
+        continue; // warm-up: page cache, JIT
+    bareBoot.Add(bb); bareStop.Add(bs); oursBoot.Add(ob); oursStop.Add(os); overlayBoot.Add(vb); overlayStop.Add(vs);
+}
+report.Add("boot to READY=1: bare systemd-nspawn", bareBoot);
+report.Add("boot to READY=1: ours (MachineLauncher)", oursBoot);
+report.Add("stop: bare SIGTERM", bareStop);
+report.Add("stop: ours (MachineLauncher.StopAsync)", oursStop);
+report.Add("boot to READY=1: ours, overlay mode (plain folder on the root file system)", overlayBoot);
+report.Add("stop: ours, overlay mode", overlayStop);
+report.Ratio("boot overhead over bare nspawn", oursBoot, bareBoot, 1.10);
+report.Ratio("stop overhead over bare SIGTERM", oursStop, bareStop, 1.20);
+
+// 2. Eight machines from one image at once, against one, and against eight in a row; every guest must reach 'running'.
+Console.WriteLine("eight machines at once");
+var (one, eight, inRow) = (new List<TimeSpan>(), new List<TimeSpan>(), new List<TimeSpan>());
+var (failedUnits, hangs) = (0, 0);
+var rounds = quick ? 2 : Math.Max(repeat, 20);
+for (var i = 0; i < rounds; i++)
+{
+    one.Add((await Ours.ManyAsync(image, 1, parallel: true)).Boot);
+    var at = await Ours.ManyAsync(image, 8, parallel: true);
+    eight.Add(at.Boot);
+    failedUnits += at.NotRunning;
+    hangs += at.SlowStops;
+    if (i < repeat)
+        inRow.Add((await Ours.ManyAsync(image, 8, parallel: false)).Boot);
+}
+report.Add("1 machine: until ready", one);
+report.Add("8 machines at once: until all ready", eight);
+report.Add("8 machines in a row: until all ready", inRow);
+report.Ratio("8 at once against 8 in a row", eight, inRow, 1.0);
+report.Note($"8 at once, {rounds} rounds: {failedUnits} guests not 'running' (a failed unit), {hangs} stops over 10 s");
+
+// 3. ContainerTest on the sample with a cached image, against VSTest on the same project with no machines.
+Console.WriteLine("ContainerTest against plain VSTest");
+await using (var sample = await Sample.PackAsync(root))
+{
+    var filter = "-p:VSTestTestCaseFilter=FullyQualifiedName~Fails_when_asked_to";
+    var (containerTest, vstest) = (new List<TimeSpan>(), new List<TimeSpan>());
+    long msbuildPeak = 0;
+    for (var i = 0; i < repeat + 1; i++)
+    {
+        var c = await sample.RunAsync(["build", "-t:ContainerTest", filter]);
+        var v = await sample.RunAsync(["build", "-t:VSTest", filter]);
+        if (i == 0)
+            continue;
+        containerTest.Add(c.Elapsed);
+        vstest.Add(v.Elapsed);
+        msbuildPeak = Math.Max(msbuildPeak, c.PeakRss);
+    }
+    report.Add("dotnet build -t:ContainerTest (cached image)", containerTest);
+    report.Add("dotnet build -t:VSTest (no machines)", vstest);
+    report.Difference("seconds ContainerTest adds to a test run", containerTest, vstest, 1.5);
+    report.Memory("peak RSS: the dotnet build process of ContainerTest, 1 machine", msbuildPeak);
+}
+
+// 4. Images: the check when nothing changed, an import from the cache, a full debootstrap.
+var checks = new List<TimeSpan>();
+for (var i = 0; i < repeat * 5; i++)
+{
+    sw.Restart();
+    await builder.EnsureAsync(spec, _ => { }, CancellationToken.None);
+    checks.Add(sw.Elapsed);
+}
+report.Add("image check, nothing changed (in process)", checks, target: TimeSpan.FromMilliseconds(50));
+report.Note("image import from a cache: not measured; images are not exported between runs yet");
+if (!quick && !report.Has("image: full debootstrap (first build)"))
+{
+    var fresh = ImageSpec.Create("bench-" + Guid.NewGuid().ToString("N")[..6], "bookworm", spec.Mirror, spec.Variant, string.Join(',', spec.Include));
+    sw.Restart();
+    await builder.EnsureAsync(fresh, m => Console.WriteLine("  " + m), CancellationToken.None);
+    report.Add("image: full debootstrap", [sw.Elapsed]);
+    await ImageBuilder.RemoveTreeAsync(builder.ImageDir(fresh), CancellationToken.None);
+}
+
+// 5. A peer: podman booting the same root file system with systemd.
+Console.WriteLine("podman");
+report.Peer(await Podman.BootAsync(image, quick ? 1 : Math.Min(repeat, 5)));
+
+// 6. Memory of the nspawn processes, for one and for eight machines.
+var (rss1, _) = await Ours.NspawnMemoryAsync(image, 1);
+var (rss8, _) = await Ours.NspawnMemoryAsync(image, 8);
+report.Memory("peak RSS: nspawn processes, 1 machine", rss1);
+report.Memory("peak RSS: nspawn processes, 8 machines", rss8);
+
+await report.WriteAsync(Path.Combine(root, "artifacts/benchmark"));

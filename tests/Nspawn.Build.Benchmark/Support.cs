@@ -1,0 +1,325 @@
+using System.Diagnostics;
+using System.Text;
+using System.Text.Json;
+using CliWrap;
+using CliWrap.Buffered;
+
+namespace Nspawn.Build.Benchmark;
+
+public static class Repo
+{
+    public static string Root { get; } = Find();
+
+    private static string Find()
+    {
+        for (var dir = AppContext.BaseDirectory; dir is not null; dir = Path.GetDirectoryName(dir))
+            if (File.Exists(Path.Combine(dir, "Nspawn.Build.sln")))
+                return dir;
+        throw new InvalidOperationException("Nspawn.Build.sln not found above " + AppContext.BaseDirectory);
+    }
+}
+
+public static class Host
+{
+    public static async Task<Dictionary<string, string>> DescribeAsync() => new()
+    {
+        ["date"] = DateTime.UtcNow.ToString("yyyy-MM-dd HH:mm 'UTC'"),
+        ["cores"] = Environment.ProcessorCount.ToString(),
+        ["memory"] = $"{File.ReadLines("/proc/meminfo").First().Split(' ', StringSplitOptions.RemoveEmptyEntries)[1] } kB",
+        ["kernel"] = File.ReadAllText("/proc/sys/kernel/osrelease").Trim(),
+        ["systemd"] = (await Cli.Wrap("systemd-nspawn").WithArguments(["--version"]).ExecuteBufferedAsync()).StandardOutput.Split('\n')[0],
+        ["pid 1"] = LaunchOptions.HostHasSystemd ? "systemd" : File.ReadAllText("/proc/1/comm").Trim() + " (not systemd: direct launcher)",
+        ["dotnet"] = Environment.Version.ToString(),
+    };
+}
+
+/// <summary>The baseline: the bare command (with our console mode), a notify socket to see READY=1, and SIGTERM to stop.</summary>
+public static class Bare
+{
+    public static async Task<(TimeSpan Boot, TimeSpan Stop)> BootAndStopAsync(string image)
+    {
+        var name = "bare-" + Guid.NewGuid().ToString("N")[..8];
+        Directory.CreateDirectory(MachineLauncher.StateDir);
+        var notify = NotifyListener.Bind(Path.Combine(MachineLauncher.StateDir, name + ".notify"));
+        var sw = Stopwatch.StartNew();
+        var running = Cli.Wrap("systemd-nspawn")
+            .WithArguments(["--quiet", "--ephemeral", "--boot", "--notify-ready=yes", "--register=no", "--keep-unit", "--console=read-only", $"--directory={image}", $"--machine={name}"])
+            .WithEnvironmentVariables(e => e.Set("NOTIFY_SOCKET", notify.Path))
+            // Drained, not PipeTarget.Null: nspawn dies of a closed stdout.
+            .WithStandardOutputPipe(PipeTarget.ToDelegate(_ => { }))
+            .WithStandardErrorPipe(PipeTarget.ToDelegate(_ => { }))
+            .WithValidation(CommandResultValidation.None)
+            .ExecuteAsync();
+        using (notify)
+        {
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+            await notify.WaitForReadyAsync(timeout.Token);
+        }
+        var boot = sw.Elapsed;
+        sw.Restart();
+        ProcessInfo.Signal(running.ProcessId, ProcessInfo.StartTime(running.ProcessId) ?? 0, ProcessInfo.SigTerm);
+        await running;
+        return (boot, sw.Elapsed);
+    }
+}
+
+/// <summary>A plain-folder copy of the image on the root file system (not btrfs), for overlay machines.</summary>
+public static class PlainCopy
+{
+    public static async Task<string> OfAsync(string image)
+    {
+        var dir = Path.Combine("/var/tmp/nspawn-bench-overlay", Path.GetFileName(image));
+        if (!File.Exists(Path.Combine(dir, ImageBuilder.StampPath)))
+        {
+            Directory.CreateDirectory(Path.GetDirectoryName(dir)!);
+            await Cli.Wrap("cp").WithArguments(["-a", "--", image, Path.GetDirectoryName(dir)!]).ExecuteBufferedAsync();
+        }
+        return dir;
+    }
+}
+
+/// <summary>Ours: the launcher that StartEphemeral and StopEphemeral call.</summary>
+public static class Ours
+{
+    private static LaunchOptions Options(string image, string logical, EphemeralMode mode = EphemeralMode.Snapshot) =>
+        new(logical, Path.GetFileName(image), image, LaunchOptions.UniqueName(logical), TimeSpan.FromSeconds(60), LaunchOptions.HostHasSystemd) { Mode = mode };
+
+    public static async Task<(TimeSpan Boot, TimeSpan Stop)> BootAndStopAsync(string image, string logical, EphemeralMode mode = EphemeralMode.Snapshot)
+    {
+        var sw = Stopwatch.StartNew();
+        var machine = await MachineLauncher.StartAsync(Options(image, logical, mode), CancellationToken.None);
+        var boot = sw.Elapsed;
+        sw.Restart();
+        await MachineLauncher.StopAsync(machine, TimeSpan.FromSeconds(15), CancellationToken.None);
+        return (boot, sw.Elapsed);
+    }
+
+    /// <summary>Starts n machines (at once or in a row), checks each guest reaches 'running', stops them all.</summary>
+    public static async Task<(TimeSpan Boot, int NotRunning, int SlowStops)> ManyAsync(string image, int n, bool parallel)
+    {
+        var machines = new List<Machine>();
+        var sw = Stopwatch.StartNew();
+        if (parallel)
+            machines.AddRange(await Task.WhenAll(Enumerable.Range(0, n).Select(i => MachineLauncher.StartAsync(Options(image, $"m{i}"), CancellationToken.None))));
+        else
+            for (var i = 0; i < n; i++)
+                machines.Add(await MachineLauncher.StartAsync(Options(image, $"m{i}"), CancellationToken.None));
+        var boot = sw.Elapsed;
+        var states = await Task.WhenAll(machines.Select(m => InMachineAsync(m, "systemctl", "is-system-running", "--wait")));
+        var notRunning = states.Count(s => s != "running");
+        var stops = await Task.WhenAll(machines.Select(async m =>
+        {
+            var t = Stopwatch.StartNew();
+            await MachineLauncher.StopAsync(m, TimeSpan.FromSeconds(15), CancellationToken.None);
+            return t.Elapsed;
+        }));
+        return (boot, notRunning, stops.Count(s => s > TimeSpan.FromSeconds(10)));
+    }
+
+    /// <summary>The peak RSS (VmHWM) of the nspawn processes of n running machines, summed.</summary>
+    public static async Task<(long Sum, long Each)> NspawnMemoryAsync(string image, int n)
+    {
+        var machines = await Task.WhenAll(Enumerable.Range(0, n).Select(i => MachineLauncher.StartAsync(Options(image, $"mem{i}"), CancellationToken.None)));
+        await Task.WhenAll(machines.Select(m => InMachineAsync(m, "systemctl", "is-system-running", "--wait")));
+        var peaks = machines.Select(m => Rss.PeakOf(m.NspawnPid)).ToList();
+        await Task.WhenAll(machines.Select(m => MachineLauncher.StopAsync(m, TimeSpan.FromSeconds(15), CancellationToken.None)));
+        return (peaks.Sum(), peaks.Max());
+    }
+
+    private static async Task<string> InMachineAsync(Machine m, params string[] command) =>
+        (await Cli.Wrap("nsenter").WithArguments(["-t", m.LeaderPid.ToString(), "-m", "-u", "-i", "-n", "-p", "--", .. command])
+            .WithValidation(CommandResultValidation.None).ExecuteBufferedAsync()).StandardOutput.Trim();
+}
+
+public static class Rss
+{
+    /// <summary>VmHWM of a process in bytes, 0 when it is gone.</summary>
+    public static long PeakOf(int pid)
+    {
+        try
+        {
+            var line = File.ReadLines($"/proc/{pid}/status").FirstOrDefault(l => l.StartsWith("VmHWM:"));
+            return line is null ? 0 : long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) * 1024;
+        }
+        catch (IOException)
+        {
+            return 0;
+        }
+    }
+}
+
+/// <summary>The sample, with the package packed as users get it, run as whole processes.</summary>
+public sealed class Sample : IAsyncDisposable
+{
+    private readonly string _root;
+    private readonly string _version = $"0.1.0-bench.{DateTime.UtcNow:yyyyMMddHHmmss}";
+    private readonly string _cache = Directory.CreateTempSubdirectory("nspawn-bench-nuget-").FullName;
+
+    private Sample(string root) => _root = root;
+
+    public static async Task<Sample> PackAsync(string root)
+    {
+        var sample = new Sample(root);
+        await Cli.Wrap("dotnet").WithArguments(["pack", Path.Combine(root, "src/Nspawn.Build"), "-c", "Release", $"-p:Version={sample._version}", "-v:q", "-nologo"])
+            .ExecuteBufferedAsync();
+        return sample;
+    }
+
+    public async Task<(TimeSpan Elapsed, long PeakRss)> RunAsync(IEnumerable<string> args)
+    {
+        var sw = Stopwatch.StartNew();
+        var running = Cli.Wrap("dotnet").WithArguments([.. args, Path.Combine(_root, "tests/Sample"), $"-p:NspawnBuildVersion={_version}", "-nologo", "-v:q"])
+            .WithEnvironmentVariables(e => e.Set("NUGET_PACKAGES", _cache))
+            .WithValidation(CommandResultValidation.None)
+            .ExecuteBufferedAsync();
+        long peak = 0;
+        while (!running.Task.IsCompleted)
+        {
+            peak = Math.Max(peak, Rss.PeakOf(running.ProcessId));
+            await Task.WhenAny(running.Task, Task.Delay(20));
+        }
+        var result = await running;
+        if (result.ExitCode != 0 && !result.StandardOutput.Contains("Failed!"))
+            Console.WriteLine($"  warning: dotnet {string.Join(' ', args)} exited with {result.ExitCode}:\n{result.StandardOutput}");
+        return (sw.Elapsed, peak);
+    }
+
+    public ValueTask DisposeAsync()
+    {
+        Directory.Delete(_cache, recursive: true);
+        File.Delete(Path.Combine(_root, "artifacts/feed", $"Nspawn.Build.{_version}.nupkg"));
+        return ValueTask.CompletedTask;
+    }
+}
+
+public sealed record PeerResult(string Name, IReadOnlyList<TimeSpan>? Boot, TimeSpan? Import, string Note);
+
+/// <summary>The peer: podman (Debian's package) booting the same root file system with systemd as PID 1.</summary>
+public static class Podman
+{
+    public static async Task<PeerResult> BootAsync(string image, int rounds)
+    {
+        if (Tools.Find("podman") is null)
+            return new("podman", null, null, "podman is not installed (apt-get install podman), so it was not measured");
+        var tag = "localhost/nspawn-bench:latest";
+        var sw = Stopwatch.StartNew();
+        var import = await (Cli.Wrap("tar").WithArguments(["-C", image, "-cf", "-", "."]) | Cli.Wrap("podman").WithArguments(["import", "-", tag]))
+            .WithValidation(CommandResultValidation.None).ExecuteBufferedAsync();
+        var importTime = sw.Elapsed;
+        if (import.ExitCode != 0)
+            return new("podman", null, null, $"podman import failed: {import.StandardError.Trim()}");
+        var boots = new List<TimeSpan>();
+        try
+        {
+            for (var i = 0; i < rounds; i++)
+            {
+                var name = "nspawn-bench-" + Guid.NewGuid().ToString("N")[..8];
+                sw.Restart();
+                var run = await Cli.Wrap("podman").WithArguments(["run", "-d", "--rm", "--systemd=always", "--name", name, tag, "/sbin/init"])
+                    .WithValidation(CommandResultValidation.None).ExecuteBufferedAsync();
+                if (run.ExitCode != 0)
+                    return new("podman", null, importTime, $"podman run --systemd=always failed here: {run.StandardError.Trim()}");
+                try
+                {
+                    string state;
+                    do
+                        state = (await Cli.Wrap("podman").WithArguments(["exec", name, "systemctl", "is-system-running"])
+                            .WithValidation(CommandResultValidation.None).ExecuteBufferedAsync()).StandardOutput.Trim();
+                    while (state is not ("running" or "degraded") && sw.Elapsed < TimeSpan.FromSeconds(60));
+                    if (state is not ("running" or "degraded"))
+                        return new("podman", null, importTime, $"the guest's systemd did not reach running within 60 s under podman (last state '{state}')");
+                    boots.Add(sw.Elapsed);
+                }
+                finally
+                {
+                    await Cli.Wrap("podman").WithArguments(["rm", "-f", "-t", "5", name]).WithValidation(CommandResultValidation.None).ExecuteBufferedAsync();
+                }
+            }
+        }
+        finally
+        {
+            await Cli.Wrap("podman").WithArguments(["rmi", "-f", tag]).WithValidation(CommandResultValidation.None).ExecuteBufferedAsync();
+        }
+        return new("podman", boots, importTime, "podman run --systemd=always, until systemctl is-system-running says running (polled with podman exec)");
+    }
+}
+
+/// <summary>Rows of timings (median, min, max), ratios against targets, notes; written as JSON and Markdown.</summary>
+public sealed class Report(Dictionary<string, string> host, int repeat)
+{
+    private readonly List<object> _rows = [];
+    private readonly List<string> _lines = [];
+
+    private static double Ms(TimeSpan t) => Math.Round(t.TotalMilliseconds, 1);
+    private static TimeSpan Median(IReadOnlyList<TimeSpan> s) => s.Order().ElementAt(s.Count / 2);
+
+    public bool Has(string name) => _lines.Any(l => l.StartsWith($"| {name} |"));
+
+    public void Add(string name, IReadOnlyList<TimeSpan> samples, TimeSpan? target = null)
+    {
+        var (med, min, max) = (Median(samples), samples.Min(), samples.Max());
+        var verdict = target is { } t ? (med <= t ? $"target < {Ms(t)} ms: met" : $"target < {Ms(t)} ms: MISSED") : "";
+        _rows.Add(new { name, n = samples.Count, medianMs = Ms(med), minMs = Ms(min), maxMs = Ms(max), verdict });
+        _lines.Add($"| {name} | {samples.Count} | {Ms(med)} | {Ms(min)} | {Ms(max)} | {verdict} |");
+        Console.WriteLine(_lines[^1]);
+    }
+
+    public void Ratio(string name, IReadOnlyList<TimeSpan> ours, IReadOnlyList<TimeSpan> baseline, double target)
+    {
+        var ratio = Math.Round(Median(ours) / Median(baseline), 2);
+        var verdict = ratio <= target ? $"target <= {target}x: met" : $"target <= {target}x: MISSED";
+        _rows.Add(new { name, ratio, target, verdict });
+        _lines.Add($"| {name} | | {ratio}x | | | {verdict} |");
+        Console.WriteLine(_lines[^1]);
+    }
+
+    public void Difference(string name, IReadOnlyList<TimeSpan> ours, IReadOnlyList<TimeSpan> baseline, double targetSeconds)
+    {
+        var seconds = Math.Round((Median(ours) - Median(baseline)).TotalSeconds, 2);
+        var verdict = seconds <= targetSeconds ? $"target <= {targetSeconds} s: met" : $"target <= {targetSeconds} s: MISSED";
+        _rows.Add(new { name, seconds, targetSeconds, verdict });
+        _lines.Add($"| {name} | | {seconds} s | | | {verdict} |");
+        Console.WriteLine(_lines[^1]);
+    }
+
+    public void Memory(string name, long bytes)
+    {
+        _rows.Add(new { name, peakRssMiB = Math.Round(bytes / 1048576.0, 1) });
+        _lines.Add($"| {name} | | {Math.Round(bytes / 1048576.0, 1)} MiB | | | |");
+        Console.WriteLine(_lines[^1]);
+    }
+
+    public void Peer(PeerResult peer)
+    {
+        if (peer.Import is { } import)
+            Add($"{peer.Name}: import of the root file system", [import]);
+        if (peer.Boot is { Count: > 0 } boot)
+            Add($"{peer.Name}: boot until systemd is running", boot);
+        Note($"{peer.Name}: {peer.Note}");
+    }
+
+    public void Note(string text)
+    {
+        _rows.Add(new { note = text });
+        _lines.Add($"| {text} | | | | | |");
+        Console.WriteLine(_lines[^1]);
+    }
+
+    public async Task WriteAsync(string dir)
+    {
+        Directory.CreateDirectory(dir);
+        await File.WriteAllTextAsync(Path.Combine(dir, "result.json"),
+            JsonSerializer.Serialize(new { host, repeat, rows = _rows }, new JsonSerializerOptions { WriteIndented = true }));
+        var md = new StringBuilder();
+        md.AppendLine($"Measured {host["date"]} on {host["cores"]} cores, {host["memory"]}, kernel {host["kernel"]}, {host["systemd"]}, PID 1: {host["pid 1"]}; repeat {repeat}.");
+        md.AppendLine();
+        md.AppendLine("| measure | n | median (ms) | min (ms) | max (ms) | verdict |");
+        md.AppendLine("| --- | --- | --- | --- | --- | --- |");
+        foreach (var line in _lines)
+            md.AppendLine(line);
+        await File.WriteAllTextAsync(Path.Combine(dir, "result.md"), md.ToString());
+        Console.WriteLine();
+        Console.WriteLine(md);
+        Console.WriteLine($"Written to {dir}/result.json and result.md");
+    }
+}

@@ -1,0 +1,93 @@
+using CliWrap;
+using CliWrap.Buffered;
+using Nspawn.Testing;
+using Xunit;
+
+namespace Nspawn.Build.Tests;
+
+/// <summary>Machines without btrfs: overlay mode on a plain folder, and the slim image setting.</summary>
+[Collection(MachinesCollection.Name)]
+public sealed class OverlayTests(PackageFixture package) : IAsyncLifetime
+{
+    // On the root file system (not btrfs): a plain-folder copy of the image, as an overlay-mode build would make it.
+    private readonly string _plainChroots = Path.Combine("/var/tmp", "nspawn-overlay-" + Guid.NewGuid().ToString("N")[..8], "test_chroots");
+    private string PlainImage => Path.Combine(_plainChroots, "bookworm");
+
+    public async Task InitializeAsync()
+    {
+        await package.FirstRunAsync();
+        Directory.CreateDirectory(_plainChroots);
+        await Cli.Wrap("cp").WithArguments(["-a", "--", Repo.ImageDir, _plainChroots]).ExecuteBufferedAsync();
+        Assert.False(BtrfsStore.IsBtrfs(_plainChroots));
+    }
+
+    public async Task DisposeAsync()
+    {
+        await ImageBuilder.RemoveTreeAsync(Path.GetDirectoryName(_plainChroots)!, CancellationToken.None);
+        Leaks.AssertNone();
+    }
+
+    [Fact]
+    public async Task The_sample_runs_in_overlay_machines_with_no_loop_file()
+    {
+        var run = await package.RunSampleAsync(["-p:NspawnEphemeralMode=overlay", $"-p:NspawnChrootsDir={_plainChroots}"]);
+        Assert.True(run.ExitCode == 0, run.ToString());
+        Assert.Matches($@"Passed!\s+- Failed:\s+0, Passed:\s+{PackageFixture.SampleTests}", run.Output);
+        Assert.False(File.Exists(Path.Combine(_plainChroots, "btrfs.img")));
+        Assert.False(BtrfsStore.IsBtrfs(_plainChroots));
+        Leaks.AssertNone();
+    }
+
+    [Fact]
+    public async Task Auto_mode_picks_overlay_where_there_is_no_btrfs()
+    {
+        var run = await package.RunSampleAsync(["-p:NspawnEphemeralMode=auto", $"-p:NspawnChrootsDir={_plainChroots}"]);
+        Assert.True(run.ExitCode == 0, run.ToString());
+        Assert.False(File.Exists(Path.Combine(_plainChroots, "btrfs.img")));
+        Leaks.AssertNone();
+    }
+
+    [Fact]
+    public async Task Overlay_machines_share_one_read_only_image_and_write_to_memory()
+    {
+        var before = File.GetLastWriteTimeUtc(Path.Combine(PlainImage, "etc"));
+        var machines = await Task.WhenAll(Enumerable.Range(0, 3).Select(i =>
+            EphemeralMachine.StartAsync(new StartOptions { ImageDir = PlainImage, LogicalName = $"ov{i}" })));
+        try
+        {
+            foreach (var m in machines)
+            {
+                await m.WriteAllTextAsync("/etc/written-by-test", m.Name);
+                Assert.Equal(m.Name, await m.ReadAllTextAsync("/etc/written-by-test"));
+                Assert.Contains("overlay", (await m.ExecCheckedAsync("findmnt", "-n", "-o", "FSTYPE", "/")).StandardOutput);
+            }
+        }
+        finally
+        {
+            foreach (var m in machines)
+                await m.DisposeAsync();
+        }
+        Assert.False(File.Exists(Path.Combine(PlainImage, "etc/written-by-test")));
+        Assert.Equal(before, File.GetLastWriteTimeUtc(Path.Combine(PlainImage, "etc")));
+        Leaks.AssertNone();
+    }
+
+    [Fact]
+    public async Task A_slim_image_masks_what_a_test_machine_does_not_need_and_still_boots_to_running()
+    {
+        var slim = Path.Combine(Repo.ChrootsDir, "slim-" + Guid.NewGuid().ToString("N")[..8]);
+        await Cli.Wrap("btrfs").WithArguments(["-q", "subvolume", "snapshot", Repo.ImageDir, slim]).ExecuteBufferedAsync();
+        try
+        {
+            ImageBuilder.Slim(slim);
+            await using var machine = await EphemeralMachine.StartAsync(new StartOptions { ImageDir = slim, LogicalName = "slim" });
+            Assert.True(await machine.IsSystemRunningAsync(degradedIsRunning: false));
+            foreach (var unit in ImageSpec.SlimMasks)
+                Assert.Equal("masked", (await machine.ExecAsync("systemctl", "is-enabled", unit)).StandardOutput.Trim());
+        }
+        finally
+        {
+            await ImageBuilder.RemoveTreeAsync(slim, CancellationToken.None);
+        }
+    }
+}
