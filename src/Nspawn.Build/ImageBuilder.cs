@@ -40,7 +40,9 @@ public sealed class ImageBuilder(string chrootsDir)
     public void Check(ImageSpec spec)
     {
         Tools.RequireRoot();
-        Tools.Require(Tool.Debootstrap);
+        // An image that is there already needs no debootstrap (a loop-mounted folder may not be mounted yet: then it is required).
+        if (!IsUpToDate(spec))
+            Tools.Require(Tool.Debootstrap);
         var target = ImageDir(spec);
         if (!Directory.Exists(target))
             return;

@@ -140,10 +140,14 @@ public static class MachineLauncher
     {
         if (machine.Unit is not null)
         {
-            await Cli.Wrap(Tools.Require(Tool.Systemctl)).WithArguments(["stop", machine.Unit])
-                .WithValidation(CommandResultValidation.None).ExecuteBufferedAsync(cancellationToken);
-            await Cli.Wrap(Tools.Require(Tool.Systemctl)).WithArguments(["reset-failed", machine.Unit])
-                .WithValidation(CommandResultValidation.None).ExecuteBufferedAsync(cancellationToken);
+            // The seed's way: machinectl terminate, which with KillMode=mixed sends SIGTERM to nspawn only, so the
+            // guest powers off; then the unit is waited for, and stopped (its processes killed) past the timeout.
+            await RunQuietAsync(Tool.Machinectl, ["terminate", machine.Name], cancellationToken);
+            var deadline = DateTime.UtcNow + timeout;
+            while (await RunQuietAsync(Tool.Systemctl, ["is-active", "--quiet", machine.Unit], cancellationToken) == 0 && DateTime.UtcNow < deadline)
+                await Task.Delay(20, cancellationToken);
+            await RunQuietAsync(Tool.Systemctl, ["stop", machine.Unit], cancellationToken);
+            await RunQuietAsync(Tool.Systemctl, ["reset-failed", machine.Unit], cancellationToken);
         }
         else if (machine.NspawnPid > 0)
         {
@@ -203,6 +207,10 @@ public static class MachineLauncher
 
     private static string SnapshotLock(string snapshot) =>
         Path.Combine(Path.GetDirectoryName(snapshot)!, ".#" + Path.GetFileName(snapshot) + ".lck");
+
+    private static async Task<int> RunQuietAsync(Tool tool, IReadOnlyList<string> args, CancellationToken cancellationToken) =>
+        (await Cli.Wrap(Tools.Require(tool)).WithArguments(args).WithValidation(CommandResultValidation.None)
+            .ExecuteBufferedAsync(cancellationToken)).ExitCode;
 
     private static async Task<string> ShowAsync(Tool tool, IReadOnlyList<string> args)
     {

@@ -44,6 +44,7 @@ report.Add("boot to READY=1: ours (MachineLauncher)", oursBoot);
 report.Add("stop: bare SIGTERM", bareStop);
 report.Add("stop: ours (MachineLauncher.StopAsync)", oursStop);
 report.Add("boot to READY=1: ours, overlay mode (plain folder on the root file system)", overlayBoot);
+report.Add("boot to READY=1: ours, slim image (NspawnSlimBoot)", await Ours.SlimBootsAsync(image, repeat));
 report.Add("stop: ours, overlay mode", overlayStop);
 report.Ratio("boot overhead over bare nspawn", oursBoot, bareBoot, 1.10);
 report.Ratio("stop overhead over bare SIGTERM", oursStop, bareStop, 1.20);

@@ -94,6 +94,30 @@ public static class Ours
         return (boot, sw.Elapsed);
     }
 
+    /// <summary>Boots from a slim copy of the image (a snapshot with ImageBuilder.Slim applied), repeat times after a warm-up.</summary>
+    public static async Task<List<TimeSpan>> SlimBootsAsync(string image, int repeat)
+    {
+        var slim = Path.Combine(Path.GetDirectoryName(image)!, "bench-slim");
+        await ImageBuilder.RemoveTreeAsync(slim, CancellationToken.None);
+        await Cli.Wrap("btrfs").WithArguments(["-q", "subvolume", "snapshot", image, slim]).ExecuteBufferedAsync();
+        try
+        {
+            ImageBuilder.Slim(slim);
+            var boots = new List<TimeSpan>();
+            for (var i = 0; i < repeat + 1; i++)
+            {
+                var (boot, _) = await BootAndStopAsync(slim, "slim");
+                if (i > 0)
+                    boots.Add(boot);
+            }
+            return boots;
+        }
+        finally
+        {
+            await ImageBuilder.RemoveTreeAsync(slim, CancellationToken.None);
+        }
+    }
+
     /// <summary>Starts n machines (at once or in a row), checks each guest reaches 'running', stops them all.</summary>
     public static async Task<(TimeSpan Boot, int NotRunning, int SlowStops)> ManyAsync(string image, int n, bool parallel)
     {

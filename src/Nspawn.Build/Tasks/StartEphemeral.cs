@@ -81,7 +81,7 @@ public sealed class StartEphemeral : NspawnTask
         var machines = starts.Select(t => t.Result).ToList();
         foreach (var m in machines)
             MachineGuard.Register(BuildEngine4, m);
-        Progress($"Started {string.Join(", ", machines.Select(m => $"'{m.LogicalName}' ({m.Name}, image {m.Image}, leader PID {m.LeaderPid})"))} in {(DateTime.UtcNow - started).TotalSeconds:0.0} s.");
+        Progress($"Started {string.Join(", ", machines.Select(m => $"'{m.LogicalName}' ({m.Name}, {(m.Unit is null ? "" : $"unit {m.Unit}, ")}image {m.Image}, leader PID {m.LeaderPid})"))} in {(DateTime.UtcNow - started).TotalSeconds:0.0} s.");
 
         if (!string.IsNullOrEmpty(MachinesFile))
         {

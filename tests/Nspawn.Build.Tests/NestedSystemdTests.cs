@@ -1,0 +1,97 @@
+using System.Security;
+using Nspawn.Testing;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace Nspawn.Build.Tests;
+
+/// <summary>
+/// The systemd path, for real: a booted machine has systemd as PID 1, so inside one the package's own
+/// scenario (ContainerTest on the sample) takes the path a workstation or CI runner takes: nspawn in a
+/// transient unit (systemd-run), machines registered with machined, stopped with systemctl, and the API's
+/// commands through 'systemd-run --machine'. The SDK, the package feed, the NuGet cache and the chroots
+/// folder are bound in; the machine gets the few packages .NET and nspawn need from the Debian mirror.
+/// </summary>
+[Collection(MachinesCollection.Name)]
+public sealed class NestedSystemdTests(PackageFixture package, ITestOutputHelper output) : IAsyncLifetime
+{
+    private readonly string _sample = Directory.CreateTempSubdirectory("nspawn-nested-sample-").FullName;
+    private EphemeralMachine _host = null!;
+
+    public async Task InitializeAsync()
+    {
+        await package.FirstRunAsync();
+        foreach (var file in Directory.EnumerateFiles(Repo.Sample).Where(f => !f.EndsWith("nuget.config")))
+            File.Copy(file, Path.Combine(_sample, Path.GetFileName(file)));
+        File.WriteAllText(Path.Combine(_sample, "nuget.config"), """
+            <configuration><packageSources><clear /><add key="local" value="/feed" /></packageSources></configuration>
+            """);
+        var dotnetRoot = Path.GetDirectoryName(File.ResolveLinkTarget(ConsumerProject.Dotnet, returnFinalTarget: true)?.FullName ?? ConsumerProject.Dotnet)!;
+        _host = await EphemeralMachine.StartAsync(new StartOptions
+        {
+            ImageDir = Repo.ImageDir,
+            LogicalName = "systemd-host",
+            NspawnArguments =
+            [
+                $"--bind-ro={dotnetRoot}:/opt/dotnet",
+                $"--bind-ro={Path.Combine(Repo.Root, "artifacts/feed")}:/feed",
+                $"--bind={package.NuGetCache}:/nuget",
+                $"--bind={Repo.ChrootsDir}:/chroots",
+                $"--bind={_sample}:/sample",
+            ],
+        });
+        var apt = new ExecOptions { Timeout = TimeSpan.FromMinutes(5), OnOutput = output.WriteLine, Environment = new Dictionary<string, string> { ["DEBIAN_FRONTEND"] = "noninteractive" } };
+        await _host.ExecCheckedAsync(["apt-get", "update", "-qq"], apt);
+        await _host.ExecCheckedAsync(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "systemd-container", "btrfs-progs", "libicu72", "libssl3", "ca-certificates"], apt);
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _host.DisposeAsync();
+        Directory.Delete(_sample, recursive: true);
+        Leaks.AssertNone();
+    }
+
+    private async Task<ExecResult> ContainerTestInsideAsync(params (string Name, string Value)[] environment)
+    {
+        var variables = new Dictionary<string, string>
+        {
+            ["NUGET_PACKAGES"] = "/nuget", ["HOME"] = "/root", ["DOTNET_CLI_HOME"] = "/root", ["DOTNET_NOLOGO"] = "1",
+            ["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1", ["NUGET_CERT_REVOCATION_MODE"] = "offline",
+            ["PATH"] = "/opt/dotnet:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        };
+        foreach (var (name, value) in environment)
+            variables[name] = value;
+        var run = await _host.ExecAsync(["/opt/dotnet/dotnet", "build", "/sample", "-t:ContainerTest", $"-p:NspawnBuildVersion={package.Version}", "-p:NspawnChrootsDir=/chroots"],
+            new ExecOptions { Timeout = TimeSpan.FromMinutes(5), Environment = variables });
+        output.WriteLine(run.StandardOutput + run.StandardError);
+        return run;
+    }
+
+    /// <summary>No machine, and no unit of one, is left inside the systemd host.</summary>
+    private async Task AssertNothingLeftInsideAsync()
+    {
+        Assert.Equal("", (await _host.ExecCheckedAsync("machinectl", "list", "--no-legend")).StandardOutput.Trim());
+        var units = (await _host.ExecCheckedAsync("systemctl", "list-units", "--all", "--no-legend", "--plain", "nspawn-*")).StandardOutput;
+        Assert.DoesNotContain(units.Split('\n', StringSplitOptions.RemoveEmptyEntries), u => !u.StartsWith("nspawn-exec-"));
+    }
+
+    [Fact]
+    public async Task ContainerTest_inside_a_systemd_machine_uses_systemd_run_and_machined()
+    {
+        Assert.Equal("systemd", (await _host.ExecCheckedAsync("cat", "/proc/1/comm")).StandardOutput.Trim());
+        var run = await ContainerTestInsideAsync();
+        Assert.True(run.ExitCode == 0, run.StandardOutput + run.StandardError);
+        Assert.Matches($@"Passed!\s+- Failed:\s+0, Passed:\s+{PackageFixture.SampleTests}", run.StandardOutput);
+        // The systemd-run path: nspawn ran in a transient unit (registered with machined: the API's commands went through it).
+        Assert.Matches(@"Started 'default' \(nspawn-default-[0-9a-f]{8}, unit nspawn-default-[0-9a-f]{8}\.service", run.StandardOutput);
+        await AssertNothingLeftInsideAsync();
+
+        // A failing test on this path: the build fails and the machines are stopped all the same.
+        var failing = await ContainerTestInsideAsync(("SAMPLE_FAIL", "1"));
+        Assert.NotEqual(0, failing.ExitCode);
+        Assert.Matches($@"Failed!\s+- Failed:\s+1, Passed:\s+{PackageFixture.SampleTests - 1}", failing.StandardOutput);
+        Assert.Contains("Stopped 'default'", failing.StandardOutput);
+        await AssertNothingLeftInsideAsync();
+    }
+}
