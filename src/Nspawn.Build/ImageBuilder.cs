@@ -27,11 +27,16 @@ public sealed class ImageBuilder(string chrootsDir)
         return BuildLock(Path.GetDirectoryName(tempDir)!, image);
     }
 
+    /// <summary>Rebuild an image older than this (to pick up security updates); never when null.</summary>
+    public TimeSpan? MaxAge { get; init; }
+
     public bool IsUpToDate(ImageSpec spec)
     {
         var stamp = Path.Combine(ImageDir(spec), StampPath);
-        return File.Exists(stamp) && File.ReadAllText(stamp) == spec.Stamp;
+        return File.Exists(stamp) && File.ReadAllText(stamp) == spec.Stamp && !IsTooOld(stamp);
     }
+
+    private bool IsTooOld(string stamp) => MaxAge is { } max && DateTime.UtcNow - File.GetLastWriteTimeUtc(stamp) > max;
 
     /// <summary>A minbase image with systemd takes about 250 MiB; debootstrap needs room for the packages too.</summary>
     public const long SpaceNeeded = 512L << 20;
@@ -86,6 +91,10 @@ public sealed class ImageBuilder(string chrootsDir)
             // debootstrap copies the host's hostname; systemd fills an empty machine-id afresh at each boot.
             File.WriteAllText(Path.Combine(tmp, "etc/hostname"), spec.Name + "\n");
             File.WriteAllText(Path.Combine(tmp, "etc/machine-id"), "");
+            foreach (var (source, destination) in spec.Files)
+                CopyInto(tmp, source, destination);
+            if (spec.SetupScript is { } script)
+                await MachineLauncher.RunScriptInImageAsync(tmp, script, line => progress("setup: " + line), cancellationToken);
             if (spec.Slim)
                 Slim(tmp);
             File.WriteAllText(Path.Combine(tmp, StampPath), spec.Stamp);
@@ -143,6 +152,16 @@ public sealed class ImageBuilder(string chrootsDir)
             throw new NspawnException(ErrorCodes.DebootstrapFailed,
                 $"debootstrap of image '{spec.Name}' ({spec.Suite} from {spec.Mirror}) failed with exit code {result.ExitCode} while {tracker.Stage}. Check that the suite exists on the mirror and that the mirror can be reached. Last output:\n{tail}\n{detail}".TrimEnd());
         }
+    }
+
+    /// <summary>Copies a host file to an absolute path in the image, keeping its mode.</summary>
+    private static void CopyInto(string image, string source, string destination)
+    {
+        var target = Path.GetFullPath(Path.Combine(image, destination.TrimStart('/')));
+        if (!destination.StartsWith('/') || !MountTable.IsUnder(target, image))
+            throw new NspawnException(ErrorCodes.BadPath, $"NspawnImageFiles: the Destination '{destination}' of '{source}' is not an absolute path inside the image.");
+        Directory.CreateDirectory(Path.GetDirectoryName(target)!);
+        File.Copy(source, target, overwrite: true);
     }
 
     /// <summary>Masks the units of <see cref="ImageSpec.SlimMasks"/> in an image (a link to /dev/null, as systemctl mask makes).</summary>

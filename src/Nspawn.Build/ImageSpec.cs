@@ -6,6 +6,17 @@ public sealed record ImageSpec(string Name, string Suite, string Mirror, string 
     /// <summary>Mask what a short-lived test machine does not need (<see cref="SlimMasks"/>): a faster boot.</summary>
     public bool Slim { get; init; }
 
+    /// <summary>Packages debootstrap leaves out (--exclude).</summary>
+    public IReadOnlyList<string> Exclude { get; init; } = [];
+    /// <summary>The architecture (--arch); the host's when empty.</summary>
+    public string Arch { get; init; } = "";
+    /// <summary>Archive components (--components); main when empty.</summary>
+    public IReadOnlyList<string> Components { get; init; } = [];
+    /// <summary>A script run inside the new image after debootstrap (packages, users, configuration).</summary>
+    public string? SetupScript { get; init; }
+    /// <summary>Host files copied into the image before the setup script: source path and absolute destination.</summary>
+    public IReadOnlyList<(string Source, string Destination)> Files { get; init; } = [];
+
     /// <summary>
     /// What a slim image masks, and why a test machine can do without it:
     /// the timers run daily or weekly maintenance (apt downloads and upgrades, dpkg backups, ext4 scrubbing,
@@ -32,13 +43,28 @@ public sealed record ImageSpec(string Name, string Suite, string Mirror, string 
 
     public string Stamp =>
         $"format: {FormatVersion}\nsuite: {Suite}\nmirror: {Mirror}\nvariant: {Variant}\ninclude: {string.Join(',', Include)}\n" +
-        (Slim ? $"slim: {string.Join(',', SlimMasks)}\n" : "");
+        (Slim ? $"slim: {string.Join(',', SlimMasks)}\n" : "") +
+        (Exclude.Count > 0 ? $"exclude: {string.Join(',', Exclude)}\n" : "") +
+        (Arch != "" ? $"arch: {Arch}\n" : "") +
+        (Components.Count > 0 ? $"components: {string.Join(',', Components)}\n" : "") +
+        string.Concat(Files.Select(f => $"file: {f.Destination} {Hash(f.Source)}\n")) +
+        (SetupScript is null ? "" : $"setup-script: {Hash(SetupScript)}\n");
+
+    /// <summary>The content, not the path or the time, is what the image depends on.</summary>
+    private static string Hash(string file) =>
+        Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(file))).ToLowerInvariant();
 
     public IReadOnlyList<string> DebootstrapArguments(string target)
     {
         var args = new List<string> { $"--variant={Variant}" };
         if (Include.Count > 0)
             args.Add($"--include={string.Join(',', Include)}");
+        if (Exclude.Count > 0)
+            args.Add($"--exclude={string.Join(',', Exclude)}");
+        if (Arch != "")
+            args.Add($"--arch={Arch}");
+        if (Components.Count > 0)
+            args.Add($"--components={string.Join(',', Components)}");
         args.AddRange([Suite, target, Mirror]);
         return args;
     }

@@ -133,6 +133,47 @@ public static class MachineLauncher
     }
 
     /// <summary>
+    /// Runs a script inside an image that is not booted (an image's setup script), with the host's network,
+    /// as nspawn's only command; each output line goes to <paramref name="output"/>. Throws NSPAWN0022 when it fails.
+    /// </summary>
+    public static async Task RunScriptInImageAsync(string imageDir, string script, Action<string> output, CancellationToken cancellationToken)
+    {
+        var nspawn = Tools.Require(Tool.SystemdNspawn);
+        var name = LaunchOptions.UniqueName("setup");
+        string[] run =
+        [
+            nspawn, "--quiet", "--register=no", "--keep-unit", "--console=pipe", $"--directory={imageDir}", $"--machine={name}",
+            $"--bind-ro={script}:/run/nspawn-build-setup", "--setenv=DEBIAN_FRONTEND=noninteractive", "--", "/bin/sh", "-e", "/run/nspawn-build-setup",
+        ];
+        var tail = new LineTail(20);
+        void OnLine(string line)
+        {
+            tail.Add(line);
+            output(line);
+        }
+        // Like a machine: in a unit of its own where systemd runs the host, else in cgroups of its own.
+        var cgroups = LaunchOptions.HostHasSystemd ? new CgroupScope([]) : CgroupScope.Create(name);
+        var command = LaunchOptions.HostHasSystemd
+            ? Cli.Wrap(Tools.Require(Tool.SystemdRun)).WithArguments(["--pipe", "--wait", "--quiet", "--collect", "--property=Delegate=yes", $"--unit={name}", "--", .. run])
+            : Cli.Wrap(Tools.Require(Tool.Sh)).WithArguments(["-c", EnterCgroupsAndExec, "sh", .. cgroups.ProcsFiles, "--", .. run]);
+        using var forceful = new CancellationTokenSource();
+        using var escalate = cancellationToken.Register(() => forceful.CancelAfter(TimeSpan.FromSeconds(10)));
+        try
+        {
+            var result = await command.WithStandardOutputPipe(PipeTarget.ToDelegate(OnLine)).WithStandardErrorPipe(PipeTarget.ToDelegate(OnLine))
+                .WithValidation(CommandResultValidation.None).ExecuteAsync(forceful.Token, cancellationToken);
+            if (result.ExitCode != 0)
+                throw new NspawnException(ErrorCodes.SetupFailed,
+                    $"The setup script '{script}' failed with exit code {result.ExitCode} in the new image; the image was not changed. Last output:\n{tail}");
+        }
+        finally
+        {
+            await cgroups.KillAllAsync(TimeSpan.FromSeconds(5));
+            cgroups.Remove();
+        }
+    }
+
+    /// <summary>
     /// Powers the machine off (SIGTERM to nspawn, or stopping its unit), waits up to <paramref name="timeout"/>,
     /// then kills what is left. Succeeds only when nspawn is gone and its snapshot removed.
     /// </summary>

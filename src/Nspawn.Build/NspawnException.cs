@@ -26,6 +26,7 @@ public static class ErrorCodes
     public const string NotBtrfs = "NSPAWN0015";
     public const string BtrfsFailed = "NSPAWN0020";
     public const string DebootstrapFailed = "NSPAWN0021";
+    public const string SetupFailed = "NSPAWN0022";
     public const string ImageMissing = "NSPAWN0030";
     public const string BootFailed = "NSPAWN0031";
     public const string BootTimedOut = "NSPAWN0032";

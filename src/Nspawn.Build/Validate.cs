@@ -77,6 +77,54 @@ public static partial class Validate
             $"{property} '{value}' is not a size of at least 256M. Write a number with a unit, such as '2G' or '1536M'.");
     }
 
+    /// <summary>Architectures and archive components: lower-case words, as Debian names them.</summary>
+    public static IReadOnlyList<string> Words(string? value, string property)
+    {
+        var words = (value ?? "").Split([',', ';', ' '], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        foreach (var word in words)
+            if (!PlainName().IsMatch(word))
+                throw new NspawnException(ErrorCodes.BadOption, $"{property} holds '{word}', which is not a plain lower-case name (such as 'main', 'contrib' or 'amd64').");
+        return words;
+    }
+
+    /// <summary>At most one word (an architecture).</summary>
+    public static string Word(string? value, string property) =>
+        Words(value, property) switch
+        {
+            [] => "",
+            [var one] => one,
+            _ => throw new NspawnException(ErrorCodes.BadOption, $"{property} '{value}' names more than one; give one, such as 'amd64'."),
+        };
+
+    /// <summary>An absolute path inside an image, with no '..' that could lead out of it.</summary>
+    public static string ImagePath(string? value, string property)
+    {
+        if (string.IsNullOrEmpty(value) || !value.StartsWith('/') || value.Split('/').Contains("..") || value.Contains('\0'))
+            throw new NspawnException(ErrorCodes.BadPath, $"{property} '{value}' is not an absolute path inside the image (such as '/etc/app.conf').");
+        return value;
+    }
+
+    /// <summary>An existing file whose content goes into an image; relative paths are taken from <paramref name="baseDir"/>.</summary>
+    public static string InputFile(string? value, string baseDir, string property)
+    {
+        var path = Path.GetFullPath(value ?? "", baseDir);
+        if (string.IsNullOrWhiteSpace(value) || !File.Exists(path))
+            throw new NspawnException(ErrorCodes.BadPath, $"{property} '{value}' is not an existing file. Fix the path (a relative one is taken from the project's folder).");
+        return path;
+    }
+
+    /// <summary>A maximum age such as '7d', '12h', '90m' or seconds; empty means none.</summary>
+    public static TimeSpan? MaxAge(string? value, string property)
+    {
+        var text = (value ?? "").Trim();
+        if (text == "")
+            return null;
+        var unit = char.ToLowerInvariant(text[^1]) switch { 'd' => 86400, 'h' => 3600, 'm' => 60, _ => 0 };
+        if (double.TryParse(unit == 0 ? text : text[..^1], NumberStyles.Float, CultureInfo.InvariantCulture, out var n) && n > 0)
+            return TimeSpan.FromSeconds(n * (unit == 0 ? 1 : unit));
+        throw new NspawnException(ErrorCodes.BadTimeout, $"{property} '{value}' is not an age. Write a number with d, h or m, such as '7d', or leave it empty.");
+    }
+
     /// <summary>Parses a timeout in seconds ('60', '1.5') or as a TimeSpan ('00:01:00').</summary>
     public static TimeSpan Timeout(string? value, string property)
     {

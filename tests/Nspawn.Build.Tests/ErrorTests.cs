@@ -46,6 +46,10 @@ public sealed class ErrorTests(PackageFixture package) : IDisposable
     [InlineData("NspawnVariant=tiny", ErrorCodes.BadOption, "minbase")]
     [InlineData("NspawnLauncher=docker", ErrorCodes.BadOption, "systemd-run")]
     [InlineData("NspawnEphemeralMode=copy", ErrorCodes.BadOption, "snapshot, overlay, auto")]
+    [InlineData("NspawnSetupScript=/nonexistent/setup.sh", ErrorCodes.BadPath, "is not an existing file")]
+    [InlineData("NspawnImageMaxAge=soon", ErrorCodes.BadTimeout, "NspawnImageMaxAge 'soon'")]
+    [InlineData("NspawnArch=amd64 i386", ErrorCodes.BadOption, "more than one")]
+    [InlineData("NspawnExclude=Bad!", ErrorCodes.BadPackageList, "'Bad!'")]
     [InlineData("NspawnSlimBoot=maybe", ErrorCodes.BadOption, "NspawnSlimBoot 'maybe'")]
     [InlineData("VSTestSetting=/nonexistent/x.runsettings", ErrorCodes.BadPath, "does not exist")]
     public async Task A_bad_property_is_rejected_before_anything_is_created(string property, string code, string hint)
@@ -67,6 +71,13 @@ public sealed class ErrorTests(PackageFixture package) : IDisposable
     public async Task A_bad_machine_is_rejected_before_anything_is_created(string items, string hint)
     {
         AssertError(await ContainerTestAsync([], items), ErrorCodes.BadMachineName, hint);
+        AssertNothingCreated();
+    }
+
+    [Fact]
+    public async Task An_image_file_with_a_relative_destination_is_rejected()
+    {
+        AssertError(await ContainerTestAsync([], """<NspawnImageFiles Include="consumer.proj" Destination="etc/app.conf" />"""), ErrorCodes.BadPath, "Destination of NspawnImageFiles");
         AssertNothingCreated();
     }
 
