@@ -19,16 +19,22 @@ public sealed class ImageBuilder(string chrootsDir)
 
     public static string BuildLock(string chrootsDir, string image) => Path.Combine(chrootsDir, $".#{image}.build.lck");
 
-    /// <summary>The build lock of a temporary image folder ('.#NAME.new-*' or '.#NAME.old-*').</summary>
+    /// <summary>The suffixes of an image's temporary folders: being built, replaced, received from or sent to the cache.</summary>
+    public static readonly string[] TempKinds = [".new-", ".old-", ".recv-", ".send-"];
+
+    /// <summary>The build lock of a temporary image folder ('.#NAME.new-*' and the other <see cref="TempKinds"/>).</summary>
     public static string BuildLockOf(string tempDir)
     {
         var name = Path.GetFileName(tempDir)[2..];
-        var image = name[..Math.Max(name.LastIndexOf(".new-", StringComparison.Ordinal), name.LastIndexOf(".old-", StringComparison.Ordinal))];
+        var image = name[..TempKinds.Max(k => name.LastIndexOf(k, StringComparison.Ordinal))];
         return BuildLock(Path.GetDirectoryName(tempDir)!, image);
     }
 
     /// <summary>Rebuild an image older than this (to pick up security updates); never when null.</summary>
     public TimeSpan? MaxAge { get; init; }
+
+    /// <summary>Where finished images are exported to and imported from ('btrfs send' streams); none when null.</summary>
+    public ImageCache? Cache { get; init; }
 
     public bool IsUpToDate(ImageSpec spec)
     {
@@ -60,6 +66,16 @@ public sealed class ImageBuilder(string chrootsDir)
     public async Task<ImageResult> EnsureAsync(ImageSpec spec, Action<string> progress, CancellationToken cancellationToken)
     {
         Check(spec);
+        if (spec.Base is { } baseSpec)
+            await EnsureAsync(baseSpec, message => progress($"base image '{baseSpec.Name}': {message}"), cancellationToken);
+        var result = await BuildUnlessUpToDateAsync(spec, progress, cancellationToken);
+        if (Cache is not null && BtrfsStore.IsBtrfs(ChrootsDir) && await Cache.ExportAsync(ImageDir(spec), spec, cancellationToken))
+            progress($"exported to {Cache.FileOf(spec)}");
+        return result;
+    }
+
+    private async Task<ImageResult> BuildUnlessUpToDateAsync(ImageSpec spec, Action<string> progress, CancellationToken cancellationToken)
+    {
         if (IsUpToDate(spec))
         {
             await RequireSubvolumeAsync(ImageDir(spec), cancellationToken);
@@ -81,12 +97,27 @@ public sealed class ImageBuilder(string chrootsDir)
         var tmp = Path.Combine(ChrootsDir, $".#{spec.Name}.new-{Guid.NewGuid():N}"[..^20]);
         try
         {
-            if (onBtrfs)
-                await BtrfsStore.RunAsync(Tools.Require(Tool.Btrfs), ["-q", "subvolume", "create", tmp], cancellationToken);
+            if (spec.Base is { } baseSpec)
+            {
+                progress($"a snapshot of image '{baseSpec.Name}'");
+                if (onBtrfs)
+                    await BtrfsStore.RunAsync(Tools.Require(Tool.Btrfs), ["-q", "subvolume", "snapshot", ImageDir(baseSpec), tmp], cancellationToken);
+                else
+                    await BtrfsStore.RunAsync("cp", ["-a", "--reflink=auto", "--", ImageDir(baseSpec), tmp], cancellationToken);
+            }
+            else if (onBtrfs && Cache is not null && await Cache.TryImportAsync(spec, tmp, progress, cancellationToken))
+            {
+                progress($"imported from {Cache.FileOf(spec)}");
+                return await SwapInAsync(spec, tmp);
+            }
             else
-                Directory.CreateDirectory(tmp);
-
-            await DebootstrapAsync(spec, tmp, progress, cancellationToken);
+            {
+                if (onBtrfs)
+                    await BtrfsStore.RunAsync(Tools.Require(Tool.Btrfs), ["-q", "subvolume", "create", tmp], cancellationToken);
+                else
+                    Directory.CreateDirectory(tmp);
+                await DebootstrapAsync(spec, tmp, progress, cancellationToken);
+            }
 
             // debootstrap copies the host's hostname; systemd fills an empty machine-id afresh at each boot.
             File.WriteAllText(Path.Combine(tmp, "etc/hostname"), spec.Name + "\n");
@@ -98,24 +129,29 @@ public sealed class ImageBuilder(string chrootsDir)
             if (spec.Slim)
                 Slim(tmp);
             File.WriteAllText(Path.Combine(tmp, StampPath), spec.Stamp);
-
-            var target = ImageDir(spec);
-            string? old = null;
-            if (Directory.Exists(target))
-            {
-                old = Path.Combine(ChrootsDir, $".#{spec.Name}.old-{Guid.NewGuid():N}"[..^20]);
-                Directory.Move(target, old);
-            }
-            Directory.Move(tmp, target);
-            if (old is not null)
-                await RemoveTreeAsync(old, CancellationToken.None);
-            return ImageResult.Built;
+            return await SwapInAsync(spec, tmp);
         }
         finally
         {
             if (Directory.Exists(tmp))
                 await RemoveTreeAsync(tmp, CancellationToken.None);
         }
+    }
+
+    /// <summary>Puts a finished image in place; an old one is moved aside first and removed after (machines running from it keep their snapshots).</summary>
+    private async Task<ImageResult> SwapInAsync(ImageSpec spec, string tmp)
+    {
+        var target = ImageDir(spec);
+        string? old = null;
+        if (Directory.Exists(target))
+        {
+            old = Path.Combine(ChrootsDir, $".#{spec.Name}.old-{Guid.NewGuid():N}"[..^20]);
+            Directory.Move(target, old);
+        }
+        Directory.Move(tmp, target);
+        if (old is not null)
+            await RemoveTreeAsync(old, CancellationToken.None);
+        return ImageResult.Built;
     }
 
     private static async Task DebootstrapAsync(ImageSpec spec, string target, Action<string> progress, CancellationToken cancellationToken)
@@ -207,7 +243,18 @@ public sealed class ImageBuilder(string chrootsDir)
                 return;
             }
         }
-        if (Directory.Exists(full))
+        if (!Directory.Exists(full))
+            return;
+        try
+        {
             Directory.Delete(full, recursive: true);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // A folder holding read-only subvolumes (a cache import cut short): those go one by one.
+            foreach (var child in Directory.GetDirectories(full))
+                await RemoveTreeAsync(child, cancellationToken);
+            Directory.Delete(full, recursive: true);
+        }
     }
 }

@@ -6,6 +6,9 @@ public sealed record ImageSpec(string Name, string Suite, string Mirror, string 
     /// <summary>Mask what a short-lived test machine does not need (<see cref="SlimMasks"/>): a faster boot.</summary>
     public bool Slim { get; init; }
 
+    /// <summary>A derived image starts as a snapshot of this image (no debootstrap), and is rebuilt when it changes.</summary>
+    public ImageSpec? Base { get; init; }
+
     /// <summary>Packages debootstrap leaves out (--exclude).</summary>
     public IReadOnlyList<string> Exclude { get; init; } = [];
     /// <summary>The architecture (--arch); the host's when empty.</summary>
@@ -42,6 +45,7 @@ public sealed record ImageSpec(string Name, string Suite, string Mirror, string 
             Validate.Packages(include, "NspawnInclude"));
 
     public string Stamp =>
+        (Base is null ? "" : $"base: {Base.Name} {Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(Base.Stamp)))[..16]}\n") +
         $"format: {FormatVersion}\nsuite: {Suite}\nmirror: {Mirror}\nvariant: {Variant}\ninclude: {string.Join(',', Include)}\n" +
         (Slim ? $"slim: {string.Join(',', SlimMasks)}\n" : "") +
         (Exclude.Count > 0 ? $"exclude: {string.Join(',', Exclude)}\n" : "") +

@@ -80,7 +80,7 @@ public static class MachineRegistry
             foreach (var lockFile in Directory.EnumerateFiles(dir, ".#.#machine.*.lck"))
                 if (MachineLauncher.SnapshotFromLock(lockFile) is { } s && !Directory.Exists(s) && !FileLocks.IsHeld(lockFile))
                     File.Delete(lockFile);
-            foreach (var half in Directory.EnumerateDirectories(dir, ".#*.new-*").Concat(Directory.EnumerateDirectories(dir, ".#*.old-*")))
+            foreach (var half in ImageBuilder.TempKinds.SelectMany(kind => Directory.EnumerateDirectories(dir, $".#*{kind}*")).ToList())
             {
                 if (FileLocks.IsHeld(ImageBuilder.BuildLockOf(half)))
                     continue;

@@ -94,6 +94,7 @@ await using (var sample = await Sample.PackAsync(root))
 }
 
 // 4. Images: the check when nothing changed, an import from the cache, a full debootstrap.
+List<TimeSpan>? importImport = null;
 var checks = new List<TimeSpan>();
 for (var i = 0; i < repeat * 5; i++)
 {
@@ -102,13 +103,43 @@ for (var i = 0; i < repeat * 5; i++)
     checks.Add(sw.Elapsed);
 }
 report.Add("image check, nothing changed (in process)", checks, target: TimeSpan.FromMilliseconds(50));
-report.Note("image import from a cache: not measured; images are not exported between runs yet");
+// An import from the cache, into an empty chroots folder on a loop file system of its own (a new CI runner).
+var cacheDir = Directory.CreateTempSubdirectory("nspawn-bench-cache-").FullName;
+var runner = Path.Combine(Directory.CreateTempSubdirectory("nspawn-bench-runner-").FullName, "test_chroots");
+var runnerStore = new BtrfsStore(runner, Path.Combine(runner, "btrfs.img"), Validate.Size("2G", "size"));
+try
+{
+    var cache = new ImageCache(cacheDir);
+    sw.Restart();
+    await cache.ExportAsync(image, spec, CancellationToken.None);
+    report.Add("image export to the cache (btrfs send, gzip)", [sw.Elapsed]);
+    await runnerStore.EnsureAsync(_ => { }, CancellationToken.None);
+    var importer = new ImageBuilder(runner) { Cache = cache };
+    var imports = new List<TimeSpan>();
+    for (var i = 0; i < Math.Max(2, repeat / 3); i++)
+    {
+        sw.Restart();
+        await importer.EnsureAsync(spec, _ => { }, CancellationToken.None);
+        imports.Add(sw.Elapsed);
+        await ImageBuilder.RemoveTreeAsync(importer.ImageDir(spec), CancellationToken.None);
+    }
+    report.Add("image import from the cache (btrfs receive)", imports);
+    importImport = imports;
+}
+finally
+{
+    await runnerStore.UnmountAsync(CancellationToken.None);
+    Directory.Delete(Path.GetDirectoryName(runner)!, recursive: true);
+    Directory.Delete(cacheDir, recursive: true);
+}
 if (!quick && !report.Has("image: full debootstrap (first build)"))
 {
     var fresh = ImageSpec.Create("bench-" + Guid.NewGuid().ToString("N")[..6], "bookworm", spec.Mirror, spec.Variant, string.Join(',', spec.Include));
     sw.Restart();
     await builder.EnsureAsync(fresh, m => Console.WriteLine("  " + m), CancellationToken.None);
     report.Add("image: full debootstrap", [sw.Elapsed]);
+    if (importImport is not null)
+        report.Ratio("image import against a full debootstrap", importImport, [sw.Elapsed], 0.10);
     await ImageBuilder.RemoveTreeAsync(builder.ImageDir(fresh), CancellationToken.None);
 }
 

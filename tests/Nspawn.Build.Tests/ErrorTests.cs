@@ -75,6 +75,16 @@ public sealed class ErrorTests(PackageFixture package) : IDisposable
     }
 
     [Fact]
+    public async Task Image_definitions_that_derive_from_each_other_are_rejected()
+    {
+        AssertError(await ContainerTestAsync([], """
+            <NspawnImageDefinition Include="a" BaseImage="b" /><NspawnImageDefinition Include="b" BaseImage="a" />
+            <NspawnMachine Include="web" Image="a" />
+            """), ErrorCodes.BadOption, "is its own base");
+        AssertNothingCreated();
+    }
+
+    [Fact]
     public async Task An_image_file_with_a_relative_destination_is_rejected()
     {
         AssertError(await ContainerTestAsync([], """<NspawnImageFiles Include="consumer.proj" Destination="etc/app.conf" />"""), ErrorCodes.BadPath, "Destination of NspawnImageFiles");

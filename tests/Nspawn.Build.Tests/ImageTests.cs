@@ -1,4 +1,5 @@
 using System.Security;
+using CliWrap;
 using Nspawn.Testing;
 using Xunit;
 
@@ -135,5 +136,141 @@ public sealed class ImageSetupTests(PackageFixture package) : IAsyncLifetime
         Assert.True(File.Exists(Path.Combine(ImageDir, "usr/bin/jq")));
         Assert.Empty(Directory.GetDirectories(Repo.ChrootsDir, $".#{_image}.*"));
         Leaks.AssertNone();
+    }
+}
+
+/// <summary>Images defined as items: derived images that follow their base, and the cache between runs.</summary>
+[Collection(MachinesCollection.Name)]
+public sealed class ImageDefinitionTests(PackageFixture package) : IAsyncLifetime
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("nspawn-defs-").FullName;
+    private readonly string _suffix = Guid.NewGuid().ToString("N")[..6];
+    private readonly List<string> _images = [];
+    private readonly List<BtrfsStore> _stores = [];
+
+    public async Task InitializeAsync() => await package.FirstRunAsync();
+
+    public async Task DisposeAsync()
+    {
+        foreach (var image in _images)
+            await ImageBuilder.RemoveTreeAsync(image, CancellationToken.None);
+        foreach (var store in _stores)
+            await store.UnmountAsync(CancellationToken.None);
+        Directory.Delete(_dir, recursive: true);
+        Leaks.AssertNone();
+    }
+
+    private static ImageSpec Bookworm() => ImageSpec.Create("bookworm", "bookworm", "http://deb.debian.org/debian", "minbase", "dbus,systemd");
+
+    [Fact]
+    public async Task A_derived_image_starts_from_its_base_and_follows_it()
+    {
+        var (mid, leaf) = ($"mid-{_suffix}", $"leaf-{_suffix}");
+        _images.AddRange([Path.Combine(Repo.ChrootsDir, leaf), Path.Combine(Repo.ChrootsDir, mid)]);
+        File.WriteAllText(Path.Combine(_dir, "mid.sh"), "echo v1 > /etc/mid-marker\n");
+        File.WriteAllText(Path.Combine(_dir, "leaf.sh"), "cp /etc/mid-marker /etc/leaf-saw\n");
+        var project = new ConsumerProject(package, _dir, Repo.ChrootsDir, items: $"""
+            <NspawnImageDefinition Include="{mid}" BaseImage="bookworm" SetupScript="mid.sh" />
+            <NspawnImageDefinition Include="{leaf}" BaseImage="{mid}" SetupScript="leaf.sh" />
+            <NspawnMachine Include="leaf" Image="{leaf}" />
+            """);
+
+        var first = await project.RunAsync(["-t:ContainerTest"]);
+        Assert.True(first.ExitCode == 0, first.ToString());
+        Assert.Contains($"Image '{leaf}': base image '{mid}': a snapshot of image 'bookworm'", first.Output);
+        Assert.DoesNotContain("debootstrap", first.Output);
+        Assert.Contains($"Started 'leaf' (nspawn-leaf-", first.Output);
+        Assert.Equal("v1\n", File.ReadAllText(Path.Combine(Repo.ChrootsDir, leaf, "etc/leaf-saw")));
+
+        // The base changes: both are rebuilt, the derived one from the new base.
+        File.WriteAllText(Path.Combine(_dir, "mid.sh"), "echo v2 > /etc/mid-marker\n");
+        var second = await project.RunAsync(["-t:NspawnPrepareImages"]);
+        Assert.True(second.ExitCode == 0, second.ToString());
+        Assert.Equal("v2\n", File.ReadAllText(Path.Combine(Repo.ChrootsDir, leaf, "etc/leaf-saw")));
+
+        // Nothing changes: nothing is rebuilt.
+        var third = await project.RunAsync(["-t:NspawnPrepareImages"]);
+        Assert.Contains($"Image '{leaf}' is up to date (from {mid}", third.Output);
+        Assert.DoesNotContain("a snapshot of", third.Output);
+    }
+
+    [Fact]
+    public async Task An_exported_image_imports_on_another_file_system_and_boots_without_debootstrap()
+    {
+        var cache = Directory.CreateDirectory(Path.Combine(_dir, "cache")).FullName;
+        // Exported by a build that had it up to date already.
+        var export = await new ConsumerProject(package, _dir, Repo.ChrootsDir).RunAsync(["-t:NspawnPrepareImages", $"-p:NspawnImageCacheDir={cache}"]);
+        Assert.True(export.ExitCode == 0, export.ToString());
+        var file = new ImageCache(cache).FileOf(Bookworm());
+        Assert.True(File.Exists(file), export.Output);
+
+        // An empty chroots folder on a loop file system of its own, as on a new CI runner.
+        var chroots = Path.Combine(_dir, "runner", "test_chroots");
+        var store = new BtrfsStore(chroots, Path.Combine(chroots, "btrfs.img"), 2L << 30);
+        _stores.Add(store);
+        await store.EnsureAsync(_ => { }, CancellationToken.None);
+        var progress = new List<string>();
+        var builder = new ImageBuilder(chroots) { Cache = new ImageCache(cache) };
+        Assert.Equal(ImageResult.Built, await builder.EnsureAsync(Bookworm(), progress.Add, CancellationToken.None));
+        Assert.Contains(progress, p => p.StartsWith("imported from"));
+        Assert.DoesNotContain(progress, p => p.Contains("debootstrap"));
+        await using (var machine = await EphemeralMachine.StartAsync(new StartOptions { ImageDir = builder.ImageDir(Bookworm()), LogicalName = "imported" }))
+            Assert.True(await machine.IsSystemRunningAsync());
+
+        // A truncated stream: the import fails cleanly and the build falls back to debootstrap (here one that fails fast).
+        var other = Bookworm() with { Suite = "no-such-suite" };
+        var bytes = File.ReadAllBytes(file);
+        File.WriteAllBytes(new ImageCache(cache).FileOf(other), bytes[..(bytes.Length / 2)]);
+        progress.Clear();
+        var e = await Assert.ThrowsAsync<NspawnException>(() => builder.EnsureAsync(other, progress.Add, CancellationToken.None));
+        Assert.Equal(ErrorCodes.DebootstrapFailed, e.Code);
+        Assert.Contains(progress, p => p.Contains("could not be imported"));
+        Assert.Empty(Directory.GetDirectories(chroots, ".#*"));
+    }
+}
+
+/// <summary>NspawnListImages and NspawnCleanImages on real images.</summary>
+[Collection(MachinesCollection.Name)]
+public sealed class HousekeepingTests(PackageFixture package) : IAsyncLifetime
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("nspawn-housekeeping-").FullName;
+    private readonly string _suffix = Guid.NewGuid().ToString("N")[..6];
+    private string[] Extra => [$"unused-{_suffix}", $"kept-{_suffix}", $"running-{_suffix}"];
+
+    public async Task InitializeAsync()
+    {
+        await package.FirstRunAsync();
+        foreach (var name in Extra)
+            await Cli.Wrap("btrfs").WithArguments(["-q", "subvolume", "snapshot", Repo.ImageDir, Path.Combine(Repo.ChrootsDir, name)]).ExecuteAsync();
+    }
+
+    public async Task DisposeAsync()
+    {
+        foreach (var name in Extra)
+            await ImageBuilder.RemoveTreeAsync(Path.Combine(Repo.ChrootsDir, name), CancellationToken.None);
+        Directory.Delete(_dir, recursive: true);
+    }
+
+    [Fact]
+    public async Task Clean_removes_only_images_nobody_uses_or_keeps()
+    {
+        var project = new ConsumerProject(package, _dir, Repo.ChrootsDir);
+        await using var running = await EphemeralMachine.StartAsync(new StartOptions { ImageDir = Path.Combine(Repo.ChrootsDir, Extra[2]), LogicalName = "running" });
+
+        var list = await project.RunAsync(["-t:NspawnListImages"]);
+        Assert.True(list.ExitCode == 0, list.ToString());
+        Assert.Matches(@"Image 'bookworm': \d+ MiB, built [\d.]+ days ago, used by this project; format: 1;suite: bookworm", list.Output);
+        Assert.Contains($"Image '{Extra[0]}':", list.Output);
+        Assert.Contains("not used by this project", list.Output);
+        Assert.Contains($"Image '{Extra[2]}': ", list.Output);
+
+        var clean = await project.RunAsync(["-t:NspawnCleanImages", $"-p:NspawnKeepImages={Extra[1]}"]);
+        Assert.True(clean.ExitCode == 0, clean.ToString());
+        Assert.Contains($"Removed image '{Extra[0]}'", clean.Output);
+        Assert.False(Directory.Exists(Path.Combine(Repo.ChrootsDir, Extra[0])));
+        Assert.True(Directory.Exists(Path.Combine(Repo.ChrootsDir, Extra[1])), "a kept image was removed");
+        Assert.True(Directory.Exists(Path.Combine(Repo.ChrootsDir, Extra[2])), "an image in use was removed");
+        Assert.True(File.Exists(Path.Combine(Repo.ImageDir, ImageBuilder.StampPath)), "the project's own image was removed");
+        Assert.True(await running.IsSystemRunningAsync());
     }
 }
