@@ -158,10 +158,10 @@ public sealed class ImageBuilder(string chrootsDir)
     {
         var debootstrap = Tools.Require(Tool.Debootstrap);
         var eatmydata = Tools.Find(Tool.Eatmydata.Name);
-        var args = spec.DebootstrapArguments(target);
-        var command = eatmydata is null
-            ? Cli.Wrap(debootstrap).WithArguments(args)
-            : Cli.Wrap(eatmydata).WithArguments([debootstrap, .. args]);
+        string[] argv = eatmydata is null ? [debootstrap, .. spec.DebootstrapArguments(target)] : [eatmydata, debootstrap, .. spec.DebootstrapArguments(target)];
+        // In cgroups of its own, so that a cancel kills all it started (wget, dpkg, tar), orphans included.
+        var scope = CgroupScope.Create(LaunchOptions.UniqueName("debootstrap"));
+        var command = Cli.Wrap(Tools.Require(Tool.Sh)).WithArguments(["-c", MachineLauncher.EnterCgroupsAndExec, "sh", .. scope.ProcsFiles, "--", .. argv]);
 
         var tracker = new DebootstrapProgress(TimeSpan.FromSeconds(5));
         var tail = new LineTail(20);
@@ -173,14 +173,23 @@ public sealed class ImageBuilder(string chrootsDir)
         }
 
         progress($"debootstrap {spec.Suite} from {spec.Mirror} ({spec.Variant}{(spec.Include.Count > 0 ? ", with " + string.Join(',', spec.Include) : "")}){(eatmydata is null ? "" : " under eatmydata")}");
-        // On cancel, debootstrap first gets SIGINT (it unmounts what it mounted in the target), then is killed after 10 s.
+        // On cancel, debootstrap first gets SIGINT (it unmounts what it mounted in the target), then is killed after 5 s.
         using var forceful = new CancellationTokenSource();
-        using var escalate = cancellationToken.Register(() => forceful.CancelAfter(TimeSpan.FromSeconds(10)));
-        var result = await command
-            .WithStandardOutputPipe(PipeTarget.ToDelegate(OnLine))
-            .WithStandardErrorPipe(PipeTarget.ToDelegate(OnLine))
-            .WithValidation(CommandResultValidation.None)
-            .ExecuteAsync(forceful.Token, cancellationToken);
+        using var escalate = cancellationToken.Register(() => forceful.CancelAfter(TimeSpan.FromSeconds(5)));
+        CommandResult result;
+        try
+        {
+            result = await command
+                .WithStandardOutputPipe(PipeTarget.ToDelegate(OnLine))
+                .WithStandardErrorPipe(PipeTarget.ToDelegate(OnLine))
+                .WithValidation(CommandResultValidation.None)
+                .ExecuteAsync(forceful.Token, cancellationToken);
+        }
+        finally
+        {
+            await scope.KillAllAsync(TimeSpan.FromSeconds(5));
+            scope.Remove();
+        }
         if (result.ExitCode != 0)
         {
             var log = Path.Combine(target, "debootstrap/debootstrap.log");

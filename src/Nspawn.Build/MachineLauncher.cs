@@ -14,7 +14,7 @@ public static class MachineLauncher
     public const string StateDir = "/run/nspawn-build";
 
     // Enters each cgroup given before "--", then becomes the command after it: a fixed script, arguments stay a list.
-    private const string EnterCgroupsAndExec = "while [ \"$1\" != -- ]; do echo $$ > \"$1\" || true; shift; done; shift; exec \"$@\"";
+    internal const string EnterCgroupsAndExec = "while [ \"$1\" != -- ]; do echo $$ > \"$1\" || true; shift; done; shift; exec \"$@\"";
 
     // The nspawn children we started, so that their output is drained and their exit observed while they run.
     private static readonly ConcurrentDictionary<int, CommandTask<CommandResult>> Children = new();

@@ -85,6 +85,18 @@ public sealed class ErrorTests(PackageFixture package) : IDisposable
     }
 
     [Fact]
+    public async Task An_image_definitions_metadata_is_checked_like_the_properties()
+    {
+        AssertError(await ContainerTestAsync([], """
+            <NspawnImageDefinition Include="trixie" Packages="dbus,Bad!" /><NspawnMachine Include="web" Image="trixie" />
+            """), ErrorCodes.BadPackageList, "'Bad!'");
+        AssertError(await ContainerTestAsync([], """
+            <NspawnImageDefinition Include="trixie" Mirror="ftp://mirror/debian" /><NspawnMachine Include="web" Image="trixie" />
+            """), ErrorCodes.BadMirror, "ftp://mirror/debian");
+        AssertNothingCreated();
+    }
+
+    [Fact]
     public async Task An_image_file_with_a_relative_destination_is_rejected()
     {
         AssertError(await ContainerTestAsync([], """<NspawnImageFiles Include="consumer.proj" Destination="etc/app.conf" />"""), ErrorCodes.BadPath, "Destination of NspawnImageFiles");

@@ -234,20 +234,20 @@ public sealed class ImageDefinitionTests(PackageFixture package) : IAsyncLifetim
 public sealed class HousekeepingTests(PackageFixture package) : IAsyncLifetime
 {
     private readonly string _dir = Directory.CreateTempSubdirectory("nspawn-housekeeping-").FullName;
-    private readonly string _suffix = Guid.NewGuid().ToString("N")[..6];
-    private string[] Extra => [$"unused-{_suffix}", $"kept-{_suffix}", $"running-{_suffix}"];
+    private readonly List<TempImage> _images = [];
+    private string[] Extra => _images.Select(i => i.Name).ToArray();
 
     public async Task InitializeAsync()
     {
         await package.FirstRunAsync();
-        foreach (var name in Extra)
-            await Cli.Wrap("btrfs").WithArguments(["-q", "subvolume", "snapshot", Repo.ImageDir, Path.Combine(Repo.ChrootsDir, name)]).ExecuteAsync();
+        foreach (var prefix in new[] { "unused", "kept", "running" })
+            _images.Add(await TempImage.SnapshotAsync(prefix));
     }
 
     public async Task DisposeAsync()
     {
-        foreach (var name in Extra)
-            await ImageBuilder.RemoveTreeAsync(Path.Combine(Repo.ChrootsDir, name), CancellationToken.None);
+        foreach (var image in _images)
+            await image.DisposeAsync();
         Directory.Delete(_dir, recursive: true);
     }
 

@@ -84,21 +84,13 @@ public sealed class LauncherTests(PackageFixture package) : IAsyncLifetime
     [Fact]
     public async Task An_image_without_systemd_fails_to_boot_with_a_clear_error()
     {
-        var broken = Path.Combine(Repo.ChrootsDir, "no-init-" + Guid.NewGuid().ToString("N")[..8]);
-        await Cli.Wrap("btrfs").WithArguments(["-q", "subvolume", "snapshot", Repo.ImageDir, broken]).ExecuteBufferedAsync();
-        try
-        {
-            foreach (var init in new[] { "sbin/init", "lib/systemd/systemd", "usr/lib/systemd/systemd", "usr/sbin/init" })
-                File.Delete(Path.Combine(broken, init));
-            var e = await Assert.ThrowsAsync<NspawnException>(() => MachineLauncher.StartAsync(Options(imageDir: broken), CancellationToken.None));
-            Assert.Equal(ErrorCodes.BootFailed, e.Code);
-            Assert.Contains("systemd", e.Message);
-            Leaks.AssertNone();
-        }
-        finally
-        {
-            await ImageBuilder.RemoveTreeAsync(broken, CancellationToken.None);
-        }
+        await using var broken = await TempImage.SnapshotAsync("no-init");
+        foreach (var init in new[] { "sbin/init", "lib/systemd/systemd", "usr/lib/systemd/systemd", "usr/sbin/init" })
+            File.Delete(Path.Combine(broken.Dir, init));
+        var e = await Assert.ThrowsAsync<NspawnException>(() => MachineLauncher.StartAsync(Options(imageDir: broken.Dir), CancellationToken.None));
+        Assert.Equal(ErrorCodes.BootFailed, e.Code);
+        Assert.Contains("systemd", e.Message);
+        Leaks.AssertNone();
     }
 
     [Fact]

@@ -2,6 +2,7 @@ using System.Security;
 using System.Xml.Linq;
 using CliWrap;
 using CliWrap.Buffered;
+using Nspawn.Testing;
 using Xunit;
 
 namespace Nspawn.Build.Tests;
@@ -42,10 +43,20 @@ public sealed class LeakTests(PackageFixture package) : IAsyncLifetime
     private static void AssertNoMountsUnder(string dir) =>
         Assert.DoesNotContain(MountTable.Read(), m => MountTable.IsUnder(m.MountPoint, dir) && m.MountPoint != dir);
 
-    [Fact]
-    public async Task Ctrl_C_while_tests_run_stops_the_machines()
+    [Theory]
+    [InlineData("snapshot")]
+    [InlineData("overlay")]
+    public async Task Ctrl_C_while_tests_run_stops_the_machines(string mode)
     {
-        var run = BackgroundRun.Start(Consumer(WaitingTests).Command(["-t:ContainerTest"]));
+        // Overlay machines boot from a plain-folder copy of the image on the root file system.
+        var plain = Path.Combine(_dir, "plain", "test_chroots");
+        if (mode == "overlay")
+        {
+            Directory.CreateDirectory(plain);
+            await Cli.Wrap("cp").WithArguments(["-a", "--", Repo.ImageDir, plain]).ExecuteBufferedAsync();
+        }
+        var consumer = new ConsumerProject(package, _dir, mode == "overlay" ? plain : Repo.ChrootsDir, vstest: WaitingTests);
+        var run = BackgroundRun.Start(consumer.Command(["-t:ContainerTest", $"-p:NspawnEphemeralMode={mode}"]));
         Assert.True(await Shell.WaitUntilAsync(() => File.Exists(Running), TimeSpan.FromMinutes(2)), run.Output);
         Assert.NotEmpty(Leaks.Find());
         run.Signal(ProcessInfo.SigInt);
@@ -53,52 +64,52 @@ public sealed class LeakTests(PackageFixture package) : IAsyncLifetime
         Assert.True(result is not null, "the build did not end within 15 s of SIGINT:\n" + run.Output);
         Assert.NotEqual(0, result.ExitCode);
         Leaks.AssertNone();
+        if (mode == "overlay")
+            await ImageBuilder.RemoveTreeAsync(Path.GetDirectoryName(plain)!, CancellationToken.None);
     }
 
     [Fact]
     public async Task Ctrl_C_while_a_machine_boots_stops_it()
     {
         // An image whose boot waits a minute for a service, so that the build is caught booting.
-        var slow = Path.Combine(Repo.ChrootsDir, "slow-" + Guid.NewGuid().ToString("N")[..8]);
-        await Cli.Wrap("btrfs").WithArguments(["-q", "subvolume", "snapshot", Repo.ImageDir, slow]).ExecuteBufferedAsync();
-        try
-        {
-            File.WriteAllText(Path.Combine(slow, "etc/systemd/system/slow.service"),
-                "[Unit]\nBefore=multi-user.target\n[Service]\nType=oneshot\nExecStart=/bin/sleep 60\n[Install]\nWantedBy=multi-user.target\n");
-            Directory.CreateDirectory(Path.Combine(slow, "etc/systemd/system/multi-user.target.wants"));
-            File.CreateSymbolicLink(Path.Combine(slow, "etc/systemd/system/multi-user.target.wants/slow.service"), "/etc/systemd/system/slow.service");
+        await using var slow = await TempImage.SnapshotAsync("slow");
+        File.WriteAllText(Path.Combine(slow.Dir, "etc/systemd/system/slow.service"),
+            "[Unit]\nBefore=multi-user.target\n[Service]\nType=oneshot\nExecStart=/bin/sleep 60\n[Install]\nWantedBy=multi-user.target\n");
+        Directory.CreateDirectory(Path.Combine(slow.Dir, "etc/systemd/system/multi-user.target.wants"));
+        File.CreateSymbolicLink(Path.Combine(slow.Dir, "etc/systemd/system/multi-user.target.wants/slow.service"), "/etc/systemd/system/slow.service");
 
-            var run = BackgroundRun.Start(Consumer(WaitingTests).Command(["-t:ContainerTest", $"-p:NspawnImage={Path.GetFileName(slow)}", "-p:NspawnSuite=bookworm", "-p:NspawnBootTimeout=120"]));
-            Assert.True(await Shell.WaitUntilAsync(() => Directory.EnumerateDirectories(Repo.ChrootsDir, ".#machine.slow*").Any(), TimeSpan.FromMinutes(1)), run.Output);
-            await Task.Delay(1000);
-            run.Signal(ProcessInfo.SigInt);
-            var result = await run.WaitForExitAsync(TimeSpan.FromSeconds(15));
-            Assert.True(result is not null, "the build did not end within 15 s of SIGINT:\n" + run.Output);
-            Assert.Contains("error NSPAWN0040", result.Output);
-            Assert.False(File.Exists(Running), "the tests ran");
-            Leaks.AssertNone();
-        }
-        finally
-        {
-            await ImageBuilder.RemoveTreeAsync(slow, CancellationToken.None);
-        }
+        var run = BackgroundRun.Start(Consumer(WaitingTests).Command(["-t:ContainerTest", $"-p:NspawnImage={slow.Name}", "-p:NspawnSuite=bookworm", "-p:NspawnBootTimeout=120"]));
+        Assert.True(await Shell.WaitUntilAsync(() => Directory.EnumerateDirectories(Repo.ChrootsDir, ".#machine.slow*").Any(), TimeSpan.FromMinutes(1)), run.Output);
+        await Task.Delay(1000);
+        run.Signal(ProcessInfo.SigInt);
+        var result = await run.WaitForExitAsync(TimeSpan.FromSeconds(15));
+        Assert.True(result is not null, "the build did not end within 15 s of SIGINT:\n" + run.Output);
+        Assert.Contains("error NSPAWN0040", result.Output);
+        Assert.False(File.Exists(Running), "the tests ran");
+        Leaks.AssertNone();
     }
 
     [Fact]
-    public async Task Ctrl_C_during_debootstrap_leaves_no_half_image()
+    public async Task Ctrl_C_during_a_rebuild_leaves_no_half_image_and_the_old_one_usable()
     {
-        var image = "int-" + Guid.NewGuid().ToString("N")[..8];
-        var run = BackgroundRun.Start(Consumer().Command(["-t:NspawnPrepareImages", $"-p:NspawnImage={image}", "-p:NspawnSuite=bookworm"]));
+        // An image whose inputs change (the variant): its rebuild is interrupted while debootstrap downloads.
+        await using var image = await TempImage.SnapshotAsync("int");
+        var stamp = File.ReadAllText(Path.Combine(image.Dir, ImageBuilder.StampPath));
+        var run = BackgroundRun.Start(Consumer().Command(["-t:NspawnPrepareImages", $"-p:NspawnImage={image.Name}", "-p:NspawnSuite=bookworm", "-p:NspawnVariant=buildd"]));
         Assert.True(await run.WaitForOutputAsync("downloading packages", TimeSpan.FromMinutes(2)), run.Output);
         run.Signal(ProcessInfo.SigInt);
         var result = await run.WaitForExitAsync(TimeSpan.FromSeconds(15));
         Assert.True(result is not null, "the build did not end within 15 s of SIGINT:\n" + run.Output);
         Assert.NotEqual(0, result.ExitCode);
-        Assert.False(Directory.Exists(Path.Combine(Repo.ChrootsDir, image)));
-        Assert.Empty(Directory.GetDirectories(Repo.ChrootsDir, $".#{image}.*"));
-        Assert.Empty((await Cli.Wrap("pgrep").WithArguments(["-f", "debootstrap"]).WithValidation(CommandResultValidation.None).ExecuteBufferedAsync()).StandardOutput);
+        Assert.Empty(Directory.GetDirectories(Repo.ChrootsDir, $".#{image.Name}.*"));
+        var left = (await Cli.Wrap("pgrep").WithArguments(["-a", "-f", image.Name]).WithValidation(CommandResultValidation.None).ExecuteBufferedAsync()).StandardOutput;
+        Assert.True(left == "", "still running: " + left);
         AssertNoMountsUnder(Repo.ChrootsDir);
         Leaks.AssertNone();
+
+        Assert.Equal(stamp, File.ReadAllText(Path.Combine(image.Dir, ImageBuilder.StampPath)));
+        await using var machine = await EphemeralMachine.StartAsync(new StartOptions { ImageDir = image.Dir, LogicalName = "old" });
+        Assert.True(await machine.IsSystemRunningAsync());
     }
 
     [Fact]

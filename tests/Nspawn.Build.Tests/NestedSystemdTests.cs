@@ -38,6 +38,7 @@ public sealed class NestedSystemdTests(PackageFixture package, ITestOutputHelper
                 $"--bind={package.NuGetCache}:/nuget",
                 $"--bind={Repo.ChrootsDir}:/chroots",
                 $"--bind={_sample}:/sample",
+                $"--bind-ro={package.PackageDir}:/package",
             ],
         });
         var apt = new ExecOptions { Timeout = TimeSpan.FromMinutes(5), OnOutput = output.WriteLine, Environment = new Dictionary<string, string> { ["DEBIAN_FRONTEND"] = "noninteractive" } };
@@ -76,6 +77,36 @@ public sealed class NestedSystemdTests(PackageFixture package, ITestOutputHelper
         Assert.DoesNotContain(units.Split('\n', StringSplitOptions.RemoveEmptyEntries), u => !u.StartsWith("nspawn-exec-"));
     }
 
+    /// <summary>Ctrl+C on this path: SIGINT to a build whose tests run; its machines go with it.</summary>
+    private async Task CtrlCStopsTheMachinesAsync()
+    {
+        // A consumer whose tests wait on a gate file, built in the background in a unit of its own.
+        File.WriteAllText(Path.Combine(_sample, "gate"), "");
+        File.WriteAllText(Path.Combine(_sample, "waiting.proj"), """
+            <Project>
+              <Import Project="/package/build/Nspawn.Build.props" />
+              <PropertyGroup><NspawnChrootsDir>/chroots</NspawnChrootsDir><IntermediateOutputPath>obj/waiting/</IntermediateOutputPath></PropertyGroup>
+              <Import Project="/package/build/Nspawn.Build.targets" />
+              <Target Name="Build" />
+              <Target Name="VSTest">
+                <Touch Files="/sample/tests-running" AlwaysCreate="true" />
+                <Exec Command="while [ -e /sample/gate ]; do sleep 0.1; done" />
+              </Target>
+            </Project>
+            """);
+        await _host.ExecCheckedAsync(["systemd-run", "--unit=containertest-bg", "--collect", "--setenv=HOME=/root", "--setenv=DOTNET_CLI_HOME=/root",
+            "--setenv=DOTNET_NOLOGO=1", "--setenv=DOTNET_CLI_TELEMETRY_OPTOUT=1", "/opt/dotnet/dotnet", "msbuild", "/sample/waiting.proj", "-t:ContainerTest"]);
+        Assert.True(await Shell.WaitUntilAsync(() => File.Exists(Path.Combine(_sample, "tests-running")), TimeSpan.FromMinutes(2)), "the tests did not start");
+        Assert.NotEqual("", (await _host.ExecCheckedAsync("machinectl", "list", "--no-legend")).StandardOutput.Trim());
+
+        await _host.ExecCheckedAsync("systemctl", "kill", "--signal=SIGINT", "--kill-who=main", "containertest-bg.service");
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(15);
+        while ((await _host.ExecAsync("systemctl", "is-active", "--quiet", "containertest-bg.service")).ExitCode == 0 && DateTime.UtcNow < deadline)
+            await Task.Delay(100);
+        Assert.True(DateTime.UtcNow < deadline, "the build did not end within 15 s of SIGINT");
+        await AssertNothingLeftInsideAsync();
+    }
+
     [Fact]
     public async Task ContainerTest_inside_a_systemd_machine_uses_systemd_run_and_machined()
     {
@@ -93,5 +124,8 @@ public sealed class NestedSystemdTests(PackageFixture package, ITestOutputHelper
         Assert.Matches($@"Failed!\s+- Failed:\s+1, Passed:\s+{PackageFixture.SampleTests - 1}", failing.StandardOutput);
         Assert.Contains("Stopped 'default'", failing.StandardOutput);
         await AssertNothingLeftInsideAsync();
+
+        // One machine (with apt run in it) serves the three scenarios: Ctrl+C last.
+        await CtrlCStopsTheMachinesAsync();
     }
 }

@@ -75,19 +75,11 @@ public sealed class OverlayTests(PackageFixture package) : IAsyncLifetime
     [Fact]
     public async Task A_slim_image_masks_what_a_test_machine_does_not_need_and_still_boots_to_running()
     {
-        var slim = Path.Combine(Repo.ChrootsDir, "slim-" + Guid.NewGuid().ToString("N")[..8]);
-        await Cli.Wrap("btrfs").WithArguments(["-q", "subvolume", "snapshot", Repo.ImageDir, slim]).ExecuteBufferedAsync();
-        try
-        {
-            ImageBuilder.Slim(slim);
-            await using var machine = await EphemeralMachine.StartAsync(new StartOptions { ImageDir = slim, LogicalName = "slim" });
-            Assert.True(await machine.IsSystemRunningAsync(degradedIsRunning: false));
-            foreach (var unit in ImageSpec.SlimMasks)
-                Assert.Equal("masked", (await machine.ExecAsync("systemctl", "is-enabled", unit)).StandardOutput.Trim());
-        }
-        finally
-        {
-            await ImageBuilder.RemoveTreeAsync(slim, CancellationToken.None);
-        }
+        await using var slim = await TempImage.SnapshotAsync("slim");
+        ImageBuilder.Slim(slim.Dir);
+        await using var machine = await EphemeralMachine.StartAsync(new StartOptions { ImageDir = slim.Dir, LogicalName = "slim" });
+        Assert.True(await machine.IsSystemRunningAsync(degradedIsRunning: false));
+        foreach (var unit in ImageSpec.SlimMasks)
+            Assert.Equal("masked", (await machine.ExecAsync("systemctl", "is-enabled", unit)).StandardOutput.Trim());
     }
 }

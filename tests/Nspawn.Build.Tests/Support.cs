@@ -226,3 +226,22 @@ public sealed class BackgroundRun
         return new RunResult(_task.Task.Result.ExitCode, Output);
     }
 }
+
+/// <summary>A btrfs snapshot of the image for one test to change (an image without init, a slow one...), removed after.</summary>
+public sealed class TempImage : IAsyncDisposable
+{
+    public string Dir { get; }
+
+    private TempImage(string dir) => Dir = dir;
+
+    public static async Task<TempImage> SnapshotAsync(string prefix)
+    {
+        var dir = System.IO.Path.Combine(Repo.ChrootsDir, prefix + "-" + Guid.NewGuid().ToString("N")[..8]);
+        await Cli.Wrap("btrfs").WithArguments(["-q", "subvolume", "snapshot", Repo.ImageDir, dir]).ExecuteBufferedAsync();
+        return new TempImage(dir);
+    }
+
+    public string Name => System.IO.Path.GetFileName(Dir);
+
+    public async ValueTask DisposeAsync() => await ImageBuilder.RemoveTreeAsync(Dir, CancellationToken.None);
+}

@@ -30,7 +30,10 @@ public sealed class DebootstrapChroot : NspawnTask
     public string BaseDir { get; set; } = "";
     /// <summary>The images to make sure of (the machines' images); <see cref="Image"/> when none.</summary>
     public ITaskItem[] Images { get; set; } = [];
-    /// <summary>NspawnImageDefinition items: Include the image name; metadata Suite, Mirror, Variant, Include, Exclude, Components, Arch, SetupScript, BaseImage.</summary>
+    /// <summary>
+    /// NspawnImageDefinition items: Include the image name; metadata Suite, Mirror, Variant, Packages, ExcludePackages,
+    /// Components, Arch, SetupScript, Slim, BaseImage (Include and Exclude are taken by MSBuild itself, hence Packages).
+    /// </summary>
     public ITaskItem[] Definitions { get; set; } = [];
     /// <summary>Where images are exported to and imported from between runs; none when empty.</summary>
     public string CacheDir { get; set; } = "";
@@ -53,10 +56,10 @@ public sealed class DebootstrapChroot : NspawnTask
         var main = name == Image;
         var script = Value("SetupScript", main ? SetupScript : "");
         var baseImage = definition?.GetMetadata("BaseImage") ?? "";
-        return ImageSpec.Create(name, Value("Suite", main ? Suite : name), Value("Mirror", Mirror), Value("Variant", Variant), Value("Include", Include)) with
+        return ImageSpec.Create(name, Value("Suite", main ? Suite : name), Value("Mirror", Mirror), Value("Variant", Variant), Value("Packages", Include)) with
         {
             Slim = Validate.Choice(Value("Slim", Slim), "NspawnSlimBoot", ("true", true), ("false", false)),
-            Exclude = Validate.Packages(Value("Exclude", Exclude), "NspawnExclude"),
+            Exclude = Validate.Packages(Value("ExcludePackages", Exclude), "NspawnExclude"),
             Arch = Validate.Word(Value("Arch", Arch), "NspawnArch"),
             Components = Validate.Words(Value("Components", Components), "NspawnComponents"),
             SetupScript = string.IsNullOrWhiteSpace(script) ? null : Validate.InputFile(script, BaseDirOrCurrent, "NspawnSetupScript"),

@@ -157,17 +157,7 @@ public sealed class EphemeralMachine : IAsyncDisposable
     public async Task<byte[]> ReadFileAsync(string path, CancellationToken cancellationToken = default)
     {
         using var content = new MemoryStream();
-        var stderr = new StringBuilder();
-        CommandTask<CommandResult> running;
-        using (ProcessPrivileges.Current.Root())
-            running = Command(MachineCommand(_machine, ["cat", "--", path]))
-                .WithStandardOutputPipe(PipeTarget.ToStream(content))
-                .WithStandardErrorPipe(PipeTarget.ToStringBuilder(stderr))
-                .WithValidation(CommandResultValidation.None)
-                .ExecuteAsync(cancellationToken);
-        var result = await running;
-        if (result.ExitCode != 0)
-            throw new IOException($"Could not read {Name}:{path}: {stderr.ToString().Trim()}");
+        await InMachineAsync(["cat", "--", path], PipeSource.Null, PipeTarget.ToStream(content), $"read {Name}:{path}", cancellationToken);
         return content.ToArray();
     }
 
@@ -191,17 +181,7 @@ public sealed class EphemeralMachine : IAsyncDisposable
             };
             await writer.WriteEntryAsync(entry, cancellationToken);
         }
-        var stderr = new StringBuilder();
-        CommandTask<CommandResult> running;
-        using (ProcessPrivileges.Current.Root())
-            running = Command(MachineCommand(_machine, ["tar", "-C", "/", "-xpf", "-"]))
-                .WithStandardInputPipe(PipeSource.FromBytes(archive.ToArray()))
-                .WithStandardErrorPipe(PipeTarget.ToStringBuilder(stderr))
-                .WithValidation(CommandResultValidation.None)
-                .ExecuteAsync(cancellationToken);
-        var result = await running;
-        if (result.ExitCode != 0)
-            throw new IOException($"Could not write {Name}:{path}: {stderr.ToString().Trim()}");
+        await InMachineAsync(["tar", "-C", "/", "-xpf", "-"], PipeSource.FromBytes(archive.ToArray()), PipeTarget.ToStream(Stream.Null), $"write {Name}:{path}", cancellationToken);
     }
 
     public Task WriteAllTextAsync(string path, string text, UnixFileMode mode = (UnixFileMode)0b110_100_100,
@@ -293,6 +273,22 @@ public sealed class EphemeralMachine : IAsyncDisposable
         using (ProcessPrivileges.Current.Root())
             running = Command(argv).WithValidation(CommandResultValidation.None).ExecuteBufferedAsync(cancellationToken);
         return await running;
+    }
+
+    /// <summary>A command in the machine's namespaces with the given input and output; throws IOException, with its stderr, when it fails.</summary>
+    private async Task InMachineAsync(IReadOnlyList<string> command, PipeSource input, PipeTarget output, string what, CancellationToken cancellationToken)
+    {
+        var stderr = new StringBuilder();
+        CommandTask<CommandResult> running;
+        using (ProcessPrivileges.Current.Root())
+            running = Command(MachineCommand(_machine, command))
+                .WithStandardInputPipe(input)
+                .WithStandardOutputPipe(output)
+                .WithStandardErrorPipe(PipeTarget.ToStringBuilder(stderr))
+                .WithValidation(CommandResultValidation.None)
+                .ExecuteAsync(cancellationToken);
+        if ((await running).ExitCode != 0)
+            throw new IOException($"Could not {what}: {stderr.ToString().Trim()}");
     }
 
     private static async Task PipeAsync(Command from, Command to, string what, CancellationToken cancellationToken)
