@@ -14,7 +14,8 @@ public sealed class ErrorTests(PackageFixture package) : IDisposable
 
     public void Dispose()
     {
-        foreach (var mount in _mounts)
+        // Our tmpfs mounts, and a loop mount that a wrongly accepted property would have made: never leave one behind.
+        foreach (var mount in _mounts.Concat(MountTable.Read().Select(m => m.MountPoint).Where(m => MountTable.IsUnder(m, _dir))).Distinct().Reverse())
             Shell.RunAsync("umount", [mount]).GetAwaiter().GetResult();
         Directory.Delete(_dir, recursive: true);
     }
@@ -51,6 +52,7 @@ public sealed class ErrorTests(PackageFixture package) : IDisposable
     [InlineData("NspawnArch=amd64 i386", ErrorCodes.BadOption, "more than one")]
     [InlineData("NspawnExclude=Bad!", ErrorCodes.BadPackageList, "'Bad!'")]
     [InlineData("NspawnSlimBoot=maybe", ErrorCodes.BadOption, "NspawnSlimBoot 'maybe'")]
+    [InlineData("NspawnOnVSTest=maybe", ErrorCodes.BadOption, "NspawnOnVSTest 'maybe'")]
     [InlineData("VSTestSetting=/nonexistent/x.runsettings", ErrorCodes.BadPath, "does not exist")]
     public async Task A_bad_property_is_rejected_before_anything_is_created(string property, string code, string hint)
     {
