@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using CliWrap;
 using CliWrap.Buffered;
 
@@ -15,9 +14,6 @@ public static class MachineLauncher
 
     // Enters each cgroup given before "--", then becomes the command after it: a fixed script, arguments stay a list.
     internal const string EnterCgroupsAndExec = "while [ \"$1\" != -- ]; do echo $$ > \"$1\" || true; shift; done; shift; exec \"$@\"";
-
-    // The nspawn children we started, so that their output is drained and their exit observed while they run.
-    private static readonly ConcurrentDictionary<int, CommandTask<CommandResult>> Children = new();
 
     public static TimeSpan DefaultStopTimeout { get; } = TimeSpan.FromSeconds(15);
 
@@ -65,8 +61,6 @@ public static class MachineLauncher
             .WithValidation(CommandResultValidation.None)
             .ExecuteAsync();
         var pid = running.ProcessId;
-        Children[pid] = running;
-        _ = running.Task.ContinueWith(_ => Children.TryRemove(pid, out var _), TaskScheduler.Default);
         var nspawnStart = ProcessInfo.StartTime(pid) ?? 0;
         MachineRegistry.Add(record = record with { NspawnPid = pid, NspawnStartTime = nspawnStart });
 
