@@ -7,19 +7,20 @@ using CliWrap;
 using CliWrap.Buffered;
 using Nspawn.Build;
 using Nspawn.Build.Benchmark;
+using Nspawn.Build.Tests;
 
 var repeat = args.SkipWhile(a => a != "--repeat").Skip(1).Select(int.Parse).FirstOrDefault(10);
 var quick = args.Contains("--quick");
 var root = Repo.Root;
 var chroots = Path.Combine(root, "test_chroots");
 var report = new Report(await Host.DescribeAsync(), repeat);
-Tools.RequireRoot();
+Privilege.RequireRoot();
 
 // The image, as ContainerTest makes it.
 var store = new BtrfsStore(chroots, Path.Combine(chroots, "btrfs.img"), Validate.Size("2G", "size"));
 await store.EnsureAsync(Console.WriteLine, CancellationToken.None);
 var builder = new ImageBuilder(chroots);
-var spec = ImageSpec.Create("bookworm", "bookworm", "http://deb.debian.org/debian", "minbase", "dbus,systemd");
+var spec = TestImages.Spec("bookworm", "bookworm", "http://deb.debian.org/debian", "minbase", "dbus,systemd");
 var sw = Stopwatch.StartNew();
 if (await builder.EnsureAsync(spec, m => Console.WriteLine("  " + m), CancellationToken.None) == ImageResult.Built)
     report.Add("image: full debootstrap (first build)", [sw.Elapsed]);
@@ -121,7 +122,7 @@ try
         sw.Restart();
         await importer.EnsureAsync(spec, _ => { }, CancellationToken.None);
         imports.Add(sw.Elapsed);
-        await ImageBuilder.RemoveTreeAsync(importer.ImageDir(spec), CancellationToken.None);
+        await Subvolumes.RemoveTreeAsync(importer.ImageDir(spec), CancellationToken.None);
     }
     report.Add("image import from the cache (btrfs receive)", imports);
     importImport = imports;
@@ -134,13 +135,13 @@ finally
 }
 if (!quick && !report.Has("image: full debootstrap (first build)"))
 {
-    var fresh = ImageSpec.Create("bench-" + Guid.NewGuid().ToString("N")[..6], "bookworm", spec.Mirror, spec.Variant, string.Join(',', spec.Include));
+    var fresh = TestImages.Spec("bench-" + Guid.NewGuid().ToString("N")[..6], "bookworm", spec.Mirror, spec.Variant, string.Join(',', spec.Include));
     sw.Restart();
     await builder.EnsureAsync(fresh, m => Console.WriteLine("  " + m), CancellationToken.None);
     report.Add("image: full debootstrap", [sw.Elapsed]);
     if (importImport is not null)
         report.Ratio("image import against a full debootstrap", importImport, [sw.Elapsed], 0.10);
-    await ImageBuilder.RemoveTreeAsync(builder.ImageDir(fresh), CancellationToken.None);
+    await Subvolumes.RemoveTreeAsync(builder.ImageDir(fresh), CancellationToken.None);
 }
 
 // 5. A peer: podman booting the same root file system with systemd.

@@ -4,20 +4,9 @@ using System.Text.Json;
 using CliWrap;
 using CliWrap.Buffered;
 
+using Nspawn.Build.Tests;
+
 namespace Nspawn.Build.Benchmark;
-
-public static class Repo
-{
-    public static string Root { get; } = Find();
-
-    private static string Find()
-    {
-        for (var dir = AppContext.BaseDirectory; dir is not null; dir = Path.GetDirectoryName(dir))
-            if (File.Exists(Path.Combine(dir, "Nspawn.Build.sln")))
-                return dir;
-        throw new InvalidOperationException("Nspawn.Build.sln not found above " + AppContext.BaseDirectory);
-    }
-}
 
 public static class Host
 {
@@ -82,7 +71,7 @@ public static class PlainCopy
 public static class Ours
 {
     private static LaunchOptions Options(string image, string logical, EphemeralMode mode = EphemeralMode.Snapshot) =>
-        new(logical, Path.GetFileName(image), image, LaunchOptions.UniqueName(logical), TimeSpan.FromSeconds(60), LaunchOptions.HostHasSystemd) { Mode = mode };
+        new(logical, image) { UseSystemdRun = LaunchOptions.HostHasSystemd, Mode = mode };
 
     public static async Task<(TimeSpan Boot, TimeSpan Stop)> BootAndStopAsync(string image, string logical, EphemeralMode mode = EphemeralMode.Snapshot)
     {
@@ -90,7 +79,7 @@ public static class Ours
         var machine = await MachineLauncher.StartAsync(Options(image, logical, mode), CancellationToken.None);
         var boot = sw.Elapsed;
         sw.Restart();
-        await MachineLauncher.StopAsync(machine, TimeSpan.FromSeconds(15), CancellationToken.None);
+        await MachineLauncher.StopAsync(machine, CancellationToken.None);
         return (boot, sw.Elapsed);
     }
 
@@ -98,7 +87,7 @@ public static class Ours
     public static async Task<List<TimeSpan>> SlimBootsAsync(string image, int repeat)
     {
         var slim = Path.Combine(Path.GetDirectoryName(image)!, "bench-slim");
-        await ImageBuilder.RemoveTreeAsync(slim, CancellationToken.None);
+        await Subvolumes.RemoveTreeAsync(slim, CancellationToken.None);
         await Cli.Wrap("btrfs").WithArguments(["-q", "subvolume", "snapshot", image, slim]).ExecuteBufferedAsync();
         try
         {
@@ -114,7 +103,7 @@ public static class Ours
         }
         finally
         {
-            await ImageBuilder.RemoveTreeAsync(slim, CancellationToken.None);
+            await Subvolumes.RemoveTreeAsync(slim, CancellationToken.None);
         }
     }
 
@@ -134,7 +123,7 @@ public static class Ours
         var stops = await Task.WhenAll(machines.Select(async m =>
         {
             var t = Stopwatch.StartNew();
-            await MachineLauncher.StopAsync(m, TimeSpan.FromSeconds(15), CancellationToken.None);
+            await MachineLauncher.StopAsync(m, CancellationToken.None);
             return t.Elapsed;
         }));
         return (boot, notRunning, stops.Count(s => s > TimeSpan.FromSeconds(10)));
@@ -146,7 +135,7 @@ public static class Ours
         var machines = await Task.WhenAll(Enumerable.Range(0, n).Select(i => MachineLauncher.StartAsync(Options(image, $"mem{i}"), CancellationToken.None)));
         await Task.WhenAll(machines.Select(m => InMachineAsync(m, "systemctl", "is-system-running", "--wait")));
         var peaks = machines.Select(m => Rss.PeakOf(m.NspawnPid)).ToList();
-        await Task.WhenAll(machines.Select(m => MachineLauncher.StopAsync(m, TimeSpan.FromSeconds(15), CancellationToken.None)));
+        await Task.WhenAll(machines.Select(m => MachineLauncher.StopAsync(m, CancellationToken.None)));
         return (peaks.Sum(), peaks.Max());
     }
 
@@ -223,7 +212,7 @@ public static class Podman
 {
     public static async Task<PeerResult> BootAsync(string image, int rounds)
     {
-        if (Tools.Find("podman") is null)
+        if (ToolLocator.Find("podman") is null)
             return new("podman", null, null, "podman is not installed (apt-get install podman), so it was not measured");
         var tag = "localhost/nspawn-bench:latest";
         var sw = Stopwatch.StartNew();

@@ -1,8 +1,3 @@
-using CliWrap;
-using CliWrap.Buffered;
-using Nspawn.Testing;
-using Xunit;
-
 namespace Nspawn.Build.Tests;
 
 /// <summary>Every member of the tests' API, against a real machine booted from the image.</summary>

@@ -1,5 +1,3 @@
-using Xunit;
-
 namespace Nspawn.Build.Tests;
 
 /// <summary>`dotnet build -t:ContainerTest` on the sample, as a user runs it, with the package from the local feed.</summary>

@@ -1,5 +1,3 @@
-using Xunit;
-
 namespace Nspawn.Build.Tests;
 
 /// <summary>

@@ -1,14 +1,12 @@
 using System.Security;
-using CliWrap;
-using Nspawn.Testing;
-using Xunit;
 
 namespace Nspawn.Build.Tests;
 
 /// <summary>Images a suite customises: exclude, architecture, components, files and a setup script, and a maximum age.</summary>
+[Trait("Category", "Unit")]
 public class ImageStampTests
 {
-    private static ImageSpec Spec() => ImageSpec.Create("bookworm", "", "http://deb.debian.org/debian", "minbase", "dbus,systemd");
+    private static ImageSpec Spec() => TestImages.Spec("bookworm", "", "http://deb.debian.org/debian", "minbase", "dbus,systemd");
 
     [Fact]
     public void Each_new_input_changes_the_stamp_and_the_content_of_files_not_their_place()
@@ -30,8 +28,8 @@ public class ImageStampTests
                 (Spec() with { Arch = "arm64" }).Stamp,
                 (Spec() with { Components = ["main", "contrib"] }).Stamp,
                 (Spec() with { SetupScript = script }).Stamp,
-                (Spec() with { Files = [(file, "/etc/app.conf")] }).Stamp,
-                (Spec() with { Files = [(file, "/etc/other.conf")] }).Stamp,
+                (Spec() with { Files = [new ImageFile(file, "/etc/app.conf")] }).Stamp,
+                (Spec() with { Files = [new ImageFile(file, "/etc/other.conf")] }).Stamp,
             };
             Assert.Equal(stamps.Length, stamps.Distinct().Count());
 
@@ -98,7 +96,7 @@ public sealed class ImageSetupTests(PackageFixture package) : IAsyncLifetime
 
     public async Task DisposeAsync()
     {
-        await ImageBuilder.RemoveTreeAsync(ImageDir, CancellationToken.None);
+        await Subvolumes.RemoveTreeAsync(ImageDir, CancellationToken.None);
         Directory.Delete(_dir, recursive: true);
     }
 
@@ -153,14 +151,14 @@ public sealed class ImageDefinitionTests(PackageFixture package) : IAsyncLifetim
     public async Task DisposeAsync()
     {
         foreach (var image in _images)
-            await ImageBuilder.RemoveTreeAsync(image, CancellationToken.None);
+            await Subvolumes.RemoveTreeAsync(image, CancellationToken.None);
         foreach (var store in _stores)
             await store.UnmountAsync(CancellationToken.None);
         Directory.Delete(_dir, recursive: true);
         Leaks.AssertNone();
     }
 
-    private static ImageSpec Bookworm() => ImageSpec.Create("bookworm", "bookworm", "http://deb.debian.org/debian", "minbase", "dbus,systemd");
+    private static ImageSpec Bookworm() => TestImages.Spec("bookworm", "bookworm", "http://deb.debian.org/debian", "minbase", "dbus,systemd");
 
     [Fact]
     public async Task A_derived_image_starts_from_its_base_and_follows_it()

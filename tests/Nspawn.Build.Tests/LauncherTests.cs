@@ -1,7 +1,3 @@
-using CliWrap;
-using CliWrap.Buffered;
-using Xunit;
-
 namespace Nspawn.Build.Tests;
 
 /// <summary>The launcher without MSBuild, on real machines booted from the image that the first ContainerTest run built.</summary>
@@ -10,14 +6,13 @@ public sealed class LauncherTests(PackageFixture package) : IAsyncLifetime
 {
     public async Task InitializeAsync()
     {
-        var first = await package.FirstRunAsync();
-        Assert.True(File.Exists(Path.Combine(Repo.ImageDir, ImageBuilder.StampPath)), "no image: " + first);
+        await package.RequireImageAsync();
     }
 
     public Task DisposeAsync() => Task.CompletedTask;
 
     private static LaunchOptions Options(string logical = "t", string? imageDir = null, double bootTimeout = 60) =>
-        new(logical, "bookworm", imageDir ?? Repo.ImageDir, LaunchOptions.UniqueName(logical), TimeSpan.FromSeconds(bootTimeout), UseSystemdRun: false);
+        new(logical, imageDir ?? Repo.ImageDir) { BootTimeout = TimeSpan.FromSeconds(bootTimeout), UseSystemdRun = false };
 
     private static async Task<string> ExecAsync(Machine m, params string[] argv) =>
         (await Cli.Wrap("nsenter").WithArguments(["-t", m.LeaderPid.ToString(), "-m", "-u", "-i", "-n", "-p", "--", .. argv])
@@ -41,7 +36,7 @@ public sealed class LauncherTests(PackageFixture package) : IAsyncLifetime
         }
         finally
         {
-            await MachineLauncher.StopAsync(m, TimeSpan.FromSeconds(15), CancellationToken.None);
+            await MachineLauncher.StopAsync(m, CancellationToken.None);
         }
         Assert.False(ProcessInfo.IsRunning(m.NspawnPid, m.NspawnStartTime));
         Assert.False(Directory.Exists(m.Snapshot));
@@ -66,7 +61,7 @@ public sealed class LauncherTests(PackageFixture package) : IAsyncLifetime
             finally
             {
                 await Task.WhenAll(starts.Where(t => t.IsCompletedSuccessfully)
-                    .Select(t => MachineLauncher.StopAsync(t.Result, TimeSpan.FromSeconds(15), CancellationToken.None)));
+                    .Select(t => MachineLauncher.StopAsync(t.Result, CancellationToken.None)));
             }
             Leaks.AssertNone();
         }
@@ -84,9 +79,7 @@ public sealed class LauncherTests(PackageFixture package) : IAsyncLifetime
     [Fact]
     public async Task An_image_without_systemd_fails_to_boot_with_a_clear_error()
     {
-        await using var broken = await TempImage.SnapshotAsync("no-init");
-        foreach (var init in new[] { "sbin/init", "lib/systemd/systemd", "usr/lib/systemd/systemd", "usr/sbin/init" })
-            File.Delete(Path.Combine(broken.Dir, init));
+        await using var broken = await TempImage.WithoutInitAsync();
         var e = await Assert.ThrowsAsync<NspawnException>(() => MachineLauncher.StartAsync(Options(imageDir: broken.Dir), CancellationToken.None));
         Assert.Equal(ErrorCodes.BootFailed, e.Code);
         Assert.Contains("systemd", e.Message);
@@ -114,7 +107,7 @@ public sealed class LauncherTests(PackageFixture package) : IAsyncLifetime
         }
         finally
         {
-            await MachineLauncher.StopAsync(m, TimeSpan.FromSeconds(15), CancellationToken.None);
+            await MachineLauncher.StopAsync(m, CancellationToken.None);
         }
         Leaks.AssertNone();
     }
@@ -127,7 +120,7 @@ public sealed class LauncherTests(PackageFixture package) : IAsyncLifetime
         Assert.True(await ProcessInfo.WaitForExitAsync(m.NspawnPid, m.NspawnStartTime, TimeSpan.FromSeconds(5), CancellationToken.None));
         // nspawn is gone but its guest and snapshot are not: Stop must find and remove both.
         Assert.True(Directory.Exists(m.Snapshot));
-        await MachineLauncher.StopAsync(m, TimeSpan.FromSeconds(5), CancellationToken.None);
+        await MachineLauncher.StopAsync(m, CancellationToken.None);
         Assert.True(await ProcessInfo.WaitForExitAsync(m.LeaderPid, m.LeaderStartTime, TimeSpan.FromSeconds(5), CancellationToken.None));
         Assert.False(Directory.Exists(m.Snapshot));
         Leaks.AssertNone();

@@ -1,9 +1,5 @@
 using System.Security;
 using System.Xml.Linq;
-using CliWrap;
-using CliWrap.Buffered;
-using Nspawn.Testing;
-using Xunit;
 
 namespace Nspawn.Build.Tests;
 
@@ -20,8 +16,7 @@ public sealed class LeakTests(PackageFixture package) : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        var first = await package.FirstRunAsync();
-        Assert.True(File.Exists(Path.Combine(Repo.ImageDir, ImageBuilder.StampPath)), "no image: " + first);
+        await package.RequireImageAsync();
         File.WriteAllText(Gate, "");
     }
 
@@ -65,18 +60,15 @@ public sealed class LeakTests(PackageFixture package) : IAsyncLifetime
         Assert.NotEqual(0, result.ExitCode);
         Leaks.AssertNone();
         if (mode == "overlay")
-            await ImageBuilder.RemoveTreeAsync(Path.GetDirectoryName(plain)!, CancellationToken.None);
+            await Subvolumes.RemoveTreeAsync(Path.GetDirectoryName(plain)!, CancellationToken.None);
     }
 
     [Fact]
     public async Task Ctrl_C_while_a_machine_boots_stops_it()
     {
         // An image whose boot waits a minute for a service, so that the build is caught booting.
-        await using var slow = await TempImage.SnapshotAsync("slow");
-        File.WriteAllText(Path.Combine(slow.Dir, "etc/systemd/system/slow.service"),
+        await using var slow = await TempImage.WithUnitAsync("slow", "slow.service",
             "[Unit]\nBefore=multi-user.target\n[Service]\nType=oneshot\nExecStart=/bin/sleep 60\n[Install]\nWantedBy=multi-user.target\n");
-        Directory.CreateDirectory(Path.Combine(slow.Dir, "etc/systemd/system/multi-user.target.wants"));
-        File.CreateSymbolicLink(Path.Combine(slow.Dir, "etc/systemd/system/multi-user.target.wants/slow.service"), "/etc/systemd/system/slow.service");
 
         var run = BackgroundRun.Start(Consumer(WaitingTests).Command(["-t:ContainerTest", $"-p:NspawnImage={slow.Name}", "-p:NspawnSuite=bookworm", "-p:NspawnBootTimeout=120"]));
         Assert.True(await Shell.WaitUntilAsync(() => Directory.EnumerateDirectories(Repo.ChrootsDir, ".#machine.slow*").Any(), TimeSpan.FromMinutes(1)), run.Output);
@@ -163,7 +155,7 @@ public sealed class LeakTests(PackageFixture package) : IAsyncLifetime
         }
         finally
         {
-            await ImageBuilder.RemoveTreeAsync(Path.Combine(Repo.ChrootsDir, image), CancellationToken.None);
+            await Subvolumes.RemoveTreeAsync(Path.Combine(Repo.ChrootsDir, image), CancellationToken.None);
         }
     }
 

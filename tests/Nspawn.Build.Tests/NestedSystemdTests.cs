@@ -1,6 +1,4 @@
 using System.Security;
-using Nspawn.Testing;
-using Xunit;
 using Xunit.Abstractions;
 
 namespace Nspawn.Build.Tests;

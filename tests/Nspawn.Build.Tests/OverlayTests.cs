@@ -1,8 +1,3 @@
-using CliWrap;
-using CliWrap.Buffered;
-using Nspawn.Testing;
-using Xunit;
-
 namespace Nspawn.Build.Tests;
 
 /// <summary>Machines without btrfs: overlay mode on a plain folder, and the slim image setting.</summary>
@@ -23,7 +18,7 @@ public sealed class OverlayTests(PackageFixture package) : IAsyncLifetime
 
     public async Task DisposeAsync()
     {
-        await ImageBuilder.RemoveTreeAsync(Path.GetDirectoryName(_plainChroots)!, CancellationToken.None);
+        await Subvolumes.RemoveTreeAsync(Path.GetDirectoryName(_plainChroots)!, CancellationToken.None);
         Leaks.AssertNone();
     }
 

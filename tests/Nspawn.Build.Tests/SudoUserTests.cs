@@ -1,7 +1,4 @@
 using System.Security;
-using CliWrap;
-using CliWrap.Buffered;
-using Xunit;
 
 namespace Nspawn.Build.Tests;
 

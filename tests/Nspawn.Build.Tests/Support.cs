@@ -1,27 +1,8 @@
 using System.IO.Compression;
 using System.Security;
 using System.Text;
-using CliWrap;
-using CliWrap.Buffered;
-using Xunit;
 
 namespace Nspawn.Build.Tests;
-
-public static class Repo
-{
-    public static string Root { get; } = FindRoot();
-    public static string Sample => Path.Combine(Root, "tests/Sample");
-    public static string ChrootsDir => Path.Combine(Root, "test_chroots");
-    public static string ImageDir => Path.Combine(ChrootsDir, "bookworm");
-
-    private static string FindRoot()
-    {
-        for (var dir = AppContext.BaseDirectory; dir is not null; dir = Path.GetDirectoryName(dir))
-            if (File.Exists(Path.Combine(dir, "Nspawn.Build.sln")))
-                return dir;
-        throw new InvalidOperationException("Nspawn.Build.sln not found above " + AppContext.BaseDirectory);
-    }
-}
 
 public sealed record RunResult(int ExitCode, string Output)
 {
@@ -115,6 +96,13 @@ public sealed class PackageFixture : IAsyncLifetime
     /// <summary>The first ContainerTest run of this test run: it builds the image if there is none yet.</summary>
     public Task<RunResult> FirstRunAsync() => _firstRun ??= RunSampleAsync([]);
 
+    /// <summary>The image that the first run builds: for tests that boot machines from it.</summary>
+    public async Task RequireImageAsync()
+    {
+        var first = await FirstRunAsync();
+        Assert.True(File.Exists(System.IO.Path.Combine(Repo.ImageDir, ImageBuilder.StampPath)), "no image: " + first);
+    }
+
     /// <summary>dotnet build -t:ContainerTest on the sample, or another dotnet command (such as test) with the same package.</summary>
     public Task<RunResult> RunSampleAsync(IEnumerable<string> args, IReadOnlyDictionary<string, string?>? env = null, string command = "build") =>
         Shell.RunAsync("dotnet", [command, Repo.Sample, .. command == "build" ? ["-t:ContainerTest"] : Array.Empty<string>(), $"-p:NspawnBuildVersion={Version}", .. args],
@@ -168,7 +156,7 @@ public sealed class ConsumerProject
             """);
     }
 
-    public static string Dotnet => Tools.Find("dotnet") ?? "/usr/share/dotnet/dotnet";
+    public static string Dotnet => ToolLocator.Find("dotnet") ?? "/usr/share/dotnet/dotnet";
 
     public IReadOnlyList<string> Command(IEnumerable<string> args) => [Dotnet, "msbuild", Path, "-nologo", .. args];
 
@@ -243,5 +231,25 @@ public sealed class TempImage : IAsyncDisposable
 
     public string Name => System.IO.Path.GetFileName(Dir);
 
-    public async ValueTask DisposeAsync() => await ImageBuilder.RemoveTreeAsync(Dir, CancellationToken.None);
+    /// <summary>A snapshot with one more unit, enabled (started at boot, stopped at power-off).</summary>
+    public static async Task<TempImage> WithUnitAsync(string prefix, string unit, string text)
+    {
+        var image = await SnapshotAsync(prefix);
+        var units = System.IO.Path.Combine(image.Dir, "etc/systemd/system");
+        File.WriteAllText(System.IO.Path.Combine(units, unit), text);
+        Directory.CreateDirectory(System.IO.Path.Combine(units, "multi-user.target.wants"));
+        File.CreateSymbolicLink(System.IO.Path.Combine(units, "multi-user.target.wants", unit), "/etc/systemd/system/" + unit);
+        return image;
+    }
+
+    /// <summary>A snapshot with no init: nspawn --boot exits at once.</summary>
+    public static async Task<TempImage> WithoutInitAsync()
+    {
+        var image = await SnapshotAsync("no-init");
+        foreach (var init in new[] { "sbin/init", "lib/systemd/systemd", "usr/lib/systemd/systemd", "usr/sbin/init" })
+            File.Delete(System.IO.Path.Combine(image.Dir, init));
+        return image;
+    }
+
+    public async ValueTask DisposeAsync() => await Subvolumes.RemoveTreeAsync(Dir, CancellationToken.None);
 }

@@ -1,8 +1,8 @@
 using System.Xml.Linq;
-using Xunit;
 
 namespace Nspawn.Build.Tests;
 
+[Trait("Category", "Unit")]
 public class ValidateTests
 {
     [Theory]
@@ -58,14 +58,14 @@ public class ValidateTests
     [Theory]
     [InlineData("http://deb.debian.org/debian")]
     [InlineData("https://mirror.example/ubuntu/")]
-    public void Http_mirrors_pass(string url) => Assert.Equal(url, Validate.Mirror(url));
+    public void Http_mirrors_pass(string url) => Assert.Equal(url, Validate.Mirror(url, "NspawnMirror"));
 
     [Theory]
     [InlineData("ftp://deb.debian.org/debian")]
     [InlineData("deb.debian.org/debian")]
     [InlineData("file:///srv/mirror")]
     public void Other_mirrors_fail(string url) =>
-        Assert.Equal(ErrorCodes.BadMirror, Assert.Throws<NspawnException>(() => Validate.Mirror(url)).Code);
+        Assert.Equal(ErrorCodes.BadMirror, Assert.Throws<NspawnException>(() => Validate.Mirror(url, "NspawnMirror")).Code);
 
     [Fact]
     public void Package_lists_are_sorted_and_checked()
@@ -75,10 +75,11 @@ public class ValidateTests
     }
 }
 
+[Trait("Category", "Unit")]
 public class ImageSpecTests
 {
     private static ImageSpec Spec(string include = "dbus,systemd", string suite = "", string variant = "minbase", string mirror = "http://deb.debian.org/debian") =>
-        ImageSpec.Create("bookworm", suite, mirror, variant, include);
+        TestImages.Spec("bookworm", suite, mirror, variant, include);
 
     [Fact]
     public void A_corrupt_or_missing_stamp_means_out_of_date()
@@ -121,14 +122,15 @@ public class ImageSpecTests
     }
 }
 
+[Trait("Category", "Unit")]
 public class ParsingTests
 {
     [Fact]
     public void Versions_come_from_version_texts()
     {
-        Assert.Equal("252.0.0", Tools.ParseVersion("systemd 252 (252.39-1~deb12u2)\n+PAM +AUDIT")!.ToNormalizedString());
-        Assert.Equal("1.0.128", Tools.ParseVersion("debootstrap 1.0.128+nmu2+deb12u2")!.ToNormalizedString());
-        Assert.Null(Tools.ParseVersion("no version here"));
+        Assert.Equal("252.0.0", ToolLocator.ParseVersion("systemd 252 (252.39-1~deb12u2)\n+PAM +AUDIT")!.ToNormalizedString());
+        Assert.Equal("1.0.128", ToolLocator.ParseVersion("debootstrap 1.0.128+nmu2+deb12u2")!.ToNormalizedString());
+        Assert.Null(ToolLocator.ParseVersion("no version here"));
     }
 
     [Fact]
@@ -172,9 +174,9 @@ public class ParsingTests
     [Fact]
     public void The_snapshot_is_named_by_nspawns_lock()
     {
-        Assert.Equal("/c/.#machine.bookworm27b84f9d", MachineLauncher.SnapshotFromLock("/c/.#.#machine.bookworm27b84f9d.lck"));
-        Assert.Null(MachineLauncher.SnapshotFromLock("/c/bookworm"));
-        Assert.Null(MachineLauncher.SnapshotFromLock(null));
+        Assert.Equal("/c/.#machine.bookworm27b84f9d", TempNames.SnapshotFromLock("/c/.#.#machine.bookworm27b84f9d.lck"));
+        Assert.Null(TempNames.SnapshotFromLock("/c/bookworm"));
+        Assert.Null(TempNames.SnapshotFromLock(null));
     }
 
     [Fact]
@@ -199,10 +201,11 @@ public class ParsingTests
     }
 }
 
+[Trait("Category", "Unit")]
 public class CommandLineTests
 {
     private static LaunchOptions Options(bool systemdRun) =>
-        new("web", "bookworm", "/c/bookworm", "nspawn-web-12345678", TimeSpan.FromSeconds(60), systemdRun);
+        new("web", "/c/bookworm") { MachineName = "nspawn-web-12345678", UseSystemdRun = systemdRun };
 
     [Fact]
     public void Direct_nspawn_does_not_register()
@@ -230,12 +233,12 @@ public class CommandLineTests
         try
         {
             var loop = Path.Combine(dir, "btrfs.img");
-            Assert.Equal(EphemeralMode.Overlay, EphemeralModes.Resolve("auto", dir, loop));
-            Assert.Equal(EphemeralMode.Snapshot, EphemeralModes.Resolve("snapshot", dir, loop));
+            Assert.Equal(EphemeralMode.Overlay, EphemeralModeResolver.Resolve("auto", dir, loop));
+            Assert.Equal(EphemeralMode.Snapshot, EphemeralModeResolver.Resolve("snapshot", dir, loop));
             File.WriteAllText(loop, "");
-            Assert.Equal(EphemeralMode.Snapshot, EphemeralModes.Resolve("auto", dir, loop));
-            Assert.Equal(EphemeralMode.Overlay, EphemeralModes.Resolve("Overlay", dir, loop));
-            Assert.Equal(ErrorCodes.BadOption, Assert.Throws<NspawnException>(() => EphemeralModes.Resolve("copy", dir, loop)).Code);
+            Assert.Equal(EphemeralMode.Snapshot, EphemeralModeResolver.Resolve("auto", dir, loop));
+            Assert.Equal(EphemeralMode.Overlay, EphemeralModeResolver.Resolve("Overlay", dir, loop));
+            Assert.Equal(ErrorCodes.BadOption, Assert.Throws<NspawnException>(() => EphemeralModeResolver.Resolve("copy", dir, loop)).Code);
         }
         finally
         {
@@ -246,7 +249,7 @@ public class CommandLineTests
     [Fact]
     public void Systemd_run_carries_the_seeds_unit_properties()
     {
-        var args = Options(true).SystemdRunArguments("/usr/bin/systemd-nspawn", TimeSpan.FromSeconds(15));
+        var args = Options(true).SystemdRunArguments("/usr/bin/systemd-nspawn");
         Assert.Equal("--unit=nspawn-web-12345678", args[0]);
         foreach (var p in new[] { "KillMode=mixed", "Type=notify", "Delegate=yes", "Slice=machine.slice", "TimeoutStartSec=60s", "TimeoutStopSec=15s" })
             Assert.Contains("--property=" + p, args);
@@ -259,8 +262,8 @@ public class CommandLineTests
     [Fact]
     public void Machine_names_are_unique_and_plain()
     {
-        var a = LaunchOptions.UniqueName("web");
-        Assert.NotEqual(a, LaunchOptions.UniqueName("web"));
+        var a = TempNames.Machine("web");
+        Assert.NotEqual(a, TempNames.Machine("web"));
         Assert.Matches("^nspawn-web-[0-9a-f]{8}$", a);
     }
 

@@ -20,7 +20,7 @@ internal sealed class MachineGuard(Machine machine) : IDisposable
     {
         try
         {
-            MachineLauncher.StopAsync(machine, MachineLauncher.DefaultStopTimeout, CancellationToken.None).GetAwaiter().GetResult();
+            MachineLauncher.StopAsync(machine, CancellationToken.None).GetAwaiter().GetResult();
         }
         catch (NspawnException)
         {

@@ -1,45 +1,55 @@
+using System.ComponentModel;
+using CliWrap.Exceptions;
 using Microsoft.Build.Framework;
 
 namespace Nspawn.Build.Tasks;
 
 /// <summary>
-/// The base of our tasks: turns expected failures into coded errors, and MSBuild's cancellation (Ctrl+C)
-/// into a token. With ValidateOnly, a task only checks its inputs, so that ContainerTest can reject bad
-/// input before anything is created.
+/// The base of our tasks: runs the task's work with MSBuild's cancellation (Ctrl+C) as a token, and turns
+/// every expected failure (ours, a file operation, a command that could not run) into one coded error.
 /// </summary>
 public abstract class NspawnTask : Microsoft.Build.Utilities.Task, ICancelableTask
 {
     private readonly CancellationTokenSource _cancel = new();
 
-    public bool ValidateOnly { get; set; }
-
     public void Cancel() => _cancel.Cancel();
 
-    public override bool Execute()
+    public sealed override bool Execute()
     {
         try
         {
-            if (ValidateOnly)
-                Check();
-            else
-                ExecuteAsync(_cancel.Token).GetAwaiter().GetResult();
+            ExecuteAsync(_cancel.Token).GetAwaiter().GetResult();
         }
         catch (NspawnException e)
         {
-            Log.LogError(null, e.Code, null, null, 0, 0, 0, 0, e.Message);
+            LogError(e);
         }
         catch (OperationCanceledException) when (_cancel.IsCancellationRequested)
         {
-            Log.LogError(null, ErrorCodes.Canceled, null, null, 0, 0, 0, 0, $"{GetType().Name} was canceled; what it had started was stopped.");
+            LogError(new NspawnException(ErrorCodes.Canceled, $"{GetType().Name} was canceled; what it had started was stopped."));
+        }
+        catch (Exception e) when (Expected(e) is { } coded)
+        {
+            LogError(coded);
         }
         return !Log.HasLoggedErrors;
     }
 
-    /// <summary>Checks every input and the host (root, tools) without changing anything.</summary>
-    protected abstract void Check();
-
-    protected abstract Task ExecuteAsync(CancellationToken cancellationToken);
+    private protected abstract Task ExecuteAsync(CancellationToken cancellationToken);
 
     /// <summary>Progress a user must see: high importance shows in the console and in Terminal Logger's summary.</summary>
-    protected void Progress(string message) => Log.LogMessage(MessageImportance.High, message);
+    private protected void Progress(string message) => Log.LogMessage(MessageImportance.High, message);
+
+    private protected void LogError(NspawnException e) => Log.LogError(null, e.Code, null, null, 0, 0, 0, 0, e.Message);
+
+    /// <summary>A failure of the host rather than of our code, as a coded error; null for a bug, which MSBuild reports with its stack.</summary>
+    private protected NspawnException? Expected(Exception e) => e switch
+    {
+        NspawnException coded => coded,
+        IOException or UnauthorizedAccessException => new NspawnException(ErrorCodes.HostFileFailed,
+            $"{GetType().Name}: a file operation failed: {e.Message} Check the path's permissions and the free space, then run the build again.", e),
+        Win32Exception or CliWrapException => new NspawnException(ErrorCodes.CommandFailed,
+            $"{GetType().Name}: a command could not run: {e.Message}", e),
+        _ => null,
+    };
 }

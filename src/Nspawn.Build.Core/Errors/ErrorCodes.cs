@@ -1,0 +1,32 @@
+namespace Nspawn.Build;
+
+/// <summary>Every code the package reports. The README lists them; keep both in step.</summary>
+internal static class ErrorCodes
+{
+    public const string NotRoot = "NSPAWN0001";
+    public const string ToolMissing = "NSPAWN0002";
+    public const string ToolTooOld = "NSPAWN0003";
+    public const string BadImageName = "NSPAWN0004";
+    public const string BadMachineName = "NSPAWN0005";
+    public const string BadMirror = "NSPAWN0006";
+    public const string BadSize = "NSPAWN0007";
+    public const string BadTimeout = "NSPAWN0008";
+    public const string BadPackageList = "NSPAWN0009";
+    public const string BadPath = "NSPAWN0010";
+    public const string BadOption = "NSPAWN0011";
+    public const string ReadOnly = "NSPAWN0012";
+    public const string NoSpace = "NSPAWN0013";
+    public const string NotOurImage = "NSPAWN0014";
+    public const string NotBtrfs = "NSPAWN0015";
+    public const string BtrfsFailed = "NSPAWN0020";
+    public const string DebootstrapFailed = "NSPAWN0021";
+    public const string SetupFailed = "NSPAWN0022";
+    public const string HostFileFailed = "NSPAWN0023";
+    public const string CommandFailed = "NSPAWN0024";
+    public const string ImageMissing = "NSPAWN0030";
+    public const string BootFailed = "NSPAWN0031";
+    public const string BootTimedOut = "NSPAWN0032";
+    public const string StopFailed = "NSPAWN0033";
+    public const string Canceled = "NSPAWN0040";
+    public const string TestsFailed = "NSPAWN0050";
+}

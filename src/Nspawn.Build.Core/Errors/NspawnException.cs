@@ -1,0 +1,7 @@
+namespace Nspawn.Build;
+
+/// <summary>An expected failure with a stable code; tasks log it as <c>error NSPAWNnnnn: message</c>.</summary>
+public sealed class NspawnException(string code, string message, Exception? inner = null) : Exception(message, inner)
+{
+    public string Code { get; } = code;
+}

@@ -1,0 +1,48 @@
+namespace Nspawn.Build;
+
+/// <summary>How to start one machine: resolved from the project's settings, or from a test's StartOptions.</summary>
+internal sealed record LaunchOptions(string LogicalName, string ImageDir)
+{
+    public string Image => Path.GetFileName(ImageDir);
+    /// <summary>Unique on the host: a new one for each start.</summary>
+    public string MachineName { get; init; } = TempNames.Machine(LogicalName);
+    public TimeSpan BootTimeout { get; init; } = Defaults.BootTimeout;
+    public TimeSpan StopTimeout { get; init; } = Defaults.StopTimeout;
+    /// <summary>nspawn in a transient unit of the host's systemd, registered with machined; else our child.</summary>
+    public bool UseSystemdRun { get; init; }
+    /// <summary>Overlay machines (--volatile=overlay): a read-only image under a tmpfs, for images that are plain folders.</summary>
+    public EphemeralMode Mode { get; init; } = EphemeralMode.Snapshot;
+    /// <summary>More nspawn options (such as --bind-ro=...), after ours.</summary>
+    public IReadOnlyList<string> ExtraArguments { get; init; } = [];
+
+    /// <summary>Whether PID 1 is systemd (sd_booted): then nspawn runs in a unit and machined registers the machine.</summary>
+    public static bool HostHasSystemd => Directory.Exists("/run/systemd/system");
+
+    /// <summary>The nspawn command line, the seed's, plus what the direct path needs without host systemd.</summary>
+    public IReadOnlyList<string> NspawnArguments()
+    {
+        var args = new List<string> { "--quiet" };
+        // A snapshot of a btrfs subvolume, or the image read-only (so that machines can share it) under a tmpfs overlay.
+        args.AddRange(Mode == EphemeralMode.Overlay ? ["--volatile=overlay", "--read-only"] : ["--ephemeral"]);
+        args.AddRange(["--boot", "--notify-ready=yes", "--console=read-only", "--keep-unit", $"--directory={ImageDir}", $"--machine={MachineName}"]);
+        if (!UseSystemdRun)
+            args.Add("--register=no");
+        foreach (var extra in ExtraArguments)
+            args.Add(extra.StartsWith("--", StringComparison.Ordinal) ? extra
+                : throw new NspawnException(ErrorCodes.BadOption, $"NspawnArguments of machine '{LogicalName}': '{extra}' is not an option. Give options such as '--bind-ro=/srv/data'."));
+        return args;
+    }
+
+    /// <summary>The seed's unit properties; Type=notify makes systemd-run return at READY=1.</summary>
+    public IReadOnlyList<string> SystemdRunArguments(string nspawn)
+    {
+        string[] properties =
+        [
+            "KillMode=mixed", "Type=notify", "NotifyAccess=all", "RestartForceExitStatus=133", "SuccessExitStatus=133",
+            "Slice=machine.slice", "Delegate=yes", "TasksMax=16384", "WatchdogSec=3min",
+            $"TimeoutStartSec={Math.Ceiling(BootTimeout.TotalSeconds)}s", $"TimeoutStopSec={Math.Ceiling(StopTimeout.TotalSeconds)}s",
+        ];
+        return [$"--unit={MachineName}", $"--description=Nspawn.Build machine {MachineName}", "--collect", "--quiet",
+            .. properties.Select(p => $"--property={p}"), "--", nspawn, .. NspawnArguments()];
+    }
+}

@@ -1,0 +1,80 @@
+namespace Nspawn.Build;
+
+/// <summary>
+/// Boots and stops ephemeral machines (the seed's Chroot class), through the launcher each machine needs:
+/// <see cref="SystemdUnitLauncher"/> with host systemd, <see cref="DirectLauncher"/> without it. What is
+/// common to both (checks, the registry, the snapshot, the cgroups) is done here.
+/// </summary>
+internal static class MachineLauncher
+{
+    public const string StateDir = "/run/nspawn-build";
+
+    private static IMachineLauncher For(bool useSystemdRun) => useSystemdRun ? SystemdUnitLauncher.Instance : DirectLauncher.Instance;
+
+    /// <summary>Everything that can be checked before anything is created.</summary>
+    public static void Check(LaunchOptions options)
+    {
+        Privilege.RequireRoot();
+        ToolLocator.Require(Tool.SystemdNspawn);
+        For(options.UseSystemdRun).Check();
+    }
+
+    public static async Task<Machine> StartAsync(LaunchOptions options, CancellationToken cancellationToken)
+    {
+        Check(options);
+        if (!File.Exists(Path.Combine(options.ImageDir, ImageBuilder.StampPath)) && !File.Exists(Path.Combine(options.ImageDir, "etc/os-release")) && !File.Exists(Path.Combine(options.ImageDir, "usr/lib/os-release")))
+            throw new NspawnException(ErrorCodes.ImageMissing,
+                $"The image '{options.ImageDir}' for machine '{options.LogicalName}' does not exist or holds no OS. Build it first (the NspawnPrepareImages target), or fix the machine's Image.");
+        if (MachineRegistry.Contains(options.MachineName))
+            throw new NspawnException(ErrorCodes.BadMachineName, $"A machine named '{options.MachineName}' is already running. Stop it first, or give this one another name.");
+        Directory.CreateDirectory(StateDir);
+        return await For(options.UseSystemdRun).StartAsync(options, cancellationToken);
+    }
+
+    /// <summary>
+    /// Powers the machine off, waits up to its <see cref="Machine.StopTimeout"/>, then kills what is left.
+    /// Succeeds only when nspawn is gone and its snapshot removed; says how it went.
+    /// </summary>
+    public static async Task<StopOutcome> StopAsync(Machine machine, CancellationToken cancellationToken)
+    {
+        var started = DateTime.UtcNow;
+        var poweredOff = await For(machine.Unit is not null).PowerOffAsync(machine, cancellationToken);
+        // What is left in the machine's cgroups (a guest whose nspawn was killed) is killed, then the cgroups removed.
+        var cgroups = new CgroupScope(machine.Cgroups);
+        await cgroups.KillAllAsync(TimeSpan.FromSeconds(5));
+        cgroups.Remove();
+
+        // nspawn removes its snapshot on a clean exit; after a kill it is ours to remove.
+        if (machine.Snapshot is { } snapshot)
+        {
+            if (Directory.Exists(snapshot))
+                await Subvolumes.RemoveTreeAsync(snapshot, cancellationToken);
+            File.Delete(TempNames.SnapshotLock(snapshot));
+        }
+        File.Delete(Path.Combine(StateDir, machine.Name + ".notify"));
+
+        var stopped = !ProcessInfo.IsRunning(machine.NspawnPid, machine.NspawnStartTime) && !(machine.Snapshot is { } s && Directory.Exists(s));
+        if (stopped)
+        {
+            MachineRegistry.Remove(machine.Name);
+            return new StopOutcome(machine, poweredOff, DateTime.UtcNow - started);
+        }
+        throw new NspawnException(ErrorCodes.StopFailed,
+                $"Machine '{machine.LogicalName}' ({machine.Name}) could not be stopped: nspawn PID {machine.NspawnPid} or snapshot '{machine.Snapshot}' is still there. Stop it by hand (kill {machine.NspawnPid}; btrfs subvolume delete '{machine.Snapshot}').");
+    }
+
+    /// <summary>nspawn holds a lock next to its snapshot (<see cref="TempNames.SnapshotFromLock"/>): that names the snapshot.</summary>
+    public static string? FindSnapshot(int nspawnPid)
+    {
+        try
+        {
+            foreach (var fd in Directory.EnumerateFileSystemEntries($"/proc/{nspawnPid}/fd"))
+                if (TempNames.SnapshotFromLock(new FileInfo(fd).LinkTarget) is { } snapshot)
+                    return snapshot;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+        }
+        return null;
+    }
+}

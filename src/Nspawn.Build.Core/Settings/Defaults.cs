@@ -1,0 +1,22 @@
+namespace Nspawn.Build;
+
+/// <summary>
+/// Every default of a setting, in one place. The targets pass what the project wrote (empty when unset) and
+/// the resolver falls back to these; the tests' API falls back to them outside ContainerTest. Only what
+/// MSBuild itself must know (where test_chroots is, NspawnOnVSTest) is defaulted in the targets.
+/// </summary>
+internal static class Defaults
+{
+    public const string Image = "bookworm";
+    public const string Mirror = "http://deb.debian.org/debian";
+    public const string Variant = "minbase";
+    public const string Include = "dbus,systemd";
+    public const string LoopFileName = "btrfs.img";
+    public const string LoopFileSize = "2G";
+    public const string EphemeralMode = "snapshot";
+    public const string Launcher = "auto";
+    public const string MachineName = "default";
+    public static readonly TimeSpan BootTimeout = TimeSpan.FromSeconds(60);
+    public static readonly TimeSpan StopTimeout = TimeSpan.FromSeconds(15);
+    public static readonly TimeSpan ImageBuildTimeout = TimeSpan.FromMinutes(30);
+}

@@ -1,0 +1,102 @@
+namespace Nspawn.Build;
+
+/// <summary>
+/// Turns what the project wrote into checked values, once: the first step of every target. Every default
+/// comes from <see cref="Defaults"/>; every error names what the user wrote (a property, or an item's metadata).
+/// </summary>
+internal static class SettingsResolver
+{
+    public static ResolvedProject Resolve(ProjectSettings p)
+    {
+        var chroots = Validate.AbsolutePath(p.ChrootsDir, "NspawnChrootsDir");
+        var loopFile = Validate.AbsolutePath(Or(p.BtrfsImageFile, Path.Combine(chroots, Defaults.LoopFileName)), "NspawnBtrfsImageFile");
+        var store = new StoreSettings(chroots, loopFile, Validate.Size(Or(p.BtrfsImageSize, Defaults.LoopFileSize), "NspawnBtrfsImageSize"),
+            EphemeralModeResolver.Resolve(Or(p.EphemeralMode, Defaults.EphemeralMode), chroots, loopFile))
+        {
+            MaxAge = Validate.MaxAge(p.ImageMaxAge, "NspawnImageMaxAge"),
+            BuildTimeout = Validate.Timeout(Or(p.ImageBuildTimeout, Seconds(Defaults.ImageBuildTimeout)), "NspawnImageBuildTimeout"),
+            CacheDir = string.IsNullOrWhiteSpace(p.ImageCacheDir) ? null : Validate.AbsolutePath(p.ImageCacheDir, "NspawnImageCacheDir"),
+            KeepImages = Validate.Words(p.KeepImages, "NspawnKeepImages"),
+        };
+        var mainImage = Validate.ImageName(Or(p.Image, Defaults.Image), "NspawnImage");
+        var machines = Machines(p, store, mainImage);
+        var images = machines.Select(m => m.Image).Distinct().Select(name => Image(p, name, mainImage, [])).ToList();
+        RunSettings.Load(p.RunSettings);
+        return new ResolvedProject(store, images, machines);
+    }
+
+    private static List<LaunchOptions> Machines(ProjectSettings p, StoreSettings store, string mainImage)
+    {
+        var boot = Validate.Timeout(Or(p.BootTimeout, Seconds(Defaults.BootTimeout)), "NspawnBootTimeout");
+        var stop = Validate.Timeout(Or(p.StopTimeout, Seconds(Defaults.StopTimeout)), "NspawnStopTimeout");
+        var useSystemdRun = Validate.Choice(Or(p.Launcher, Defaults.Launcher), "NspawnLauncher",
+            ("auto", LaunchOptions.HostHasSystemd), ("systemd-run", true), ("direct", false));
+        // One machine named 'default' unless the project declares its own.
+        var items = p.Machines.Count > 0 ? p.Machines : [new ProjectItem(Defaults.MachineName, new Dictionary<string, string>())];
+        var machines = items.Select(item =>
+        {
+            var logical = Validate.MachineName(item.Name, "NspawnMachine");
+            var image = Validate.ImageName(Or(item.Get("Image"), mainImage), $"The Image of NspawnMachine '{logical}'");
+            var options = new LaunchOptions(logical, Path.Combine(store.ChrootsDir, image))
+            {
+                BootTimeout = boot,
+                StopTimeout = stop,
+                UseSystemdRun = useSystemdRun,
+                Mode = store.Mode,
+                ExtraArguments = item.Get("NspawnArguments").Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
+            };
+            options.NspawnArguments();
+            return options;
+        }).ToList();
+        if (machines.GroupBy(o => o.LogicalName).FirstOrDefault(g => g.Count() > 1) is { } twice)
+            throw new NspawnException(ErrorCodes.BadMachineName, $"NspawnMachine '{twice.Key}' is declared more than once. Give each machine its own name.");
+        return machines;
+    }
+
+    /// <summary>
+    /// The plain properties describe the main image; an NspawnImageDefinition item describes another, each
+    /// metadata falling back to the property; any other image is the Debian suite of its name.
+    /// </summary>
+    private static ImageSpec Image(ProjectSettings p, string name, string mainImage, IReadOnlyList<string> derivedFrom)
+    {
+        if (derivedFrom.Contains(name))
+            throw new NspawnException(ErrorCodes.BadOption, $"NspawnImageDefinition '{name}' is its own base ({string.Join(" -> ", derivedFrom.Append(name))}). Break the loop of BaseImage.");
+        var definition = p.ImageDefinitions.FirstOrDefault(d => d.Name == name);
+        var main = name == mainImage;
+        // The value and, for an error, the name of what the user wrote it in.
+        (string Value, string Label) Pick(string metadata, string property, string fallback) =>
+            definition?.Get(metadata) is { Length: > 0 } value ? (value, $"NspawnImageDefinition '{name}': {metadata}") : (fallback, property);
+
+        var suite = Pick("Suite", "NspawnSuite", main ? Or(p.Suite, name) : name);
+        var mirror = Pick("Mirror", "NspawnMirror", Or(p.Mirror, Defaults.Mirror));
+        var variant = Pick("Variant", "NspawnVariant", Or(p.Variant, Defaults.Variant));
+        var include = Pick("Packages", "NspawnInclude", Or(p.Include, Defaults.Include));
+        var exclude = Pick("ExcludePackages", "NspawnExclude", p.Exclude);
+        var arch = Pick("Arch", "NspawnArch", p.Arch);
+        var components = Pick("Components", "NspawnComponents", p.Components);
+        var slim = Pick("Slim", "NspawnSlimBoot", Or(p.SlimBoot, "false"));
+        var script = Pick("SetupScript", "NspawnSetupScript", main ? p.SetupScript : "");
+        var baseImage = definition?.Get("BaseImage") ?? "";
+        return new ImageSpec(name,
+            Validate.ImageName(suite.Value, suite.Label),
+            Validate.Mirror(mirror.Value, mirror.Label),
+            Validate.Variant(variant.Value, variant.Label),
+            Validate.Packages(include.Value, include.Label))
+        {
+            Exclude = Validate.Packages(exclude.Value, exclude.Label),
+            Arch = Validate.Word(arch.Value, arch.Label),
+            Components = Validate.Words(components.Value, components.Label),
+            Slim = Validate.Choice(slim.Value, slim.Label, ("true", true), ("false", false)),
+            SetupScript = string.IsNullOrWhiteSpace(script.Value) ? null : Validate.InputFile(script.Value, p.BaseDir, script.Label),
+            Files = !main ? [] : p.ImageFiles.Select(f => new ImageFile(
+                Validate.InputFile(Or(f.Get("FullPath"), f.Name), p.BaseDir, $"NspawnImageFiles '{f.Name}'"),
+                Validate.ImagePath(f.Get("Destination"), $"The Destination of NspawnImageFiles '{f.Name}'"))).ToList(),
+            Base = baseImage == "" ? null
+                : Image(p, Validate.ImageName(baseImage, $"NspawnImageDefinition '{name}': BaseImage"), mainImage, [.. derivedFrom, name]),
+        };
+    }
+
+    private static string Or(string? value, string fallback) => string.IsNullOrWhiteSpace(value) ? fallback : value;
+
+    private static string Seconds(TimeSpan span) => span.TotalSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
+}

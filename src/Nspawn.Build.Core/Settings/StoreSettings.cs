@@ -1,0 +1,18 @@
+namespace Nspawn.Build;
+
+/// <summary>Where the images live and how machines get their copies: resolved once, used by every step.</summary>
+internal sealed record StoreSettings(string ChrootsDir, string ImageFile, long ImageSize, EphemeralMode Mode)
+{
+    /// <summary>Rebuild an image older than this; never when null.</summary>
+    public TimeSpan? MaxAge { get; init; }
+    /// <summary>How long debootstrap, or a setup script, may take.</summary>
+    public TimeSpan BuildTimeout { get; init; } = Defaults.ImageBuildTimeout;
+    /// <summary>Where images are exported to and imported from between runs; none when null.</summary>
+    public string? CacheDir { get; init; }
+    /// <summary>Images NspawnCleanImages keeps although this project does not use them.</summary>
+    public IReadOnlyList<string> KeepImages { get; init; } = [];
+
+    public BtrfsStore Store() => new(ChrootsDir, ImageFile, ImageSize);
+
+    public ImageBuilder Builder() => new(ChrootsDir) { MaxAge = MaxAge, BuildTimeout = BuildTimeout, Cache = CacheDir is null ? null : new ImageCache(CacheDir) };
+}

@@ -1,0 +1,66 @@
+using Microsoft.Build.Framework;
+
+namespace Nspawn.Build.Tasks;
+
+/// <summary>
+/// The first step of every target: checks what the project wrote (the Nspawn* properties, without their
+/// prefix here, and the NspawnMachine, NspawnImageDefinition and NspawnImageFiles items) once, before
+/// anything is created, and hands the other tasks resolved items: one store, one item per image, one per machine.
+/// </summary>
+public sealed class ResolveNspawnSettings : NspawnTask
+{
+    /// <summary>The project's folder, for relative paths.</summary>
+    public string BaseDir { get; set; } = "";
+    public string ChrootsDir { get; set; } = "";
+    public string BtrfsImageFile { get; set; } = "";
+    public string BtrfsImageSize { get; set; } = "";
+    public string EphemeralMode { get; set; } = "";
+    public string Image { get; set; } = "";
+    public string Suite { get; set; } = "";
+    public string Mirror { get; set; } = "";
+    public string Variant { get; set; } = "";
+    public string Include { get; set; } = "";
+    public string Exclude { get; set; } = "";
+    public string Arch { get; set; } = "";
+    public string Components { get; set; } = "";
+    public string SetupScript { get; set; } = "";
+    public string SlimBoot { get; set; } = "";
+    public string ImageMaxAge { get; set; } = "";
+    public string ImageCacheDir { get; set; } = "";
+    public string ImageBuildTimeout { get; set; } = "";
+    public string KeepImages { get; set; } = "";
+    public string BootTimeout { get; set; } = "";
+    public string StopTimeout { get; set; } = "";
+    public string Launcher { get; set; } = "";
+    /// <summary>VSTestSetting: the suite's own run settings, kept in the generated file.</summary>
+    public string RunSettings { get; set; } = "";
+    public ITaskItem[] Machines { get; set; } = [];
+    public ITaskItem[] ImageDefinitions { get; set; } = [];
+    public ITaskItem[] ImageFiles { get; set; } = [];
+    /// <summary>Also check the host (root, tools, the folders): false for targets that only clean up.</summary>
+    public bool CheckHost { get; set; } = true;
+
+    [Output] public ITaskItem[] Store { get; private set; } = [];
+    [Output] public ITaskItem[] Images { get; private set; } = [];
+    [Output] public ITaskItem[] ResolvedMachines { get; private set; } = [];
+
+    private protected override Task ExecuteAsync(CancellationToken cancellationToken)
+    {
+        var project = SettingsResolver.Resolve(new ProjectSettings
+        {
+            BaseDir = BaseDir, ChrootsDir = ChrootsDir, BtrfsImageFile = BtrfsImageFile, BtrfsImageSize = BtrfsImageSize, EphemeralMode = EphemeralMode,
+            Image = Image, Suite = Suite, Mirror = Mirror, Variant = Variant, Include = Include, Exclude = Exclude, Arch = Arch, Components = Components,
+            SetupScript = SetupScript, SlimBoot = SlimBoot, ImageMaxAge = ImageMaxAge, ImageCacheDir = ImageCacheDir, ImageBuildTimeout = ImageBuildTimeout,
+            KeepImages = KeepImages, BootTimeout = BootTimeout, StopTimeout = StopTimeout, Launcher = Launcher, RunSettings = RunSettings,
+            Machines = Machines.Select(ResolvedItems.ToProjectItem).ToList(),
+            ImageDefinitions = ImageDefinitions.Select(ResolvedItems.ToProjectItem).ToList(),
+            ImageFiles = ImageFiles.Select(ResolvedItems.ToProjectItem).ToList(),
+        });
+        if (CheckHost)
+            HostChecks.Run(project);
+        Store = [ResolvedItems.FromStore(project.Store)];
+        Images = project.Images.Select(ResolvedItems.FromImage).ToArray();
+        ResolvedMachines = project.Machines.Select(ResolvedItems.FromLaunch).ToArray();
+        return Task.CompletedTask;
+    }
+}

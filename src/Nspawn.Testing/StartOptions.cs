@@ -1,0 +1,18 @@
+namespace Nspawn.Testing;
+
+/// <summary>How to boot a machine of the test's own.</summary>
+public sealed record StartOptions
+{
+    /// <summary>The image folder; by default the image of the machine ContainerTest started.</summary>
+    public string? ImageDir { get; init; }
+    /// <summary>A plain name, part of the machine name.</summary>
+    public string LogicalName { get; init; } = "test";
+    /// <summary>By default 60 s.</summary>
+    public TimeSpan? BootTimeout { get; init; }
+    /// <summary>How long a stop waits for the guest to power off before it kills it; by default ContainerTest's NspawnStopTimeout, else 15 s.</summary>
+    public TimeSpan? StopTimeout { get; init; }
+    /// <summary>Snapshot or overlay; by default snapshot where the image is on btrfs, overlay elsewhere.</summary>
+    public Nspawn.Build.EphemeralMode? Mode { get; init; }
+    /// <summary>More nspawn options, such as "--bind-ro=/srv/data".</summary>
+    public IReadOnlyList<string> NspawnArguments { get; init; } = [];
+}

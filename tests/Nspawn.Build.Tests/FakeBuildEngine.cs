@@ -1,0 +1,39 @@
+using System.Collections;
+using Microsoft.Build.Framework;
+
+namespace Nspawn.Build.Tests;
+
+/// <summary>A build engine for running a task directly in a test: it keeps what the task logged and registered.</summary>
+public sealed class FakeBuildEngine : IBuildEngine4
+{
+    private readonly Dictionary<object, object> _registered = new();
+
+    public List<BuildErrorEventArgs> Errors { get; } = [];
+    public List<BuildWarningEventArgs> Warnings { get; } = [];
+    public List<BuildMessageEventArgs> Messages { get; } = [];
+
+    public bool ContinueOnError => false;
+    public int LineNumberOfTaskNode => 0;
+    public int ColumnNumberOfTaskNode => 0;
+    public string ProjectFileOfTaskNode => "test.proj";
+    public bool IsRunningMultipleNodes => false;
+
+    public void LogErrorEvent(BuildErrorEventArgs e) => Errors.Add(e);
+    public void LogWarningEvent(BuildWarningEventArgs e) => Warnings.Add(e);
+    public void LogMessageEvent(BuildMessageEventArgs e) => Messages.Add(e);
+    public void LogCustomEvent(CustomBuildEventArgs e) { }
+
+    public bool BuildProjectFile(string projectFileName, string[] targetNames, IDictionary globalProperties, IDictionary targetOutputs) => false;
+    public bool BuildProjectFile(string projectFileName, string[] targetNames, IDictionary globalProperties, IDictionary targetOutputs, string toolsVersion) => false;
+    public bool BuildProjectFilesInParallel(string[] projectFileNames, string[] targetNames, IDictionary[] globalProperties, IDictionary[] targetOutputsPerProject, string[] toolsVersion, bool useResultsCache, bool unloadProjectsOnCompletion) => false;
+    public BuildEngineResult BuildProjectFilesInParallel(string[] projectFileNames, string[] targetNames, IDictionary[] globalProperties, IList<string>[] removeGlobalProperties, string[] toolsVersion, bool returnTargetOutputs) => default;
+    public void Yield() { }
+    public void Reacquire() { }
+
+    public void RegisterTaskObject(object key, object obj, RegisteredTaskObjectLifetime lifetime, bool allowEarlyCollection) => _registered[key] = obj;
+    public object? GetRegisteredTaskObject(object key, RegisteredTaskObjectLifetime lifetime) => _registered.GetValueOrDefault(key);
+    public object? UnregisterTaskObject(object key, RegisteredTaskObjectLifetime lifetime) => _registered.Remove(key, out var obj) ? obj : null;
+
+    /// <summary>Each error as MSBuild prints it: "error CODE: message".</summary>
+    public IEnumerable<string> ErrorLines => Errors.Select(e => $"error {e.Code}: {e.Message}");
+}

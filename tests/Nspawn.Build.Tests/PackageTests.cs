@@ -1,0 +1,50 @@
+using System.Reflection;
+using System.Reflection.Metadata;
+using System.Reflection.PortableExecutable;
+
+namespace Nspawn.Build.Tests;
+
+/// <summary>The packed package's layout, read from the .nupkg: what the tests' API brings to a test project.</summary>
+[Collection(MachinesCollection.Name)]
+public sealed class PackageTests(PackageFixture package)
+{
+    private string Lib => Path.Combine(package.PackageDir, "lib/net8.0");
+
+    private static (IReadOnlyList<string> References, IReadOnlyList<string> PublicTypes) Read(string dll)
+    {
+        using var pe = new PEReader(File.OpenRead(dll));
+        var md = pe.GetMetadataReader();
+        var references = md.AssemblyReferences.Select(h => md.GetString(md.GetAssemblyReference(h).Name)).ToList();
+        var types = md.TypeDefinitions.Select(md.GetTypeDefinition)
+            .Where(t => (t.Attributes & TypeAttributes.VisibilityMask) == TypeAttributes.Public)
+            .Select(t => $"{md.GetString(t.Namespace)}.{md.GetString(t.Name)}").Order().ToList();
+        return (references, types);
+    }
+
+    [Fact]
+    public void The_tests_API_references_no_MSBuild_assembly()
+    {
+        var dlls = Directory.GetFiles(Lib, "*.dll").Select(Path.GetFileName).Order().ToList();
+        Assert.Equal(["Nspawn.Build.Core.dll", "Nspawn.Testing.dll"], dlls);
+        foreach (var dll in dlls)
+            Assert.DoesNotContain(Read(Path.Combine(Lib, dll!)).References, r => r.StartsWith("Microsoft.Build", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void The_public_surface_is_what_a_user_calls()
+    {
+        Assert.Equal(["Nspawn.Build.EphemeralMode", "Nspawn.Build.NspawnException"], Read(Path.Combine(Lib, "Nspawn.Build.Core.dll")).PublicTypes);
+        Assert.Equal(["Nspawn.Testing.EphemeralMachine", "Nspawn.Testing.ExecException", "Nspawn.Testing.ExecOptions", "Nspawn.Testing.ExecResult",
+            "Nspawn.Testing.ProcessPrivileges", "Nspawn.Testing.StartOptions"], Read(Path.Combine(Lib, "Nspawn.Testing.dll")).PublicTypes);
+    }
+
+    [Fact]
+    public void The_tasks_load_from_their_own_folder()
+    {
+        var tasks = Path.Combine(package.PackageDir, "tasks/net8.0");
+        foreach (var dll in new[] { "Nspawn.Build.dll", "Nspawn.Build.Core.dll", "CliWrap.dll", "NuGet.Versioning.dll" })
+            Assert.True(File.Exists(Path.Combine(tasks, dll)), dll + " is missing from tasks/net8.0");
+        Assert.False(File.Exists(Path.Combine(tasks, "Nspawn.Testing.dll")));
+        Assert.DoesNotContain(Directory.GetFiles(tasks, "Microsoft.Build*"), _ => true);
+    }
+}
