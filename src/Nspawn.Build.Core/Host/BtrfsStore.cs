@@ -42,7 +42,7 @@ internal sealed class BtrfsStore(string chrootsDir, string imageFile, long image
     // btrfs's superblock sits at 64 KiB; its magic is at offset 0x40 in it.
     private static bool HasBtrfsMagic(string file)
     {
-        using var stream = File.OpenRead(file);
+        using var stream = new FileStream(NativeFile.Open(file, NativeFile.ReadOnly), FileAccess.Read);
         var magic = new byte[8];
         stream.Position = 0x10040;
         return stream.ReadAtLeast(magic, 8, throwOnEndOfStream: false) == 8 && System.Text.Encoding.ASCII.GetString(magic) == "_BHRfS_M";
@@ -62,11 +62,12 @@ internal sealed class BtrfsStore(string chrootsDir, string imageFile, long image
         ToolLocator.Require(Tool.MkfsBtrfs);
         ToolLocator.Require(Tool.Mount);
         RequireWritable(ChrootsDir, "NspawnChrootsDir");
-        if (File.Exists(ImageFile))
+        if (FileStatus.Of(ImageFile) is { } loop)
         {
-            if (!HasBtrfsMagic(ImageFile))
+            // A loop file we made is a regular file of root's; anything else (a symlink to a disk or to another user's file) is left alone.
+            if (!loop.IsRegularFile || loop.Uid != 0 || !HasBtrfsMagic(ImageFile))
                 throw new NspawnException(ErrorCodes.NotBtrfs,
-                    $"NspawnBtrfsImageFile '{ImageFile}' exists but holds no btrfs file system. It was left as it is: move it away, or set NspawnBtrfsImageFile to another path.");
+                    $"NspawnBtrfsImageFile '{ImageFile}' exists but is not a btrfs file system in a regular file of root's (a symlink is not followed). It was left as it is: move it away, or set NspawnBtrfsImageFile to another path.");
         }
         else
         {
@@ -83,7 +84,9 @@ internal sealed class BtrfsStore(string chrootsDir, string imageFile, long image
     {
         Privilege.RequireRoot();
         RequireWritable(ChrootsDir, "NspawnChrootsDir");
-        Directory.CreateDirectory(ChrootsDir);
+        // A folder we make is root's alone: no other local user reaches the images' setuid files.
+        if (!Directory.Exists(ChrootsDir))
+            Directory.CreateDirectory(ChrootsDir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
         WriteMarkers(ChrootsDir);
     }
 
@@ -93,7 +96,10 @@ internal sealed class BtrfsStore(string chrootsDir, string imageFile, long image
         Directory.CreateDirectory(ChrootsDir);
         WriteMarkers(ChrootsDir);
         if (IsBtrfs(ChrootsDir))
+        {
+            await LockDownAsync(cancellationToken);
             return BtrfsState.AlreadyBtrfs;
+        }
 
         var state = BtrfsState.MountedExisting;
         if (!File.Exists(ImageFile))
@@ -103,9 +109,11 @@ internal sealed class BtrfsStore(string chrootsDir, string imageFile, long image
             state = BtrfsState.Created;
         }
         log($"Mounting {ImageFile} on {ChrootsDir}.");
-        await HostCommand.RunCheckedAsync(ToolLocator.Require(Tool.Mount), ["-o", "loop", "-t", "btrfs", "--", ImageFile, ChrootsDir], ErrorCodes.BtrfsFailed, cancellationToken);
+        // nodev: device nodes in images mean nothing on the host. (Not nosuid: machines need their setuid files.)
+        await HostCommand.RunCheckedAsync(ToolLocator.Require(Tool.Mount), ["-o", "loop,nodev", "-t", "btrfs", "--", ImageFile, ChrootsDir], ErrorCodes.BtrfsFailed, cancellationToken);
         // The mount hides the folder's own files: give the new root the same markers so git and backups see no change.
         WriteMarkers(ChrootsDir);
+        await LockDownAsync(cancellationToken);
         return state;
     }
 
@@ -114,7 +122,7 @@ internal sealed class BtrfsStore(string chrootsDir, string imageFile, long image
     /// file system ("target is busy"), so NspawnUnmount in one build never pulls it from under another.
     /// </summary>
     public FileStream HoldInUse() =>
-        new(Path.Combine(ChrootsDir, ".#in-use"), FileMode.OpenOrCreate, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+        new(NativeFile.Open(Path.Combine(ChrootsDir, ".#in-use"), NativeFile.ReadOnly | NativeFile.Create), FileAccess.Read);
 
     /// <summary>Unmounts the loop file system from the chroots folder, unless a build or machine still uses it; the loop device goes with it (autoclear).</summary>
     public async Task<UnmountResult> UnmountAsync(CancellationToken cancellationToken)
@@ -136,8 +144,10 @@ internal sealed class BtrfsStore(string chrootsDir, string imageFile, long image
         try
         {
             // Preallocate like the seed's fallocate, so a full disk fails here and not inside a running guest.
-            await using (var file = new FileStream(tmp, new FileStreamOptions { Mode = FileMode.Create, Access = FileAccess.Write, PreallocationSize = ImageSize }))
-                file.SetLength(ImageSize);
+            // Never through a symlink: before the mount, the chroots folder may be one a user can write.
+            File.Delete(tmp);
+            using (var file = NativeFile.Open(tmp, NativeFile.WriteOnly | NativeFile.Create | NativeFile.Exclusive))
+                NativeFile.Preallocate(file, ImageSize);
             await HostCommand.RunCheckedAsync(ToolLocator.Require(Tool.MkfsBtrfs), ["-q", "-L", "test_chroots", "--", tmp], ErrorCodes.BtrfsFailed, cancellationToken);
             File.Move(tmp, ImageFile);
         }
@@ -162,8 +172,25 @@ internal sealed class BtrfsStore(string chrootsDir, string imageFile, long image
 
     private static void WriteIfMissing(string path, string text)
     {
-        if (!File.Exists(path))
-            File.WriteAllText(path, text);
+        // Never through a symlink: before the mount the folder may be one a user can write.
+        if (FileStatus.Of(path) is not null)
+            return;
+        using var file = new FileStream(NativeFile.Open(path, NativeFile.WriteOnly | NativeFile.Create | NativeFile.Exclusive, mode: 0b110_100_100), FileAccess.Write);
+        file.Write(System.Text.Encoding.UTF8.GetBytes(text));
+    }
+
+    /// <summary>
+    /// The root of our loop file system is root's alone (0700), so that no other local user reaches the images'
+    /// setuid files, and mounted nodev, so that their device nodes mean nothing on the host.
+    /// </summary>
+    private async Task LockDownAsync(CancellationToken cancellationToken)
+    {
+        var mount = MountTable.Read().LastOrDefault(m => m.MountPoint == ChrootsDir && m.FsType == "btrfs");
+        if (mount is null || !mount.Source.StartsWith("/dev/loop", StringComparison.Ordinal))
+            return;
+        File.SetUnixFileMode(ChrootsDir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        if (!mount.Options.Split(',').Contains("nodev"))
+            await HostCommand.RunCheckedAsync(ToolLocator.Require(Tool.Mount), ["-o", "remount,nodev", "--", ChrootsDir], ErrorCodes.BtrfsFailed, cancellationToken);
     }
 
     public static string? ExistingDir(string path)

@@ -14,9 +14,14 @@ internal sealed class FileLock : IAsyncDisposable
         {
             try
             {
-                return new FileLock(new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None));
+                // Never through a symlink: the lock may sit in a folder a user can write (overlay mode's plain folder).
+                var handle = NativeFile.Open(path, NativeFile.ReadOnly | NativeFile.Create);
+                if (NativeFile.TryLock(handle))
+                    return new FileLock(new FileStream(handle, FileAccess.Read));
+                handle.Dispose();
+                throw new IOException("held by another build");
             }
-            catch (IOException) when (File.Exists(path))
+            catch (IOException) when (FileStatus.Of(path) is { IsRegularFile: true })
             {
                 if (!told)
                     onWait();

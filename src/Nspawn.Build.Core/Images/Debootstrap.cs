@@ -18,9 +18,9 @@ internal static class Debootstrap
 
         progress($"debootstrap {spec.Suite} from {spec.Mirror} ({spec.Variant}{(spec.Include.Count > 0 ? ", with " + string.Join(',', spec.Include) : "")}){(eatmydata is null ? "" : " under eatmydata")}");
         // In cgroups of its own, so that a cancel kills all it started (wget, dpkg, tar), orphans included. On cancel
-        // debootstrap first gets SIGINT (it unmounts what it mounted in the target), then is killed after 10 s.
+        // debootstrap first gets SIGINT (it unmounts what it mounted in the target), then is killed after 5 s (the README says so).
         var (exitCode, tail) = await ScopedChild.RunAsync(TempNames.Machine("debootstrap"), argv, OnLine, $"debootstrap of image '{spec.Name}'",
-            grace: TimeSpan.FromSeconds(10), limit, inSystemdUnit: false, cancellationToken);
+            grace: TimeSpan.FromSeconds(5), limit, inSystemdUnit: false, cancellationToken);
         if (exitCode != 0)
         {
             var log = Path.Combine(target, "debootstrap/debootstrap.log");

@@ -27,11 +27,12 @@ internal sealed class ImageBuilder(string chrootsDir)
 
     public bool IsUpToDate(ImageSpec spec)
     {
-        var stamp = Path.Combine(ImageDir(spec), StampPath);
-        return File.Exists(stamp) && File.ReadAllText(stamp) == spec.Stamp && !IsTooOld(stamp);
+        if (FileStatus.Of(ImageDir(spec)) is not { IsDirectory: true })
+            return false;
+        using var image = ImageRoot.Open(ImageDir(spec));
+        return image.ReadAllText(StampPath) == spec.Stamp
+            && !(MaxAge is { } max && DateTime.UtcNow - image.LastWriteTimeUtc(StampPath) > max);
     }
-
-    private bool IsTooOld(string stamp) => MaxAge is { } max && DateTime.UtcNow - File.GetLastWriteTimeUtc(stamp) > max;
 
     /// <summary>Everything that can be checked before anything is created; the folder may not be mounted yet.</summary>
     public void Check(ImageSpec spec)
@@ -41,10 +42,14 @@ internal sealed class ImageBuilder(string chrootsDir)
         if (!IsUpToDate(spec))
             ToolLocator.Require(Tool.Debootstrap);
         var target = ImageDir(spec);
-        if (!Directory.Exists(target))
+        if (FileStatus.Of(target) is not { } status)
             return;
-        // Never replace a folder that we did not make: it may be the user's.
-        if (!File.Exists(Path.Combine(target, StampPath)))
+        // Never replace what we did not make: it may be the user's, or a link to another project's image.
+        if (!status.IsDirectory)
+            throw new NspawnException(ErrorCodes.NotOurImage,
+                $"'{target}' exists but is not a folder (a symlink, or a file), so Nspawn.Build did not make it. It was left as it is: move it away, or set NspawnImage to another name.");
+        using var image = ImageRoot.Open(target);
+        if (image.ReadAllText(StampPath) is null)
             throw new NspawnException(ErrorCodes.NotOurImage,
                 $"'{target}' exists but was not made by Nspawn.Build (it has no {StampPath}). It was left as it is: move it away, or set NspawnImage to another name.");
     }
@@ -100,16 +105,23 @@ internal sealed class ImageBuilder(string chrootsDir)
                 await Debootstrap.RunAsync(spec, tmp, progress, BuildTimeout, cancellationToken);
             }
 
-            // debootstrap copies the host's hostname; systemd fills an empty machine-id afresh at each boot.
-            File.WriteAllText(Path.Combine(tmp, "etc/hostname"), spec.Name + "\n");
-            File.WriteAllText(Path.Combine(tmp, "etc/machine-id"), "");
-            foreach (var file in spec.Files)
-                CopyInto(tmp, file);
+            // Every write resolves its path inside the new image: a link in it (or in its base) never leads to the host.
+            using (var image = ImageRoot.Open(tmp))
+            {
+                // debootstrap copies the host's hostname; systemd fills an empty machine-id afresh at each boot.
+                image.ReplaceFile("/etc/hostname", spec.Name + "\n");
+                image.ReplaceFile("/etc/machine-id", "");
+                foreach (var file in spec.Files)
+                    image.CopyFrom(file.Source, file.Destination);
+            }
             if (spec.SetupScript is { } script)
                 await SetupScript.RunAsync(tmp, script, line => progress("setup: " + line), BuildTimeout, cancellationToken);
-            if (spec.Slim)
-                Slim(tmp);
-            File.WriteAllText(Path.Combine(tmp, StampPath), spec.Stamp);
+            using (var image = ImageRoot.Open(tmp))
+            {
+                if (spec.Slim)
+                    Slim(image);
+                image.ReplaceFile(StampPath, spec.Stamp);
+            }
             return await SwapInAsync(spec, tmp);
         }
         finally
@@ -135,26 +147,16 @@ internal sealed class ImageBuilder(string chrootsDir)
         return ImageResult.Built;
     }
 
-    /// <summary>Copies a host file to an absolute path in the image, keeping its mode.</summary>
-    private static void CopyInto(string image, ImageFile file)
-    {
-        var target = Path.GetFullPath(Path.Combine(image, file.Destination.TrimStart('/')));
-        if (!file.Destination.StartsWith('/') || !MountTable.IsUnder(target, image))
-            throw new NspawnException(ErrorCodes.BadPath, $"NspawnImageFiles: the Destination '{file.Destination}' of '{file.Source}' is not an absolute path inside the image.");
-        Directory.CreateDirectory(Path.GetDirectoryName(target)!);
-        File.Copy(file.Source, target, overwrite: true);
-    }
-
     /// <summary>Masks the units of <see cref="ImageSpec.SlimMasks"/> in an image (a link to /dev/null, as systemctl mask makes).</summary>
     public static void Slim(string imageDir)
     {
-        var dir = Path.Combine(imageDir, "etc/systemd/system");
-        Directory.CreateDirectory(dir);
+        using var image = ImageRoot.Open(imageDir);
+        Slim(image);
+    }
+
+    private static void Slim(ImageRoot image)
+    {
         foreach (var unit in ImageSpec.SlimMasks)
-        {
-            var link = Path.Combine(dir, unit);
-            File.Delete(link);
-            File.CreateSymbolicLink(link, "/dev/null");
-        }
+            image.ReplaceWithSymlink("/etc/systemd/system/" + unit, "/dev/null");
     }
 }

@@ -31,7 +31,8 @@ internal sealed class ImageCache(string cacheDir)
         {
             await Subvolumes.SnapshotAsync(imageDir, frozen, cancellationToken, readOnly: true);
             var stderr = new StringBuilder();
-            await using (var output = File.Create(partial))
+            // Never through a symlink: the cache folder is one a user can write.
+            await using (var output = NativeFile.CreateNoFollow(partial))
             await using (var compressed = new GZipStream(output, CompressionLevel.Fastest))
             {
                 var result = await Cli.Wrap(btrfs).WithArguments(["send", "-q", frozen])

@@ -14,7 +14,7 @@ internal static class SetupScript
         ];
         // Like a machine: in a unit of its own where systemd runs the host, else in cgroups of its own.
         var (exitCode, tail) = await ScopedChild.RunAsync(name, argv, output, $"The setup script '{script}'",
-            grace: TimeSpan.FromSeconds(10), limit, inSystemdUnit: LaunchOptions.HostHasSystemd, cancellationToken);
+            grace: TimeSpan.FromSeconds(5), limit, inSystemdUnit: LaunchOptions.HostHasSystemd, cancellationToken);
         if (exitCode != 0)
             throw new NspawnException(ErrorCodes.SetupFailed,
                 $"The setup script '{script}' failed with exit code {exitCode} in the new image; the image was not changed. Last output:\n{tail}");

@@ -82,6 +82,11 @@ internal static class MachineRegistry
                 reaped.Add("unfinished image " + half);
             }
         }
+        foreach (var stale in RunFiles.Stale().ToList())
+        {
+            RunFiles.Remove(stale);
+            reaped.Add("machines file " + stale);
+        }
         var known = List().Select(r => r.Machine.Name).ToHashSet();
         foreach (var parent in CgroupScope.OwnCgroups(File.ReadAllText("/proc/self/cgroup"), MountTable.Read()).Where(Directory.Exists))
             foreach (var stale in Directory.EnumerateDirectories(parent, "nspawn-*").Where(d => !known.Contains(Path.GetFileName(d))))

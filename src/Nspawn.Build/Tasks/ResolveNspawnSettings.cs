@@ -37,6 +37,10 @@ public sealed class ResolveNspawnSettings : NspawnTask
     public ITaskItem[] Machines { get; set; } = [];
     public ITaskItem[] ImageDefinitions { get; set; } = [];
     public ITaskItem[] ImageFiles { get; set; } = [];
+    /// <summary>Under sudo: folders (the project's, its references') whose files this build writes go back to the invoking user at its end.</summary>
+    public string[] ReturnOwnership { get; set; } = [];
+    /// <summary>The same for files directly in these folders (the current folder, where a binlog goes).</summary>
+    public string[] ReturnOwnershipShallow { get; set; } = [];
     /// <summary>Also check the host (root, tools, the folders): false for targets that only clean up.</summary>
     public bool CheckHost { get; set; } = true;
 
@@ -46,6 +50,8 @@ public sealed class ResolveNspawnSettings : NspawnTask
 
     private protected override Task ExecuteAsync(CancellationToken cancellationToken)
     {
+        // First, so that even a build that fails here or later gives the user's files back.
+        OwnershipGuard.Register(BuildEngine4, ReturnOwnership, ReturnOwnershipShallow, string.IsNullOrWhiteSpace(ChrootsDir) ? null : ChrootsDir);
         var project = SettingsResolver.Resolve(new ProjectSettings
         {
             BaseDir = BaseDir, ChrootsDir = ChrootsDir, BtrfsImageFile = BtrfsImageFile, BtrfsImageSize = BtrfsImageSize, EphemeralMode = EphemeralMode,

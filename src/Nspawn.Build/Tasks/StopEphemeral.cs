@@ -12,12 +12,10 @@ public sealed class StopEphemeral : NspawnTask
     public ITaskItem[] Machines { get; set; } = [];
     /// <summary>Instead: stop the machines of builds that are gone, and remove leftovers in the store's folder.</summary>
     public bool Reap { get; set; }
-    /// <summary>ResolveNspawnSettings' Store: its folder is never given back to the user, and is where Reap looks.</summary>
+    /// <summary>StartEphemeral's RunDir: the machines file and run settings, removed with the machines.</summary>
+    public string RunDir { get; set; } = "";
+    /// <summary>ResolveNspawnSettings' Store: where Reap looks.</summary>
     public ITaskItem[] Store { get; set; } = [];
-    /// <summary>Under sudo: folders (the project's, its references') whose files this build wrote go back to the invoking user.</summary>
-    public string[] ReturnOwnership { get; set; } = [];
-    /// <summary>The same for files directly in these folders (the current folder, where a binlog goes).</summary>
-    public string[] ReturnOwnershipShallow { get; set; } = [];
 
     private protected override async Task ExecuteAsync(CancellationToken cancellationToken)
     {
@@ -44,10 +42,9 @@ public sealed class StopEphemeral : NspawnTask
                 LogError(coded);
             else
                 Log.LogErrorFromException(failure, showStackTrace: true);
+        if (RunDir != "")
+            RunFiles.Remove(RunDir);
         if (stops.Any(t => t.IsCompletedSuccessfully))
             Log.LogMessage(MessageImportance.High, $"Stopped {string.Join("; ", stops.Where(t => t.IsCompletedSuccessfully).Select(t => t.Result))}.");
-        // Given back even when a stop failed: that is when a user is left with a root-owned obj/.
-        await Ownership.ReturnToSudoUserAsync(ReturnOwnership, chrootsDir, recursive: true, cancellationToken);
-        await Ownership.ReturnToSudoUserAsync(ReturnOwnershipShallow, chrootsDir, recursive: false, cancellationToken);
     }
 }
