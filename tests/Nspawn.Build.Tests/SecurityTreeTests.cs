@@ -141,6 +141,21 @@ public sealed class SecurityTreeTests(PackageFixture package) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task An_export_never_writes_through_a_link_in_the_cache_folder()
+    {
+        var cache = Dir("cache");
+        var victim = Path.Combine(_dir, "victim");
+        File.WriteAllText(victim, "precious\n");
+        var export = new ImageCache(cache).FileOf(TestImages.Spec("bookworm", "", Defaults.Mirror, Defaults.Variant, Defaults.Include));
+        File.CreateSymbolicLink(export + ".partial", victim);
+        var run = await new ConsumerProject(package, _dir, Repo.ChrootsDir).RunAsync(["-t:NspawnPrepareImages", $"-p:NspawnImageCacheDir={cache}"]);
+        Assert.True(run.ExitCode == 0, run.ToString());
+        Assert.Contains("exported to", run.Output);
+        Assert.Equal("precious\n", File.ReadAllText(victim));
+        Assert.True(FileStatus.Of(export)!.IsRegularFile);
+    }
+
+    [Fact]
     public async Task A_loop_file_that_is_a_link_is_never_mounted()
     {
         // The link leads to a file that looks like btrfs: it is the link that is refused.

@@ -31,7 +31,8 @@ internal sealed class ImageCache(string cacheDir)
         {
             await Subvolumes.SnapshotAsync(imageDir, frozen, cancellationToken, readOnly: true);
             var stderr = new StringBuilder();
-            // Never through a symlink: the cache folder is one a user can write.
+            // Never through a symlink: the cache folder is one a user can write. A leftover (or a planted link) goes first.
+            File.Delete(partial);
             await using (var output = NativeFile.CreateNoFollow(partial))
             await using (var compressed = new GZipStream(output, CompressionLevel.Fastest))
             {
