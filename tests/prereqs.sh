@@ -4,7 +4,7 @@ set -euo pipefail
 [ "$(id -u)" = 0 ] || { echo "Run as root (sudo): it installs packages, mounts file systems and boots machines." >&2; exit 1; }
 need=()
 for pair in systemd-nspawn:systemd-container btrfs:btrfs-progs mkfs.btrfs:btrfs-progs debootstrap:debootstrap \
-            eatmydata:eatmydata nsenter:util-linux setpriv:util-linux sudo:sudo runuser:util-linux; do
+            eatmydata:eatmydata nsenter:util-linux setpriv:util-linux sudo:sudo runuser:util-linux ip:iproute2 nft:nftables; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || PATH="$PATH:/usr/sbin:/sbin" command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -37,6 +37,8 @@ public sealed class EphemeralMachine : IAsyncDisposable
     public string Image => _machine.Image;
     public string ImageDir => _machine.ImageDir;
     public int LeaderPid => _machine.LeaderPid;
+    /// <summary>Its address on the private network (NspawnNetwork=private), which the test process reaches it at; null on the host's network or none.</summary>
+    public System.Net.IPAddress? Address => _machine.Address is { } address ? System.Net.IPAddress.Parse(address) : null;
     /// <summary>How long <see cref="StopAsync"/> waits for the guest to power off before it kills it.</summary>
     public TimeSpan StopTimeout => _machine.StopTimeout;
     /// <summary>Started by this process, and so stopped by <see cref="StopAsync"/>; a machine from the environment is left to the targets.</summary>
@@ -70,8 +72,14 @@ public sealed class EphemeralMachine : IAsyncDisposable
     public static async Task<EphemeralMachine> StartAsync(StartOptions? options = null, CancellationToken cancellationToken = default)
     {
         options ??= new StartOptions();
-        // ContainerTest's machine, when there is one, gives the image and the stop timeout that the project set.
-        var model = Environment.GetEnvironmentVariable("NSPAWN_MACHINES_FILE") is { Length: > 0 } file && File.Exists(file) ? FromEnvironment() : null;
+        // ContainerTest's machine, when there is one, gives the image, the stop timeout and the network that the project set.
+        var file = Environment.GetEnvironmentVariable("NSPAWN_MACHINES_FILE") is { Length: > 0 } f && File.Exists(f) ? f : null;
+        var model = file is not null ? FromEnvironment() : null;
+        var (buildNetwork, privateNetwork) = file is not null ? MachinesFile.DeserializeNetwork(File.ReadAllText(file)) : (NetworkMode.Host, null);
+        var network = options.Network ?? buildNetwork;
+        if (network == NetworkMode.Private && privateNetwork is null)
+            throw new InvalidOperationException(
+                "StartOptions.Network is Private, but ContainerTest's machines have no private network to join. Set NspawnNetwork to 'private' in the project, or choose another StartOptions.Network.");
         var dir = Path.GetFullPath(options.ImageDir ?? (model ?? FromEnvironment()).ImageDir);
         var launch = new LaunchOptions(Validate.MachineName(options.LogicalName, "LogicalName"), dir)
         {
@@ -79,6 +87,9 @@ public sealed class EphemeralMachine : IAsyncDisposable
             StopTimeout = options.StopTimeout ?? model?._machine.StopTimeout ?? Defaults.StopTimeout,
             UseSystemdRun = LaunchOptions.HostHasSystemd,
             Mode = options.Mode ?? EphemeralModeResolver.Resolve("auto", Path.GetDirectoryName(dir)!, ""),
+            Network = network,
+            PrivateNetwork = network == NetworkMode.Private ? privateNetwork : null,
+            Binds = options.Binds.Select(ToBindMount).ToList(),
             ExtraArguments = options.NspawnArguments,
         };
         ProcessPrivileges.Current.DropIfUnderSudo();
@@ -88,6 +99,18 @@ public sealed class EphemeralMachine : IAsyncDisposable
         var started = new EphemeralMachine(machine, owned: true);
         Owned[machine.Name] = started;
         return started;
+    }
+
+    /// <summary>A bind as the core takes it: an absolute host path and an absolute path in the machine (its existence is checked at start).</summary>
+    private static BindMount ToBindMount(Bind bind)
+    {
+        if (string.IsNullOrWhiteSpace(bind.Source) || !Path.IsPathRooted(bind.Source) || bind.Source.Contains('\0'))
+            throw new NspawnException(ErrorCodes.BadPath, $"The bind source '{bind.Source}' is not an absolute host path. Give a full path, such as '/srv/data'.");
+        var source = Path.GetFullPath(bind.Source) is { Length: > 1 } full ? full.TrimEnd('/') : "/";
+        var destination = bind.Destination ?? source;
+        if (!destination.StartsWith('/') || destination.Split('/').Contains("..") || destination.Contains('\0'))
+            throw new NspawnException(ErrorCodes.BadPath, $"The bind destination '{bind.Destination}' of '{bind.Source}' is not an absolute path in the machine. Give one such as '/opt/app'.");
+        return new BindMount(source, destination.Length > 1 ? destination.TrimEnd('/') : destination, bind.ReadOnly);
     }
 
     /// <summary>Runs a command in the machine; its exit code is in the result.</summary>
@@ -231,12 +254,16 @@ public sealed class EphemeralMachine : IAsyncDisposable
         if (!IsOwned || !Owned.TryRemove(Name, out _))
             return;
         using (ProcessPrivileges.Current.Root())
+        {
             await MachineLauncher.StopAsync(_machine, cancellationToken);
+            var privileges = ProcessPrivileges.Current;
+            Ownership.ReturnBinds(privileges.UnderSudo ? (privileges.UserId!.Value, privileges.GroupId!.Value) : null, [_machine], Path.GetDirectoryName(ImageDir));
+        }
     }
 
     public async ValueTask DisposeAsync() => await StopAsync();
 
-    public override string ToString() => $"{LogicalName} ({Name}, leader PID {LeaderPid})";
+    public override string ToString() => $"{LogicalName} ({Name}, {(Address is null ? "" : $"address {Address}, ")}leader PID {LeaderPid})";
 
     /// <summary>
     /// The command line of a command run as a transient unit of the guest's systemd: through machined

@@ -9,9 +9,13 @@ public sealed class ContainerTestTests(PackageFixture package)
     {
         var run = await package.FirstRunAsync();
         Assert.True(run.ExitCode == 0, run.ToString());
-        Assert.Contains("Started 'default' (nspawn-default-", run.Output);
+        // The sample's two machines on a private network of their own (NspawnNetwork=private), which goes with them.
+        Assert.Matches(@"Made the private network nsb-[0-9a-f]{6} \(10\.213\.\d+\.0/24", run.Output);
+        Assert.Matches(@"Started .*'server' \(nspawn-server-[0-9a-f]{8}, image bookworm, address 10\.213\.\d+\.\d+", run.Output);
+        Assert.Contains("'client' (nspawn-client-", run.Output);
         Assert.Matches($@"Passed!\s+- Failed:\s+0, Passed:\s+{PackageFixture.SampleTests}", run.Output);
-        Assert.Contains("Stopped 'default'", run.Output);
+        Assert.Contains("Stopped 'server'", run.Output);
+        Assert.Contains("Removed the private network nsb-", run.Output);
         Assert.Empty(Directory.GetFiles(Path.Combine(Repo.Sample, "obj"), "machines.json", SearchOption.AllDirectories));
         Leaks.AssertNone();
     }
@@ -37,7 +41,8 @@ public sealed class ContainerTestTests(PackageFixture package)
         Assert.NotEqual(0, run.ExitCode);
         Assert.Matches($@"Failed!\s+- Failed:\s+1, Passed:\s+{PackageFixture.SampleTests - 1}", run.Output);
         Assert.Contains("error NSPAWN0050", run.Output);
-        Assert.Contains("Stopped 'default'", run.Output);
+        Assert.Contains("Stopped 'server'", run.Output);
+        Assert.Contains("Removed the private network nsb-", run.Output);
         Leaks.AssertNone();
     }
 

@@ -52,6 +52,10 @@ public sealed class ErrorTests(PackageFixture package) : IDisposable
     [InlineData("NspawnSlimBoot=maybe", ErrorCodes.BadOption, "NspawnSlimBoot 'maybe'")]
     [InlineData("NspawnOnVSTest=maybe", ErrorCodes.BadOption, "NspawnOnVSTest 'maybe'")]
     [InlineData("VSTestSetting=/nonexistent/x.runsettings", ErrorCodes.BadPath, "does not exist")]
+    [InlineData("NspawnNetwork=bridge", ErrorCodes.BadOption, "NspawnNetwork 'bridge' is not one of: host, private, none")]
+    [InlineData("NspawnNetworkRange=8.8.8.0/24", ErrorCodes.BadNetworkRange, "is not a private IPv4 range")]
+    [InlineData("NspawnNetworkOutbound=yes", ErrorCodes.BadOption, "NspawnNetworkOutbound 'yes'")]
+    [InlineData("NspawnNetworkOutbound=true", ErrorCodes.BadOption, "for NspawnNetwork=private only")]
     public async Task A_bad_property_is_rejected_before_anything_is_created(string property, string code, string hint)
     {
         AssertError(await ContainerTestAsync([$"-p:{property}"]), code, hint);
@@ -107,6 +111,65 @@ public sealed class ErrorTests(PackageFixture package) : IDisposable
     public async Task A_machine_with_a_bad_image_is_rejected()
     {
         AssertError(await ContainerTestAsync([], """<NspawnMachine Include="web" Image="bookworm/../x" />"""), ErrorCodes.BadImageName, "Image of NspawnMachine 'web'");
+        AssertNothingCreated();
+    }
+
+    [Theory]
+    [InlineData("""<NspawnMachine Include="web" /><NspawnBind Include="/srv" Machines="db" />""", ErrorCodes.BadMachineName, "name 'db', which is not a declared machine")]
+    [InlineData("""<NspawnBind Include="/srv" Destination="srv" />""", ErrorCodes.BadPath, "The Destination of NspawnBind '/srv' 'srv'")]
+    [InlineData("""<NspawnBind Include="/srv" ReadOnly="no" />""", ErrorCodes.BadOption, "The ReadOnly of NspawnBind '/srv' 'no'")]
+    public async Task A_bad_bind_is_rejected_before_anything_is_created(string items, string code, string hint)
+    {
+        AssertError(await ContainerTestAsync([], items), code, hint);
+        AssertNothingCreated();
+    }
+
+    [Fact]
+    public async Task A_missing_bind_folder_is_reported_before_a_machine_or_network_is_made()
+    {
+        // The real chroots folder: the image is there, and the check comes after Build, when the machines would start.
+        await package.FirstRunAsync();
+        var run = await new ConsumerProject(package, _dir, Repo.ChrootsDir, """<NspawnBind Include="/nonexistent/out" Destination="/opt/app" />""")
+            .RunAsync(["-t:ContainerTest", "-p:NspawnNetwork=private"]);
+        AssertError(run, ErrorCodes.BadPath, "'/nonexistent/out' does not exist");
+        Assert.DoesNotContain("Made the private network", run.Output);
+        Assert.DoesNotContain("Started '", run.Output);
+        Leaks.AssertNone();
+    }
+
+    [Fact]
+    public async Task A_network_range_the_host_uses_is_rejected()
+    {
+        // An interface of the test's own (an empty bridge: no traffic), with an address in the range.
+        var name = "nspt" + Guid.NewGuid().ToString("N")[..8];
+        var add = await Shell.RunAsync("ip", ["link", "add", name, "type", "bridge"]);
+        Assert.True(add.ExitCode == 0, add.ToString());
+        try
+        {
+            var address = await Shell.RunAsync("ip", ["address", "add", "10.214.9.1/24", "dev", name]);
+            Assert.True(address.ExitCode == 0, address.ToString());
+            var run = await ContainerTestAsync(["-p:NspawnNetwork=private", "-p:NspawnNetworkRange=10.214.9.0/24"]);
+            AssertError(run, ErrorCodes.BadNetworkRange, "NspawnNetworkRange '10.214.9.0/24' is in use on the host: it overlaps 10.214.9.");
+            Assert.Contains(name, run.Output);
+            AssertNothingCreated();
+        }
+        finally
+        {
+            await Shell.RunAsync("ip", ["link", "delete", name]);
+        }
+    }
+
+    [Fact]
+    public async Task Outbound_without_nftables_names_the_package_to_install()
+    {
+        // nft hidden in a mount namespace of the build's own: an empty, non-executable file over it.
+        var nft = ToolLocator.Find("nft");
+        Assert.True(nft is not null, "nftables is not installed (tests/prereqs.sh installs it)");
+        var empty = Path.Combine(_dir, "no-nft");
+        File.WriteAllText(empty, "");
+        var run = await ContainerTestAsync(["-p:NspawnNetwork=private", "-p:NspawnNetworkOutbound=true"],
+            prefix: ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", "mount --bind \"$0\" \"$1\" && shift && exec \"$@\"", empty, nft]);
+        AssertError(run, ErrorCodes.ToolMissing, "sudo apt-get install nftables");
         AssertNothingCreated();
     }
 

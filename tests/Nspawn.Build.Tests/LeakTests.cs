@@ -38,11 +38,20 @@ public sealed class LeakTests(PackageFixture package) : IAsyncLifetime
     private static void AssertNoMountsUnder(string dir) =>
         Assert.DoesNotContain(MountTable.Read(), m => MountTable.IsUnder(m.MountPoint, dir) && m.MountPoint != dir);
 
+    /// <summary>A private network with a way out: a bridge, links, addresses, routes, an nftables table and forwarding to leave behind.</summary>
+    private static string[] Network(string network) =>
+        network == "private" ? ["-p:NspawnNetwork=private", "-p:NspawnNetworkOutbound=true"] : [];
+
+    private static string Forwarding => File.ReadAllText("/proc/sys/net/ipv4/ip_forward").Trim();
+
     [Theory]
-    [InlineData("snapshot")]
-    [InlineData("overlay")]
-    public async Task Ctrl_C_while_tests_run_stops_the_machines(string mode)
+    [InlineData("snapshot", "host")]
+    [InlineData("overlay", "host")]
+    [InlineData("snapshot", "private")]
+    [InlineData("overlay", "private")]
+    public async Task Ctrl_C_while_tests_run_stops_the_machines(string mode, string network)
     {
+        var forwarding = Forwarding;
         // Overlay machines boot from a plain-folder copy of the image on the root file system.
         var plain = Path.Combine(_dir, "plain", "test_chroots");
         if (mode == "overlay")
@@ -51,14 +60,17 @@ public sealed class LeakTests(PackageFixture package) : IAsyncLifetime
             await Cli.Wrap("cp").WithArguments(["-a", "--", Repo.ImageDir, plain]).ExecuteBufferedAsync();
         }
         var consumer = new ConsumerProject(package, _dir, mode == "overlay" ? plain : Repo.ChrootsDir, vstest: WaitingTests);
-        var run = BackgroundRun.Start(consumer.Command(["-t:ContainerTest", $"-p:NspawnEphemeralMode={mode}"]));
+        var run = BackgroundRun.Start(consumer.Command(["-t:ContainerTest", $"-p:NspawnEphemeralMode={mode}", .. Network(network)]));
         Assert.True(await Shell.WaitUntilAsync(() => File.Exists(Running), TimeSpan.FromMinutes(2)), run.Output);
         Assert.NotEmpty(Leaks.Find());
+        if (network == "private")
+            Assert.Contains(Leaks.Find(), l => l.StartsWith("nftables table ip nsb-"));
         run.Signal(ProcessInfo.SigInt);
         var result = await run.WaitForExitAsync(TimeSpan.FromSeconds(15));
         Assert.True(result is not null, "the build did not end within 15 s of SIGINT:\n" + run.Output);
         Assert.NotEqual(0, result.ExitCode);
         Leaks.AssertNone();
+        Assert.Equal(forwarding, Forwarding);
         if (mode == "overlay")
             await Subvolumes.RemoveTreeAsync(Path.GetDirectoryName(plain)!, CancellationToken.None);
     }
@@ -104,20 +116,31 @@ public sealed class LeakTests(PackageFixture package) : IAsyncLifetime
         Assert.True(await machine.IsSystemRunningAsync());
     }
 
-    [Fact]
-    public async Task A_killed_build_leaves_its_machine_to_the_next_runs_reaper()
+    [Theory]
+    [InlineData("host")]
+    [InlineData("private")]
+    public async Task A_killed_build_leaves_its_machine_to_the_next_runs_reaper(string network)
     {
-        var run = BackgroundRun.Start(Consumer(WaitingTests).Command(["-t:ContainerTest"]));
+        var forwarding = Forwarding;
+        var run = BackgroundRun.Start(Consumer(WaitingTests, """<NspawnMachine Include="web" /><NspawnMachine Include="db" />""").Command(["-t:ContainerTest", .. Network(network)]));
         Assert.True(await Shell.WaitUntilAsync(() => File.Exists(Running), TimeSpan.FromMinutes(2)), run.Output);
         run.Signal(ProcessInfo.SigKill);
         Assert.NotNull(await run.WaitForExitAsync(TimeSpan.FromSeconds(5)));
         File.Delete(Gate); // ends the orphaned test stand-in
         // Nothing could clean up at that moment: the machine (or at least its record and snapshot) is still there.
         Assert.NotEmpty(Leaks.Find());
+        if (network == "private")
+        {
+            Assert.Contains(Leaks.Find(), l => l.StartsWith("interface nsb-"));
+            Assert.Contains(Leaks.Find(), l => l.StartsWith("nftables table ip nsb-"));
+        }
         var reap = await Consumer(name: "next").RunAsync(["-t:NspawnReap"]);
         Assert.True(reap.ExitCode == 0, reap.ToString());
         Assert.Contains("Removed a leftover of an earlier run", reap.Output);
+        if (network == "private")
+            Assert.Matches(@"Removed a leftover of an earlier run: network nsb-[0-9a-f]{6} \(10\.213\.", reap.Output);
         Leaks.AssertNone();
+        Assert.Equal(forwarding, Forwarding);
     }
 
     [Fact]

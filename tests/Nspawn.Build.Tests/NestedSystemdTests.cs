@@ -37,11 +37,13 @@ public sealed class NestedSystemdTests(PackageFixture package, ITestOutputHelper
                 $"--bind={Repo.ChrootsDir}:/chroots",
                 $"--bind={_sample}:/sample",
                 $"--bind-ro={package.PackageDir}:/package",
+                // The sample's private network: the bridge, the machines' links and their addresses are made from inside.
+                "--capability=CAP_NET_ADMIN",
             ],
         });
         var apt = new ExecOptions { Timeout = TimeSpan.FromMinutes(5), OnOutput = output.WriteLine, Environment = new Dictionary<string, string> { ["DEBIAN_FRONTEND"] = "noninteractive" } };
         await _host.ExecCheckedAsync(["apt-get", "update", "-qq"], apt);
-        await _host.ExecCheckedAsync(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "systemd-container", "btrfs-progs", "libicu72", "libssl3", "ca-certificates"], apt);
+        await _host.ExecCheckedAsync(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "systemd-container", "btrfs-progs", "iproute2", "libicu72", "libssl3", "ca-certificates"], apt);
     }
 
     public async Task DisposeAsync()
@@ -113,14 +115,14 @@ public sealed class NestedSystemdTests(PackageFixture package, ITestOutputHelper
         Assert.True(run.ExitCode == 0, run.StandardOutput + run.StandardError);
         Assert.Matches($@"Passed!\s+- Failed:\s+0, Passed:\s+{PackageFixture.SampleTests}", run.StandardOutput);
         // The systemd-run path: nspawn ran in a transient unit (registered with machined: the API's commands went through it).
-        Assert.Matches(@"Started 'default' \(nspawn-default-[0-9a-f]{8}, unit nspawn-default-[0-9a-f]{8}\.service", run.StandardOutput);
+        Assert.Matches(@"'server' \(nspawn-server-[0-9a-f]{8}, unit nspawn-server-[0-9a-f]{8}\.service, image bookworm, address 10\.", run.StandardOutput);
         await AssertNothingLeftInsideAsync();
 
         // A failing test on this path: the build fails and the machines are stopped all the same.
         var failing = await ContainerTestInsideAsync(("SAMPLE_FAIL", "1"));
         Assert.NotEqual(0, failing.ExitCode);
         Assert.Matches($@"Failed!\s+- Failed:\s+1, Passed:\s+{PackageFixture.SampleTests - 1}", failing.StandardOutput);
-        Assert.Contains("Stopped 'default'", failing.StandardOutput);
+        Assert.Contains("Stopped 'server'", failing.StandardOutput);
         await AssertNothingLeftInsideAsync();
 
         // One machine (with apt run in it) serves the three scenarios: Ctrl+C last.

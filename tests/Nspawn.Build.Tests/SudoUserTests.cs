@@ -4,8 +4,8 @@ namespace Nspawn.Build.Tests;
 
 /// <summary>
 /// A real unprivileged user with sudo rights runs 'sudo dotnet build -t:ContainerTest' on a copy of the
-/// sample in their home: the tests run as that user (the sample asserts it), reach the machine, and leave
-/// no root-owned file in the user's tree.
+/// sample in their home: the tests run as that user (the sample asserts it), reach the machines, and leave
+/// no root-owned file in the user's tree, not even what a machine wrote in a writable bind.
 /// </summary>
 [Collection(MachinesCollection.Name)]
 public sealed class SudoUserTests(PackageFixture package) : IAsyncLifetime
@@ -49,6 +49,12 @@ public sealed class SudoUserTests(PackageFixture package) : IAsyncLifetime
         Assert.True(run.ExitCode == 0, run.ToString());
         // Among them: the sample's own check that it runs as the invoking user and regains root only when asked.
         Assert.Matches($@"Passed!\s+- Failed:\s+0, Passed:\s+{PackageFixture.SampleTests}", run.Output);
+
+        // What the server wrote in its writable bind (NspawnBind, obj/shared) is the user's too.
+        var written = Path.Combine(sample, "obj/shared/from-server.txt");
+        Assert.Equal("server\n", File.ReadAllText(written));
+        var owner = await Cli.Wrap("stat").WithArguments(["-c", "%U", written]).ExecuteBufferedAsync();
+        Assert.Equal(User, owner.StandardOutput.Trim());
 
         var rootOwned = await Cli.Wrap("find").WithArguments([Home, "-uid", "0"]).ExecuteBufferedAsync();
         Assert.True(rootOwned.StandardOutput.Trim() == "", "root-owned files in the user's tree:\n" + rootOwned.StandardOutput);

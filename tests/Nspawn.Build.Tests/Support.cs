@@ -9,7 +9,11 @@ public sealed record RunResult(int ExitCode, string Output)
     public override string ToString() => $"exit code {ExitCode}:\n{Output}";
 }
 
-/// <summary>What a run left behind: nspawn processes, snapshots, per-machine cgroups and notify sockets.</summary>
+/// <summary>
+/// What a run left behind: nspawn processes, snapshots, per-machine cgroups and notify sockets, and of private
+/// networks: interfaces with the package's prefix (a bridge and its addresses and routes, or a machine's link),
+/// their records, nftables tables and IPv4 forwarding that we turned on.
+/// </summary>
 public static class Leaks
 {
     public static IReadOnlyList<string> Find()
@@ -34,7 +38,21 @@ public static class Leaks
         found.AddRange(MachineRegistry.List().Select(r => $"record of {r.Machine.Name} (owner PID {r.OwnerPid})"));
         foreach (var hierarchy in Directory.EnumerateDirectories("/sys/fs/cgroup"))
             found.AddRange(Directory.EnumerateDirectories(hierarchy, "nspawn-*", SearchOption.AllDirectories).Select(s => "cgroup " + s));
+        found.AddRange(HostLinks.Named(TempNames.BridgePrefix).Select(i => "interface " + i));
+        found.AddRange(NetworkRegistry.List().Select(r => $"network record of {r.Network.Bridge} (owner PID {r.OwnerPid})"));
+        found.AddRange(NftTables().Where(t => t.Contains(TempNames.BridgePrefix)).Select(t => "nftables " + t));
+        if (File.Exists(Path.Combine(NetworkRegistry.Dir, "ip_forward.ours")))
+            found.Add("IPv4 forwarding turned on by a network that is gone");
         return found;
+    }
+
+    /// <summary>The host's nftables tables ('table ip nsb-1a2b3c'), if nft is installed.</summary>
+    public static IReadOnlyList<string> NftTables()
+    {
+        if (ToolLocator.Find("nft") is not { } nft)
+            return [];
+        var list = Cli.Wrap(nft).WithArguments(["list", "tables"]).WithValidation(CommandResultValidation.None).ExecuteBufferedAsync().GetAwaiter().GetResult();
+        return list.StandardOutput.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
     }
 
     public static void AssertNone() => Assert.Empty(Find());
@@ -77,7 +95,7 @@ public static class Shell
 public sealed class PackageFixture : IAsyncLifetime
 {
     /// <summary>How many tests the sample has (tests/Sample).</summary>
-    public const int SampleTests = 11;
+    public const int SampleTests = 18;
 
     public string Version { get; } = $"0.1.0-test.{DateTime.UtcNow:yyyyMMddHHmmss}.{Environment.ProcessId}";
     public string NuGetCache { get; } = Directory.CreateTempSubdirectory("nspawn-nuget-").FullName;

@@ -21,9 +21,9 @@ public class MachineTests
     {
         Assert.Equal(Environment.GetEnvironmentVariable("NSPAWN_MACHINE"), _machine.Name);
         Assert.Equal(Environment.GetEnvironmentVariable("NSPAWN_LEADER_PID"), _machine.LeaderPid.ToString());
-        Assert.Equal("default", _machine.LogicalName);
-        // The image has its own /etc/hostname (its name), not the host's that debootstrap copied.
-        Assert.Equal(_machine.Image, (await _machine.ExecCheckedAsync("hostname")).StandardOutput.Trim());
+        // The first NspawnMachine item; on the private network (NspawnNetwork=private) its hostname is its logical name.
+        Assert.Equal("server", _machine.LogicalName);
+        Assert.Equal("server", (await _machine.ExecCheckedAsync("hostname")).StandardOutput.Trim());
     }
 
     [Fact]
@@ -39,8 +39,12 @@ public class MachineTests
         var file = $"/srv/written-by-test-{Guid.NewGuid():N}";
         await _machine.WriteAllTextAsync(file, "hello\n");
         Assert.Equal("hello\n", await _machine.ReadAllTextAsync(file));
-        Assert.True(File.Exists(Path.Combine(_machine.ImageDir, "etc/os-release")), $"{_machine.ImageDir} should be the image");
-        Assert.False(File.Exists(_machine.ImageDir + file), "a write inside the machine reached the image");
+        // The chroots folder is root's alone (0700): under sudo the test looks at it as root.
+        using (ProcessPrivileges.Current.Root())
+        {
+            Assert.True(File.Exists(Path.Combine(_machine.ImageDir, "etc/os-release")), $"{_machine.ImageDir} should be the image");
+            Assert.False(File.Exists(_machine.ImageDir + file), "a write inside the machine reached the image");
+        }
     }
 
     [Fact]

@@ -18,6 +18,7 @@ internal static class ErrorCodes
     public const string NoSpace = "NSPAWN0013";
     public const string NotOurImage = "NSPAWN0014";
     public const string NotBtrfs = "NSPAWN0015";
+    public const string BadNetworkRange = "NSPAWN0016";
     public const string BtrfsFailed = "NSPAWN0020";
     public const string DebootstrapFailed = "NSPAWN0021";
     public const string SetupFailed = "NSPAWN0022";
@@ -27,6 +28,7 @@ internal static class ErrorCodes
     public const string BootFailed = "NSPAWN0031";
     public const string BootTimedOut = "NSPAWN0032";
     public const string StopFailed = "NSPAWN0033";
+    public const string NetworkFailed = "NSPAWN0034";
     public const string Canceled = "NSPAWN0040";
     public const string TestsFailed = "NSPAWN0050";
 }

@@ -21,6 +21,16 @@ internal static class Ownership
     /// <summary>When this build began, as ctime counts (a copy keeps its source's mtime, not its ctime), with a second of slack.</summary>
     public static long BuildStart => new DateTimeOffset(Process.GetCurrentProcess().StartTime).ToUnixTimeSeconds() - 1;
 
+    /// <summary>
+    /// Under sudo, what the guests' root wrote in stopped machines' writable binds (folders of the user's) goes
+    /// back to the user, at once rather than at the build's end. Never by the reaper: its sudo user may be another.
+    /// </summary>
+    public static void ReturnBinds((uint Uid, uint Gid)? user, IEnumerable<Machine> stopped, string? chrootsDir)
+    {
+        if (user is { } to && stopped.SelectMany(m => m.WritableBinds).Distinct().ToList() is { Count: > 0 } folders)
+            ReturnTo(to, BuildStart, folders, chrootsDir, recursive: true);
+    }
+
     /// <summary>Gives the files root created since <paramref name="since"/> under <paramref name="folders"/> (or directly in them) back to <paramref name="user"/>.</summary>
     public static void ReturnTo((uint Uid, uint Gid) user, long since, IEnumerable<string> folders, string? chrootsDir, bool recursive)
     {

@@ -12,6 +12,11 @@ internal static class TempNames
     // 8 hex digits of a random GUID: unique enough for the machines of one host, short enough for a host name.
     public static string Machine(string logicalName) => $"nspawn-{logicalName}-{Random8()}";
 
+    /// <summary>A private network's bridge: the fixed prefix the README names, and room for '-254' after it (15 characters at most).</summary>
+    public static string Bridge() => $"{BridgePrefix}{Random8()[..6]}";
+
+    public const string BridgePrefix = "nsb-";
+
     /// <summary>A temporary folder next to image <paramref name="image"/> in <paramref name="chrootsDir"/>, of one of the <see cref="ImageKinds"/>.</summary>
     public static string ImageTemp(string chrootsDir, string image, string kind) => Path.Combine(chrootsDir, $".#{image}{kind}{Random8()}{Random8()}");
 

@@ -19,4 +19,8 @@ internal sealed record Tool(string Name, string AptPackage, string? MinimumVersi
     public static readonly Tool Sh = new("sh", "dash");
     public static readonly Tool Cp = new("cp", "coreutils");
     public static readonly Tool Find = new("find", "findutils");
+    // A private network: the bridge and the addresses (ip), inside a machine's network namespace (nsenter), NAT (nft).
+    public static readonly Tool Ip = new("ip", "iproute2");
+    public static readonly Tool Nsenter = new("nsenter", "util-linux");
+    public static readonly Tool Nft = new("nft", "nftables");
 }

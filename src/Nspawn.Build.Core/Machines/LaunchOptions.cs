@@ -12,6 +12,14 @@ internal sealed record LaunchOptions(string LogicalName, string ImageDir)
     public bool UseSystemdRun { get; init; }
     /// <summary>Overlay machines (--volatile=overlay): a read-only image under a tmpfs, for images that are plain folders.</summary>
     public EphemeralMode Mode { get; init; } = EphemeralMode.Snapshot;
+    /// <summary>The host's network, a private one, or none.</summary>
+    public NetworkMode Network { get; init; } = NetworkMode.Host;
+    /// <summary>The private network to join (with <see cref="NetworkMode.Private"/>).</summary>
+    public PrivateNetwork? PrivateNetwork { get; init; }
+    /// <summary>The machine's place on it, given when it starts.</summary>
+    public NetworkAttachment? Attachment { get; init; }
+    /// <summary>Host folders and files in the machine (NspawnBind, StartOptions.Binds).</summary>
+    public IReadOnlyList<BindMount> Binds { get; init; } = [];
     /// <summary>More nspawn options (such as --bind-ro=...), after ours.</summary>
     public IReadOnlyList<string> ExtraArguments { get; init; } = [];
 
@@ -27,6 +35,11 @@ internal sealed record LaunchOptions(string LogicalName, string ImageDir)
         args.AddRange(["--boot", "--notify-ready=yes", "--console=read-only", "--keep-unit", $"--directory={ImageDir}", $"--machine={MachineName}"]);
         if (!UseSystemdRun)
             args.Add("--register=no");
+        if (Network == NetworkMode.None)
+            args.Add("--private-network");
+        if (Attachment is { } attachment)
+            args.AddRange(attachment.NspawnArguments());
+        args.AddRange(Binds.Select(b => b.Argument()));
         foreach (var extra in ExtraArguments)
             args.Add(extra.StartsWith("--", StringComparison.Ordinal) ? extra
                 : throw new NspawnException(ErrorCodes.BadOption, $"NspawnArguments of machine '{LogicalName}': '{extra}' is not an option. Give options such as '--bind-ro=/srv/data'."));

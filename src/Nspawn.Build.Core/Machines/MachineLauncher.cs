@@ -17,6 +17,11 @@ internal static class MachineLauncher
         Privilege.RequireRoot();
         ToolLocator.Require(Tool.SystemdNspawn);
         For(options.UseSystemdRun).Check();
+        if (options.Network == NetworkMode.Private)
+        {
+            ToolLocator.Require(Tool.Ip);
+            ToolLocator.Require(Tool.Nsenter);
+        }
     }
 
     public static async Task<Machine> StartAsync(LaunchOptions options, CancellationToken cancellationToken)
@@ -27,8 +32,38 @@ internal static class MachineLauncher
                 $"The image '{options.ImageDir}' for machine '{options.LogicalName}' does not exist or holds no OS. Build it first (the NspawnPrepareImages target), or fix the machine's Image.");
         if (MachineRegistry.Contains(options.MachineName))
             throw new NspawnException(ErrorCodes.BadMachineName, $"A machine named '{options.MachineName}' is already running. Stop it first, or give this one another name.");
+        foreach (var bind in options.Binds)
+            bind.Check($"A bind of machine '{options.LogicalName}'");
         Directory.CreateDirectory(StateDir);
-        return await For(options.UseSystemdRun).StartAsync(options, cancellationToken);
+        if (options.Network == NetworkMode.Private)
+            options = options with
+            {
+                Attachment = await NetworkRegistry.JoinAsync(options.PrivateNetwork ?? throw new InvalidOperationException("A machine on a private network needs the network."),
+                    options.MachineName, options.LogicalName, cancellationToken),
+            };
+        Machine machine;
+        try
+        {
+            machine = await For(options.UseSystemdRun).StartAsync(options, cancellationToken);
+        }
+        catch when (options.Attachment is { } attachment)
+        {
+            await NetworkRegistry.LeaveAsync(attachment.Network.Bridge, options.MachineName, CancellationToken.None);
+            throw;
+        }
+        if (options.Attachment is { } joined)
+        {
+            try
+            {
+                await GuestNetwork.ConfigureAsync(machine, joined, cancellationToken);
+            }
+            catch
+            {
+                await StopAsync(machine, CancellationToken.None);
+                throw;
+            }
+        }
+        return machine;
     }
 
     /// <summary>
@@ -56,6 +91,9 @@ internal static class MachineLauncher
         var stopped = !ProcessInfo.IsRunning(machine.NspawnPid, machine.NspawnStartTime) && !(machine.Snapshot is { } s && Directory.Exists(s));
         if (stopped)
         {
+            // Its address is free again once it is gone.
+            if (machine.Network is { } bridge)
+                await NetworkRegistry.LeaveAsync(bridge, machine.Name, CancellationToken.None);
             MachineRegistry.Remove(machine.Name);
             return new StopOutcome(machine, poweredOff, DateTime.UtcNow - started);
         }

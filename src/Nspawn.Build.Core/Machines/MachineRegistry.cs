@@ -95,6 +95,7 @@ internal static class MachineRegistry
                 if (!scope.Processes().Any())
                     scope.Remove();
             }
+        reaped.AddRange(await NetworkRegistry.ReapAsync(cancellationToken));
         return reaped;
     }
 }

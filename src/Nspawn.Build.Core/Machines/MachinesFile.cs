@@ -13,11 +13,17 @@ internal static class MachinesFile
         DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
     };
 
-    private sealed record Document(IReadOnlyList<Machine> Machines);
+    /// <summary>The machines, and their network: the private one a test's own machine joins by default.</summary>
+    private sealed record Document(IReadOnlyList<Machine> Machines, [property: JsonConverter(typeof(JsonStringEnumConverter<NetworkMode>))] NetworkMode NetworkMode = NetworkMode.Host, PrivateNetwork? Network = null);
 
-    public static string Serialize(IReadOnlyList<Machine> machines) => JsonSerializer.Serialize(new Document(machines), JsonOptions);
+    public static string Serialize(IReadOnlyList<Machine> machines, NetworkMode mode = NetworkMode.Host, PrivateNetwork? network = null) =>
+        JsonSerializer.Serialize(new Document(machines, mode, network), JsonOptions);
 
     public static IReadOnlyList<Machine> Deserialize(string json) => JsonSerializer.Deserialize<Document>(json, JsonOptions)?.Machines ?? [];
+
+    /// <summary>The machines' network mode and, when private, the network.</summary>
+    public static (NetworkMode Mode, PrivateNetwork? Network) DeserializeNetwork(string json) =>
+        JsonSerializer.Deserialize<Document>(json, JsonOptions) is { } d ? (d.NetworkMode, d.Network) : (NetworkMode.Host, null);
 
     public static string SerializeOne(Machine machine) => JsonSerializer.Serialize(machine, JsonOptions);
 

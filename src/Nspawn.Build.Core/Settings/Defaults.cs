@@ -16,6 +16,12 @@ internal static class Defaults
     public const string EphemeralMode = "snapshot";
     public const string Launcher = "auto";
     public const string MachineName = "default";
+    public const string Network = "host";
+    /// <summary>Private networks take a free /24 of it: rarely used, inside 10.0.0.0/8.</summary>
+    public const string NetworkRange = "10.213.0.0/16";
+    public const string NetworkOutbound = "false";
+    /// <summary>An NspawnBind is read-only unless it says otherwise.</summary>
+    public const string BindReadOnly = "true";
     public static readonly TimeSpan BootTimeout = TimeSpan.FromSeconds(60);
     public static readonly TimeSpan StopTimeout = TimeSpan.FromSeconds(15);
     public static readonly TimeSpan ImageBuildTimeout = TimeSpan.FromMinutes(30);

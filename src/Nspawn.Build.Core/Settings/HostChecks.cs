@@ -11,6 +11,8 @@ internal static class HostChecks
             project.Store.Store().Check();
         foreach (var machine in project.Machines)
             MachineLauncher.Check(machine);
+        if (project.Network.Mode == NetworkMode.Private)
+            NetworkChecks.Run(project.Network);
         var builder = project.Store.Builder();
         foreach (var image in project.Images)
             builder.Check(image);

@@ -29,9 +29,13 @@ internal sealed record ProjectSettings
     public string BootTimeout { get; init; } = "";
     public string StopTimeout { get; init; } = "";
     public string Launcher { get; init; } = "";
+    public string Network { get; init; } = "";
+    public string NetworkRange { get; init; } = "";
+    public string NetworkOutbound { get; init; } = "";
     /// <summary>The suite's own run settings file (VSTestSetting), which must exist when set.</summary>
     public string RunSettings { get; init; } = "";
     public IReadOnlyList<ProjectItem> Machines { get; init; } = [];
     public IReadOnlyList<ProjectItem> ImageDefinitions { get; init; } = [];
     public IReadOnlyList<ProjectItem> ImageFiles { get; init; } = [];
+    public IReadOnlyList<ProjectItem> Binds { get; init; } = [];
 }

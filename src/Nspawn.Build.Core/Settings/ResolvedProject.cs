@@ -1,4 +1,4 @@
 namespace Nspawn.Build;
 
-/// <summary>A project's settings, checked: the store, the images its machines use, and how to start each machine.</summary>
-internal sealed record ResolvedProject(StoreSettings Store, IReadOnlyList<ImageSpec> Images, IReadOnlyList<LaunchOptions> Machines);
+/// <summary>A project's settings, checked: the store, the images its machines use, how to start each machine, and their network.</summary>
+internal sealed record ResolvedProject(StoreSettings Store, IReadOnlyList<ImageSpec> Images, IReadOnlyList<LaunchOptions> Machines, NetworkSettings Network);

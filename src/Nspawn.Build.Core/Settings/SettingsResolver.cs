@@ -19,13 +19,55 @@ internal static class SettingsResolver
             KeepImages = Validate.Words(p.KeepImages, "NspawnKeepImages"),
         };
         var mainImage = Validate.ImageName(Or(p.Image, Defaults.Image), "NspawnImage");
-        var machines = Machines(p, store, mainImage);
+        var network = Network(p);
+        var machines = Machines(p, store, mainImage, network);
         var images = machines.Select(m => m.Image).Distinct().Select(name => Image(p, name, mainImage, [])).ToList();
         RunSettings.Load(p.RunSettings);
-        return new ResolvedProject(store, images, machines);
+        return new ResolvedProject(store, images, machines, network);
     }
 
-    private static List<LaunchOptions> Machines(ProjectSettings p, StoreSettings store, string mainImage)
+    private static NetworkSettings Network(ProjectSettings p)
+    {
+        var network = new NetworkSettings(
+            Validate.Choice(Or(p.Network, Defaults.Network), "NspawnNetwork", ("host", NetworkMode.Host), ("private", NetworkMode.Private), ("none", NetworkMode.None)),
+            Validate.NetworkRange(Or(p.NetworkRange, Defaults.NetworkRange), "NspawnNetworkRange"),
+            Validate.Choice(Or(p.NetworkOutbound, Defaults.NetworkOutbound), "NspawnNetworkOutbound", ("true", true), ("false", false)));
+        if (network.Outbound && network.Mode != NetworkMode.Private)
+            throw new NspawnException(ErrorCodes.BadOption,
+                $"NspawnNetworkOutbound is true but NspawnNetwork is '{Or(p.Network, Defaults.Network)}': a way out through the host is for NspawnNetwork=private only. Set NspawnNetwork to 'private', or leave NspawnNetworkOutbound out.");
+        return network;
+    }
+
+    /// <summary>
+    /// Each NspawnBind item, checked: the Include is a host path (relative to the project, as for every item);
+    /// Destination defaults to the same path, ReadOnly to true, Machines to all. Whether the source exists is
+    /// checked when the machines start, since Build may make it ($(OutDir)).
+    /// </summary>
+    private static List<(BindMount Bind, IReadOnlyList<string> Machines)> Binds(ProjectSettings p, IReadOnlyList<string> machineNames)
+    {
+        var binds = new List<(BindMount, IReadOnlyList<string>)>();
+        foreach (var item in p.Binds)
+        {
+            var label = $"NspawnBind '{item.Name}'";
+            if (string.IsNullOrWhiteSpace(item.Name) || item.Name.Contains('\0'))
+                throw new NspawnException(ErrorCodes.BadPath, $"{label} is not a path. Give a host folder or file, such as '$(OutDir)'.");
+            var source = Path.GetFullPath(Or(item.Get("FullPath"), item.Name), string.IsNullOrEmpty(p.BaseDir) ? Directory.GetCurrentDirectory() : p.BaseDir);
+            source = source.Length > 1 ? source.TrimEnd('/') : source;
+            var destination = item.Get("Destination") is { Length: > 0 } d ? d.TrimEnd('/') is { Length: > 0 } t ? t : "/" : source;
+            if (!destination.StartsWith('/') || destination.Split('/').Contains("..") || destination.Contains('\0'))
+                throw new NspawnException(ErrorCodes.BadPath,
+                    $"The Destination of {label} '{item.Get("Destination")}' is not an absolute path in the machine. Give one such as '/opt/app', or leave it out for the same path as on the host.");
+            var readOnly = Validate.Choice(Or(item.Get("ReadOnly"), Defaults.BindReadOnly), $"The ReadOnly of {label}", ("true", true), ("false", false));
+            var machines = item.Get("Machines").Split([';', ','], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+            foreach (var name in machines.Where(m => !machineNames.Contains(m)))
+                throw new NspawnException(ErrorCodes.BadMachineName,
+                    $"The Machines of {label} name '{name}', which is not a declared machine (there are: {string.Join(", ", machineNames)}). Declare it as an NspawnMachine item, or fix the name.");
+            binds.Add((new BindMount(source, destination, readOnly), machines.Length == 0 ? machineNames : machines));
+        }
+        return binds;
+    }
+
+    private static List<LaunchOptions> Machines(ProjectSettings p, StoreSettings store, string mainImage, NetworkSettings network)
     {
         var boot = Validate.Timeout(Or(p.BootTimeout, Seconds(Defaults.BootTimeout)), "NspawnBootTimeout");
         var stop = Validate.Timeout(Or(p.StopTimeout, Seconds(Defaults.StopTimeout)), "NspawnStopTimeout");
@@ -33,6 +75,8 @@ internal static class SettingsResolver
             ("auto", LaunchOptions.HostHasSystemd), ("systemd-run", true), ("direct", false));
         // One machine named 'default' unless the project declares its own.
         var items = p.Machines.Count > 0 ? p.Machines : [new ProjectItem(Defaults.MachineName, new Dictionary<string, string>())];
+        var names = items.Select(item => Validate.MachineName(item.Name, "NspawnMachine")).ToList();
+        var binds = Binds(p, names);
         var machines = items.Select(item =>
         {
             var logical = Validate.MachineName(item.Name, "NspawnMachine");
@@ -43,6 +87,8 @@ internal static class SettingsResolver
                 StopTimeout = stop,
                 UseSystemdRun = useSystemdRun,
                 Mode = store.Mode,
+                Network = network.Mode,
+                Binds = binds.Where(b => b.Machines.Contains(logical)).Select(b => b.Bind).ToList(),
                 ExtraArguments = item.Get("NspawnArguments").Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
             };
             options.NspawnArguments();

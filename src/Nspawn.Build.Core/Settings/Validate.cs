@@ -139,6 +139,17 @@ internal static partial class Validate
             $"{property} '{value}' is not a timeout. Give seconds greater than 0, such as '60' or '2.5'.");
     }
 
+    /// <summary>An IPv4 range of private addresses (RFC 1918), from /8 to /29: a network of ours must never hide real hosts.</summary>
+    public static Ipv4Range NetworkRange(string? value, string property)
+    {
+        Ipv4Range[] privateRanges = [new(10u << 24, 8), new((172u << 24) | (16u << 16), 12), new((192u << 24) | (168u << 16), 16)];
+        if (Ipv4Range.TryParse(value) is { PrefixLength: >= 8 and <= 29 } range && (value ?? "").Contains('/')
+            && privateRanges.Any(p => p.PrefixLength <= range.PrefixLength && p.Overlaps(range)))
+            return range;
+        throw new NspawnException(ErrorCodes.BadNetworkRange,
+            $"{property} '{value}' is not a private IPv4 range from /8 to /29 (inside 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16). Write one such as '{Defaults.NetworkRange}' or '192.168.77.0/24'.");
+    }
+
     public static string AbsolutePath(string? value, string property)
     {
         if (string.IsNullOrWhiteSpace(value) || !Path.IsPathRooted(value) || value.Contains('\0'))

@@ -4,7 +4,7 @@ namespace Nspawn.Build.Tasks;
 
 /// <summary>
 /// The first step of every target: checks what the project wrote (the Nspawn* properties, without their
-/// prefix here, and the NspawnMachine, NspawnImageDefinition and NspawnImageFiles items) once, before
+/// prefix here, and the NspawnMachine, NspawnImageDefinition, NspawnImageFiles and NspawnBind items) once, before
 /// anything is created, and hands the other tasks resolved items: one store, one item per image, one per machine.
 /// </summary>
 public sealed class ResolveNspawnSettings : NspawnTask
@@ -32,11 +32,15 @@ public sealed class ResolveNspawnSettings : NspawnTask
     public string BootTimeout { get; set; } = "";
     public string StopTimeout { get; set; } = "";
     public string Launcher { get; set; } = "";
+    public string Network { get; set; } = "";
+    public string NetworkRange { get; set; } = "";
+    public string NetworkOutbound { get; set; } = "";
     /// <summary>VSTestSetting: the suite's own run settings, kept in the generated file.</summary>
     public string RunSettings { get; set; } = "";
     public ITaskItem[] Machines { get; set; } = [];
     public ITaskItem[] ImageDefinitions { get; set; } = [];
     public ITaskItem[] ImageFiles { get; set; } = [];
+    public ITaskItem[] Binds { get; set; } = [];
     /// <summary>Under sudo: folders (the project's, its references') whose files this build writes go back to the invoking user at its end.</summary>
     public string[] ReturnOwnership { get; set; } = [];
     /// <summary>The same for files directly in these folders (the current folder, where a binlog goes).</summary>
@@ -47,6 +51,8 @@ public sealed class ResolveNspawnSettings : NspawnTask
     [Output] public ITaskItem[] Store { get; private set; } = [];
     [Output] public ITaskItem[] Images { get; private set; } = [];
     [Output] public ITaskItem[] ResolvedMachines { get; private set; } = [];
+    /// <summary>One item: the network mode, with the range and whether there is a way out.</summary>
+    [Output] public ITaskItem[] ResolvedNetwork { get; private set; } = [];
 
     private protected override Task ExecuteAsync(CancellationToken cancellationToken)
     {
@@ -58,15 +64,21 @@ public sealed class ResolveNspawnSettings : NspawnTask
             Image = Image, Suite = Suite, Mirror = Mirror, Variant = Variant, Include = Include, Exclude = Exclude, Arch = Arch, Components = Components,
             SetupScript = SetupScript, SlimBoot = SlimBoot, ImageMaxAge = ImageMaxAge, ImageCacheDir = ImageCacheDir, ImageBuildTimeout = ImageBuildTimeout,
             KeepImages = KeepImages, BootTimeout = BootTimeout, StopTimeout = StopTimeout, Launcher = Launcher, RunSettings = RunSettings,
+            Network = Network, NetworkRange = NetworkRange, NetworkOutbound = NetworkOutbound,
             Machines = Machines.Select(ResolvedItems.ToProjectItem).ToList(),
             ImageDefinitions = ImageDefinitions.Select(ResolvedItems.ToProjectItem).ToList(),
             ImageFiles = ImageFiles.Select(ResolvedItems.ToProjectItem).ToList(),
+            Binds = Binds.Select(ResolvedItems.ToProjectItem).ToList(),
         });
+        // The writable binds too: what the guests' root writes there is given back however the build ends.
+        if (project.Machines.SelectMany(m => m.Binds).Where(b => !b.ReadOnly).Select(b => b.Source).Distinct().ToList() is { Count: > 0 } writable)
+            OwnershipGuard.Register(BuildEngine4, writable, [], string.IsNullOrWhiteSpace(ChrootsDir) ? null : ChrootsDir);
         if (CheckHost)
             HostChecks.Run(project);
         Store = [ResolvedItems.FromStore(project.Store)];
         Images = project.Images.Select(ResolvedItems.FromImage).ToArray();
         ResolvedMachines = project.Machines.Select(ResolvedItems.FromLaunch).ToArray();
+        ResolvedNetwork = [ResolvedItems.FromNetwork(project.Network)];
         return Task.CompletedTask;
     }
 }

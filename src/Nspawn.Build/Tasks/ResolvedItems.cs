@@ -36,7 +36,8 @@ internal static class ResolvedItems
 
     public static ITaskItem FromLaunch(LaunchOptions o) => Item(o.LogicalName,
         ("Image", o.Image), ("ImageDir", o.ImageDir), ("Mode", o.Mode.ToString().ToLowerInvariant()), ("Launcher", o.UseSystemdRun ? "systemd-run" : "direct"),
-        ("BootTimeout", Seconds(o.BootTimeout)), ("StopTimeout", Seconds(o.StopTimeout)), ("NspawnArguments", string.Join(';', o.ExtraArguments)));
+        ("BootTimeout", Seconds(o.BootTimeout)), ("StopTimeout", Seconds(o.StopTimeout)), ("NspawnArguments", string.Join(';', o.ExtraArguments)),
+        ("Network", o.Network.ToString().ToLowerInvariant()), ("Binds", JsonSerializer.Serialize(o.Binds, MachinesFile.JsonOptions)));
 
     /// <summary>Options for one start: each start gets a new unique machine name.</summary>
     public static LaunchOptions ToLaunch(ITaskItem item) => new(item.ItemSpec, item.GetMetadata("ImageDir"))
@@ -46,7 +47,23 @@ internal static class ResolvedItems
         BootTimeout = FromSeconds(item.GetMetadata("BootTimeout")),
         StopTimeout = FromSeconds(item.GetMetadata("StopTimeout")),
         ExtraArguments = item.GetMetadata("NspawnArguments").Split(';', StringSplitOptions.RemoveEmptyEntries),
+        Network = Enum.Parse<NetworkMode>(item.GetMetadata("Network"), ignoreCase: true),
+        Binds = JsonSerializer.Deserialize<List<BindMount>>(item.GetMetadata("Binds"), MachinesFile.JsonOptions) ?? [],
     };
+
+    public static ITaskItem FromNetwork(NetworkSettings n) => Item(n.Mode.ToString().ToLowerInvariant(),
+        ("Range", n.Range.ToString()), ("Outbound", n.Outbound ? "true" : "false"));
+
+    public static NetworkSettings ToNetwork(ITaskItem[] items)
+    {
+        var item = items.Length == 1 ? items[0] : throw new NspawnException(ErrorCodes.BadOption, $"Expected one resolved network, got {items.Length}: call the task from the package's targets.");
+        return new NetworkSettings(Enum.Parse<NetworkMode>(item.ItemSpec, ignoreCase: true), Ipv4Range.TryParse(item.GetMetadata("Range"))!.Value, item.GetMetadata("Outbound") == "true");
+    }
+
+    /// <summary>A private network that StartEphemeral made, for StopEphemeral to remove.</summary>
+    public static ITaskItem FromPrivateNetwork(PrivateNetwork n) => Item(n.Bridge, ("Subnet", n.Subnet), ("Outbound", n.Outbound ? "true" : "false"));
+
+    public static PrivateNetwork ToPrivateNetwork(ITaskItem item) => new(item.ItemSpec, item.GetMetadata("Subnet"), item.GetMetadata("Outbound") == "true");
 
     public static ITaskItem FromMachine(Machine m) => Item(m.LogicalName,
         ("MachineName", m.Name), ("Image", m.Image), ("ImageDir", m.ImageDir), ("LeaderPid", m.LeaderPid.ToString(CultureInfo.InvariantCulture)),

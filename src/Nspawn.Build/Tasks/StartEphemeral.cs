@@ -10,6 +10,8 @@ public sealed class StartEphemeral : NspawnTask
 {
     /// <summary>ResolveNspawnSettings' ResolvedMachines.</summary>
     [Required] public ITaskItem[] Machines { get; set; } = [];
+    /// <summary>ResolveNspawnSettings' ResolvedNetwork; the host's network when not given.</summary>
+    public ITaskItem[] Network { get; set; } = [];
     /// <summary>The suite's own run settings (VSTestSetting), kept in the generated file.</summary>
     public string BaseRunSettings { get; set; } = "";
 
@@ -18,12 +20,28 @@ public sealed class StartEphemeral : NspawnTask
     [Output] public string RunSettingsFile { get; private set; } = "";
     /// <summary>The folder of the machines file and the run settings, for StopEphemeral to remove.</summary>
     [Output] public string RunDir { get; private set; } = "";
+    /// <summary>The private network made for the machines, for StopEphemeral to remove; none on the host's network.</summary>
+    [Output] public ITaskItem[] StartedNetwork { get; private set; } = [];
 
     private protected override async Task ExecuteAsync(CancellationToken cancellationToken)
     {
         var options = Machines.Select(ResolvedItems.ToLaunch).ToList();
+        var network = Network.Length > 0 ? ResolvedItems.ToNetwork(Network) : null;
         var suiteSettings = RunSettings.Load(BaseRunSettings);
+        // Build may have made them only now ($(OutDir)): checked before anything starts.
+        foreach (var o in options)
+            foreach (var bind in o.Binds)
+                bind.Check($"NspawnBind '{bind.Source}' of machine '{o.LogicalName}'");
         var started = DateTime.UtcNow;
+        PrivateNetwork? privateNetwork = null;
+        if (network?.Mode == NetworkMode.Private)
+        {
+            privateNetwork = await NetworkRegistry.CreateAsync(network, cancellationToken);
+            NetworkGuard.Register(BuildEngine4, privateNetwork);
+            options = options.Select(o => o with { PrivateNetwork = privateNetwork }).ToList();
+            StartedNetwork = [ResolvedItems.FromPrivateNetwork(privateNetwork)];
+            Progress($"Made the private network {privateNetwork.Bridge} ({privateNetwork.Subnet}, the host at {privateNetwork.Gateway}{(privateNetwork.Outbound ? ", with a way out" : "")}).");
+        }
         RunDir = RunFiles.Create();
         var starts = options.Select(o => MachineLauncher.StartAsync(o, cancellationToken)).ToList();
         try
@@ -36,6 +54,12 @@ public sealed class StartEphemeral : NspawnTask
             foreach (var stopped in await Task.WhenAll(starts.Where(t => t.IsCompletedSuccessfully).Select(t => MachineLauncher.StopAsync(t.Result, CancellationToken.None))))
                 Progress($"Stopped {stopped}, since another machine did not start.");
             RunFiles.Remove(RunDir);
+            if (privateNetwork is not null)
+            {
+                await NetworkRegistry.RemoveAsync(privateNetwork, CancellationToken.None);
+                NetworkGuard.Unregister(BuildEngine4, privateNetwork);
+                StartedNetwork = [];
+            }
             throw starts.Select(t => t.Exception?.InnerException).OfType<NspawnException>().FirstOrDefault()
                 ?? starts.First(t => t.IsFaulted || t.IsCanceled).Exception?.InnerException ?? new OperationCanceledException();
         }
@@ -43,10 +67,10 @@ public sealed class StartEphemeral : NspawnTask
         var machines = starts.Select(t => t.Result).ToList();
         foreach (var m in machines)
             MachineGuard.Register(BuildEngine4, m, RunDir);
-        Progress($"Started {string.Join(", ", machines.Select(m => $"'{m.LogicalName}' ({m.Name}, {(m.Unit is null ? "" : $"unit {m.Unit}, ")}image {m.Image}, leader PID {m.LeaderPid})"))} in {(DateTime.UtcNow - started).TotalSeconds:0.0} s.");
+        Progress($"Started {string.Join(", ", machines.Select(m => $"'{m.LogicalName}' ({m.Name}, {(m.Unit is null ? "" : $"unit {m.Unit}, ")}image {m.Image}, {(m.Address is null ? "" : $"address {m.Address}, ")}leader PID {m.LeaderPid})"))} in {(DateTime.UtcNow - started).TotalSeconds:0.0} s.");
 
         StartedMachines = machines.Select(ResolvedItems.FromMachine).ToArray();
-        var machinesFile = RunFiles.Write(RunDir, "machines.json", s => s.Write(System.Text.Encoding.UTF8.GetBytes(MachinesFile.Serialize(machines))));
+        var machinesFile = RunFiles.Write(RunDir, "machines.json", s => s.Write(System.Text.Encoding.UTF8.GetBytes(MachinesFile.Serialize(machines, network?.Mode ?? NetworkMode.Host, privateNetwork))));
         RunSettingsFile = RunFiles.Write(RunDir, "nspawn.runsettings", s => RunSettings.Merge(suiteSettings, MachinesFile.Environment(machines, machinesFile)).Save(s));
     }
 }

@@ -16,11 +16,13 @@ public sealed class StopEphemeral : NspawnTask
     public string RunDir { get; set; } = "";
     /// <summary>ResolveNspawnSettings' Store: where Reap looks.</summary>
     public ITaskItem[] Store { get; set; } = [];
+    /// <summary>StartEphemeral's StartedNetwork: removed once its machines are stopped.</summary>
+    public ITaskItem[] Network { get; set; } = [];
 
     private protected override async Task ExecuteAsync(CancellationToken cancellationToken)
     {
         var chrootsDir = Store.Length > 0 ? ResolvedItems.ToStore(Store).ChrootsDir : null;
-        if (Reap || Machines.Length > 0)
+        if (Reap || Machines.Length > 0 || Network.Length > 0)
             Privilege.RequireRoot();
         if (Reap)
         {
@@ -42,8 +44,15 @@ public sealed class StopEphemeral : NspawnTask
                 LogError(coded);
             else
                 Log.LogErrorFromException(failure, showStackTrace: true);
+        Ownership.ReturnBinds(Ownership.SudoUser, stops.Where(t => t.IsCompletedSuccessfully).Select(t => t.Result.Machine), chrootsDir);
         if (RunDir != "")
             RunFiles.Remove(RunDir);
+        foreach (var network in Network.Select(ResolvedItems.ToPrivateNetwork))
+        {
+            await NetworkRegistry.RemoveAsync(network, CancellationToken.None);
+            NetworkGuard.Unregister(BuildEngine4, network);
+            Log.LogMessage(MessageImportance.High, $"Removed the private network {network.Bridge} ({network.Subnet}).");
+        }
         if (stops.Any(t => t.IsCompletedSuccessfully))
             Log.LogMessage(MessageImportance.High, $"Stopped {string.Join("; ", stops.Where(t => t.IsCompletedSuccessfully).Select(t => t.Result))}.");
     }
