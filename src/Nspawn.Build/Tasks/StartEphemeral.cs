@@ -31,7 +31,7 @@ public sealed class StartEphemeral : NspawnTask
         // Build may have made them only now ($(OutDir)): checked before anything starts.
         foreach (var o in options)
             foreach (var bind in o.Binds)
-                bind.Check($"NspawnBind '{bind.Source}' of machine '{o.LogicalName}'");
+                bind.Check($"An NspawnBind of machine '{o.LogicalName}'");
         var started = DateTime.UtcNow;
         PrivateNetwork? privateNetwork = null;
         if (network?.Mode == NetworkMode.Private)
