@@ -251,7 +251,7 @@ public sealed class NetworkSettingsTests
 
     [Theory]
     [InlineData("Network", "bridge", "NSPAWN0011", "NspawnNetwork 'bridge' is not one of: host, private, none")]
-    [InlineData("NetworkRange", "8.8.8.0/24", "NSPAWN0016", "NspawnNetworkRange '8.8.8.0/24' is not a private IPv4 range")]
+    [InlineData("NetworkRange", "8.8.8.0/24", "NSPAWN0017", "NspawnNetworkRange '8.8.8.0/24' is not a private IPv4 range")]
     [InlineData("NetworkOutbound", "yes", "NSPAWN0011", "NspawnNetworkOutbound 'yes' is not one of: true, false")]
     [InlineData("NetworkOutbound", "true", "NSPAWN0011", "NspawnNetworkOutbound is true but NspawnNetwork is 'host'")]
     public void A_bad_network_property_names_itself(string property, string value, string code, string message)

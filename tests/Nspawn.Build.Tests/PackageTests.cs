@@ -33,8 +33,8 @@ public sealed class PackageTests(PackageFixture package)
     [Fact]
     public void The_public_surface_is_what_a_user_calls()
     {
-        Assert.Equal(["Nspawn.Build.EphemeralMode", "Nspawn.Build.NspawnException"], Read(Path.Combine(Lib, "Nspawn.Build.Core.dll")).PublicTypes);
-        Assert.Equal(["Nspawn.Testing.EphemeralMachine", "Nspawn.Testing.ExecException", "Nspawn.Testing.ExecOptions", "Nspawn.Testing.ExecResult",
+        Assert.Equal(["Nspawn.Build.EphemeralMode", "Nspawn.Build.NetworkMode", "Nspawn.Build.NspawnException"], Read(Path.Combine(Lib, "Nspawn.Build.Core.dll")).PublicTypes);
+        Assert.Equal(["Nspawn.Testing.Bind", "Nspawn.Testing.EphemeralMachine", "Nspawn.Testing.ExecException", "Nspawn.Testing.ExecOptions", "Nspawn.Testing.ExecResult",
             "Nspawn.Testing.ProcessPrivileges", "Nspawn.Testing.StartOptions"], Read(Path.Combine(Lib, "Nspawn.Testing.dll")).PublicTypes);
     }
 

@@ -113,10 +113,20 @@ public class BindTests
         var onHost = Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "../../../obj/shared/from-server.txt"));
         Assert.Equal("server\n", File.ReadAllText(onHost));
     }
+}
 
+/// <summary>
+/// A machine of the test's own with a writable bind of a folder of the test's. In the collection that runs
+/// alone: credentials belong to the whole process, and the folder must be made as the user, not while
+/// another test's call is root.
+/// </summary>
+[Collection(PrivilegesCollection.Name)]
+public class WritableBindTests
+{
     [Fact]
     public async Task What_a_machine_writes_in_a_writable_bind_is_the_users_once_it_stops()
     {
+        _ = EphemeralMachine.FromEnvironment(); // the API drops root on first use, under sudo
         // A folder of the test's (under sudo the test runs as the user, so it is the user's).
         var dir = Directory.CreateTempSubdirectory("sample-bind-").FullName;
         try

@@ -18,7 +18,7 @@ internal static class ErrorCodes
     public const string NoSpace = "NSPAWN0013";
     public const string NotOurImage = "NSPAWN0014";
     public const string NotBtrfs = "NSPAWN0015";
-    public const string BadNetworkRange = "NSPAWN0016";
+    public const string BadNetworkRange = "NSPAWN0017";
     public const string BtrfsFailed = "NSPAWN0020";
     public const string DebootstrapFailed = "NSPAWN0021";
     public const string SetupFailed = "NSPAWN0022";
