@@ -149,7 +149,7 @@ public sealed class ErrorTests(PackageFixture package) : IDisposable
         await using (var f = File.Create(file))
             f.SetLength(300 << 20);
         var run = await ContainerTestAsync([]);
-        AssertError(run, ErrorCodes.NotBtrfs, "holds no btrfs file system");
+        AssertError(run, ErrorCodes.NotBtrfs, "is not a btrfs file system");
         Assert.Equal(300L << 20, new FileInfo(file).Length);
         Assert.Single(Directory.GetFileSystemEntries(ChrootsDir));
         Assert.False(BtrfsStore.IsBtrfs(ChrootsDir));

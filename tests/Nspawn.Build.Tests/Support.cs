@@ -32,6 +32,7 @@ public static class Leaks
         if (Directory.Exists(MachineLauncher.StateDir))
             found.AddRange(Directory.EnumerateFiles(MachineLauncher.StateDir, "*.notify").Select(s => "socket " + s));
         found.AddRange(MachineRegistry.List().Select(r => $"record of {r.Machine.Name} (owner PID {r.OwnerPid})"));
+        found.AddRange(MountTable.Read().Where(m => MountTable.IsUnder(m.MountPoint, DeviceMount.Root)).Select(m => "device mount " + m.MountPoint));
         foreach (var hierarchy in Directory.EnumerateDirectories("/sys/fs/cgroup"))
             found.AddRange(Directory.EnumerateDirectories(hierarchy, "nspawn-*", SearchOption.AllDirectories).Select(s => "cgroup " + s));
         return found;

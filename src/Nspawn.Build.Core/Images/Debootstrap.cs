@@ -7,7 +7,9 @@ internal static class Debootstrap
     {
         var debootstrap = ToolLocator.Require(Tool.Debootstrap);
         var eatmydata = ToolLocator.Find(Tool.Eatmydata.Name);
-        string[] argv = eatmydata is null ? [debootstrap, .. spec.DebootstrapArguments(target)] : [eatmydata, debootstrap, .. spec.DebootstrapArguments(target)];
+        // The store is mounted nodev; debootstrap needs working device nodes in its target.
+        await using var devices = await DeviceMount.CreateAsync(target, cancellationToken);
+        string[] argv = eatmydata is null ? [debootstrap, .. spec.DebootstrapArguments(devices.Where)] : [eatmydata, debootstrap, .. spec.DebootstrapArguments(devices.Where)];
 
         var tracker = new DebootstrapProgress(TimeSpan.FromSeconds(5));
         void OnLine(string line)

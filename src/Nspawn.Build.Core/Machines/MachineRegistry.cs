@@ -60,6 +60,12 @@ internal static class MachineRegistry
             await MachineLauncher.StopAsync(record.Machine, cancellationToken);
             reaped.Add($"machine {record.Machine.Name} (its build, PID {record.OwnerPid}, is gone)");
         }
+        // Before the half-built images they belong to.
+        foreach (var mount in DeviceMount.Stale(chrootsDirs).ToList())
+        {
+            await mount.DisposeAsync();
+            reaped.Add("device mount " + mount.Where);
+        }
         foreach (var dir in chrootsDirs.Where(Directory.Exists))
         {
             foreach (var snapshot in Directory.EnumerateDirectories(dir, ".#machine.*"))
