@@ -206,7 +206,7 @@ public sealed class ImageDefinitionTests(PackageFixture package) : IAsyncLifetim
         var chroots = Path.Combine(_dir, "runner", "test_chroots");
         var store = new BtrfsStore(chroots, Path.Combine(chroots, "btrfs.img"), 2L << 30);
         _stores.Add(store);
-        await store.EnsureAsync(_ => { }, CancellationToken.None);
+        await store.EnsureAsync(_ => { }, _ => { }, CancellationToken.None);
         var progress = new List<string>();
         var builder = new ImageBuilder(chroots) { Cache = new ImageCache(cache) };
         Assert.Equal(ImageResult.Built, await builder.EnsureAsync(Bookworm(), progress.Add, CancellationToken.None));
@@ -257,10 +257,12 @@ public sealed class HousekeepingTests(PackageFixture package) : IAsyncLifetime
 
         var list = await project.RunAsync(["-t:NspawnListImages"]);
         Assert.True(list.ExitCode == 0, list.ToString());
-        Assert.Matches(@"Image 'bookworm': \d+ MiB, built [\d.]+ days ago, used by this project; format: 1;suite: bookworm", list.Output);
+        Assert.Matches(@"Image 'bookworm': \d+ MiB \(\d+ MiB its own\), built [\d.]+ days ago, used by this project; format: 1;suite: bookworm", list.Output);
         Assert.Contains($"Image '{Extra[0]}':", list.Output);
         Assert.Contains("not used by this project", list.Output);
         Assert.Contains($"Image '{Extra[2]}': ", list.Output);
+        Assert.Matches($@"Image '{Extra[2]}': \d+ MiB \(0 MiB its own\), built [\d.]+ days ago, in use", list.Output);
+        Assert.Matches($"NspawnCleanImages would remove [^\n]*'{Extra[0]}'[^\n]* and free at least", list.Output);
 
         var clean = await project.RunAsync(["-t:NspawnCleanImages", $"-p:NspawnKeepImages={Extra[1]}"]);
         Assert.True(clean.ExitCode == 0, clean.ToString());

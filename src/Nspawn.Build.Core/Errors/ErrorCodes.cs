@@ -1,6 +1,6 @@
 namespace Nspawn.Build;
 
-/// <summary>Every code the package reports. The README lists them; keep both in step.</summary>
+/// <summary>Every code the package reports (errors, and the one warning). The README lists them; keep both in step.</summary>
 internal static class ErrorCodes
 {
     public const string NotRoot = "NSPAWN0001";
@@ -18,6 +18,8 @@ internal static class ErrorCodes
     public const string NoSpace = "NSPAWN0013";
     public const string NotOurImage = "NSPAWN0014";
     public const string NotBtrfs = "NSPAWN0015";
+    /// <summary>A warning: NspawnBtrfsImageSize is smaller than the loop file, which keeps its size.</summary>
+    public const string LoopFileKept = "NSPAWN0016";
     public const string BtrfsFailed = "NSPAWN0020";
     public const string DebootstrapFailed = "NSPAWN0021";
     public const string SetupFailed = "NSPAWN0022";

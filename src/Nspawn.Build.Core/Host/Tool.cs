@@ -19,4 +19,5 @@ internal sealed record Tool(string Name, string AptPackage, string? MinimumVersi
     public static readonly Tool Sh = new("sh", "dash");
     public static readonly Tool Cp = new("cp", "coreutils");
     public static readonly Tool Find = new("find", "findutils");
+    public static readonly Tool Losetup = new("losetup", "mount");
 }

@@ -23,6 +23,10 @@ internal sealed class ImageBuilder(string chrootsDir)
     /// <summary>How long debootstrap, or a setup script, may take before it is stopped.</summary>
     public TimeSpan BuildTimeout { get; init; } = Defaults.ImageBuildTimeout;
 
+    /// <summary>The images the project uses (with their bases) and those it keeps: a store too full says what NspawnCleanImages would free.</summary>
+    public IReadOnlyList<ImageSpec> ProjectImages { get; init; } = [];
+    public IReadOnlyList<string> KeepImages { get; init; } = [];
+
     public string ImageDir(ImageSpec spec) => Path.Combine(ChrootsDir, spec.Name);
 
     public bool IsUpToDate(ImageSpec spec)
@@ -75,7 +79,7 @@ internal sealed class ImageBuilder(string chrootsDir)
             return ImageResult.UpToDate;
         }
         BtrfsStore.RequireWritable(ChrootsDir, "NspawnChrootsDir");
-        BtrfsStore.RequireSpace(ChrootsDir, SpaceNeeded, $"Building image '{spec.Name}'");
+        await RequireSpaceAsync(spec, cancellationToken);
 
         // One build of an image at a time; a second build waits, then finds it up to date.
         await using var imageLock = await FileLock.AcquireAsync(TempNames.BuildLock(ChrootsDir, spec.Name),
@@ -129,6 +133,22 @@ internal sealed class ImageBuilder(string chrootsDir)
             if (Directory.Exists(tmp))
                 await Subvolumes.RemoveTreeAsync(tmp, CancellationToken.None);
         }
+    }
+
+    /// <summary>
+    /// Throws NSPAWN0013 when the store has no room for a new image beside the others (measured after btrfs has
+    /// finished removing what was just removed), with the images and the ways out; or when the host has no room
+    /// left for the sparse loop file to fill.
+    /// </summary>
+    private async Task RequireSpaceAsync(ImageSpec spec, CancellationToken cancellationToken)
+    {
+        var what = $"Building image '{spec.Name}'";
+        var free = await BtrfsStore.FreeSpaceAsync(ChrootsDir, cancellationToken);
+        if (free < SpaceNeeded)
+            throw new NspawnException(ErrorCodes.NoSpace, await new ImageHousekeeping(ChrootsDir, Cache)
+                .FullStoreMessageAsync(what, SpaceNeeded, free, ProjectImages, KeepImages, cancellationToken));
+        if (BtrfsStore.LoopOf(ChrootsDir) is { } loop)
+            BtrfsStore.RequireSpace(loop.HostDir, SpaceNeeded, $"{what} in the sparse btrfs loop file '{loop.File}', which takes the host's disk as it fills,");
     }
 
     /// <summary>Puts a finished image in place; an old one is moved aside first and removed after (machines running from it keep their snapshots).</summary>

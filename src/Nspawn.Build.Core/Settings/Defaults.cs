@@ -12,7 +12,8 @@ internal static class Defaults
     public const string Variant = "minbase";
     public const string Include = "dbus,systemd";
     public const string LoopFileName = "btrfs.img";
-    public const string LoopFileSize = "2G";
+    /// <summary>A sparse file: the host pays only for what images use (README: the loop file's size).</summary>
+    public const string LoopFileSize = "8G";
     public const string EphemeralMode = "snapshot";
     public const string Launcher = "auto";
     public const string MachineName = "default";

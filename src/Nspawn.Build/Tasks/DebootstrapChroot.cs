@@ -24,16 +24,16 @@ public sealed class DebootstrapChroot : NspawnTask
         {
             Privilege.RequireRoot();
             var housekeeper = new ImageHousekeeping(settings.ChrootsDir, settings.Builder().Cache);
-            var used = specs.SelectMany(Lineage).ToList();
+            var used = ImageHousekeeping.WithBases(specs);
             if (action == 1)
-                foreach (var line in housekeeper.List(used))
+                foreach (var line in await housekeeper.ListAsync(used, settings.KeepImages, cancellationToken))
                     Log.LogMessage(MessageImportance.High, line);
             else
                 foreach (var removed in await housekeeper.CleanAsync(used, settings.KeepImages, cancellationToken))
                     Progress($"Removed {removed}.");
             return;
         }
-        var builder = settings.Builder();
+        var builder = settings.Builder(specs);
         foreach (var spec in specs)
         {
             var started = DateTime.UtcNow;
@@ -44,6 +44,4 @@ public sealed class DebootstrapChroot : NspawnTask
                 Progress($"Image '{spec.Name}' built in {(DateTime.UtcNow - started).TotalSeconds:0} s: {builder.ImageDir(spec)}");
         }
     }
-
-    private static IEnumerable<ImageSpec> Lineage(ImageSpec spec) => spec.Base is null ? [spec] : [spec, .. Lineage(spec.Base)];
 }
