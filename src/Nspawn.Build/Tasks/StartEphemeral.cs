@@ -14,6 +14,10 @@ public sealed class StartEphemeral : NspawnTask
     public string RunSettingsFile { get; set; } = "";
     /// <summary>The suite's own run settings (VSTestSetting), kept in the generated file.</summary>
     public string BaseRunSettings { get; set; } = "";
+    /// <summary>The project (MSBuildProjectFullPath), for the command that stops kept machines.</summary>
+    public string ProjectFile { get; set; } = "";
+    /// <summary>NspawnOnVSTest: a machine that the targets did not stop by the end of the build is one whose tests failed.</summary>
+    public bool LeftMeansFailed { get; set; }
 
     [Output] public ITaskItem[] StartedMachines { get; private set; } = [];
 
@@ -38,7 +42,7 @@ public sealed class StartEphemeral : NspawnTask
 
         var machines = starts.Select(t => t.Result).ToList();
         foreach (var m in machines)
-            MachineGuard.Register(BuildEngine4, m);
+            MachineGuard.Register(BuildEngine4, m, LeftMeansFailed, ProjectFile);
         Progress($"Started {string.Join(", ", machines.Select(m => $"'{m.LogicalName}' ({m.Name}, {(m.Unit is null ? "" : $"unit {m.Unit}, ")}image {m.Image}, leader PID {m.LeaderPid})"))} in {(DateTime.UtcNow - started).TotalSeconds:0.0} s.");
 
         if (!string.IsNullOrEmpty(MachinesFile))
