@@ -25,6 +25,7 @@ public sealed class EphemeralMachine : IAsyncDisposable
     };
 
     private readonly Machine _machine;
+    private ConsoleFollower? _console;
 
     private EphemeralMachine(Machine machine, bool owned)
     {
@@ -82,11 +83,15 @@ public sealed class EphemeralMachine : IAsyncDisposable
             ExtraArguments = options.NspawnArguments,
         };
         ProcessPrivileges.Current.DropIfUnderSudo();
-        Machine machine;
+        EphemeralMachine started;
         using (ProcessPrivileges.Current.Root())
-            machine = await MachineLauncher.StartAsync(launch, cancellationToken);
-        var started = new EphemeralMachine(machine, owned: true);
-        Owned[machine.Name] = started;
+        {
+            started = new EphemeralMachine(await MachineLauncher.StartAsync(launch, cancellationToken), owned: true);
+            // Read from the console's start: the boot's lines come first.
+            if (options.OnConsole is { } onConsole)
+                started._console = ConsoleFollower.Start(started._machine, onConsole);
+        }
+        Owned[started.Name] = started;
         return started;
     }
 
@@ -94,14 +99,14 @@ public sealed class EphemeralMachine : IAsyncDisposable
     public async Task<ExecResult> ExecAsync(IReadOnlyList<string> command, ExecOptions? options = null, CancellationToken cancellationToken = default)
     {
         options ??= new ExecOptions();
-        var unit = $"nspawn-exec-{Guid.NewGuid():N}"[..24];
+        var unit = GuestCommand.NewUnitName("exec");
         var stdout = new StringBuilder();
         var stderr = new StringBuilder();
         PipeTarget Target(StringBuilder sb) => options.OnOutput is { } onOutput
             ? PipeTarget.Merge(PipeTarget.ToStringBuilder(sb), PipeTarget.ToDelegate(onOutput))
             : PipeTarget.ToStringBuilder(sb);
 
-        var argv = ExecArguments(_machine, unit, command, options);
+        var argv = GuestCommand.AsUnit(_machine, unit, command, options.User, options.WorkingDirectory, options.Environment, options.Timeout);
         using var forceful = new CancellationTokenSource();
         CommandTask<CommandResult> running;
         using (ProcessPrivileges.Current.Root())
@@ -116,7 +121,7 @@ public sealed class EphemeralMachine : IAsyncDisposable
         if (await Task.WhenAny(running.Task, limit) != running.Task)
         {
             // Stopping the unit kills the command and all it started inside the machine; then systemd-run returns.
-            await RunAsync(MachineCommand(_machine, ["systemctl", "stop", unit + ".service"]), CancellationToken.None);
+            await RunAsync(GuestCommand.InNamespaces(_machine, ["systemctl", "stop", unit + ".service"]), CancellationToken.None);
             forceful.CancelAfter(TimeSpan.FromSeconds(5));
             try
             {
@@ -143,19 +148,29 @@ public sealed class EphemeralMachine : IAsyncDisposable
 
     public Task<ExecResult> ExecCheckedAsync(params string[] command) => ExecCheckedAsync(command, null);
 
+    /// <summary>
+    /// The lines of the guest's journal (its journalctl, run in it as a command is), as text with precise timestamps:
+    /// since <paramref name="since"/> (for example the start of a test) and of <paramref name="unit"/> only, when given.
+    /// </summary>
+    public async Task<IReadOnlyList<string>> GetJournalAsync(DateTimeOffset? since = null, string? unit = null, CancellationToken cancellationToken = default)
+    {
+        var result = await ExecCheckedAsync(GuestCommand.Journal(since, unit), new ExecOptions { Timeout = TimeSpan.FromMinutes(1) }, cancellationToken);
+        return result.StandardOutput.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+    }
+
     /// <summary>Copies a host file or folder into a folder of the machine, keeping its name, modes and (numeric) owners.</summary>
     public Task CopyToAsync(string hostPath, string machineDirectory, CancellationToken cancellationToken = default)
     {
         var full = Path.GetFullPath(hostPath);
         var pack = Cli.Wrap("tar").WithArguments(["-C", Path.GetDirectoryName(full)!, "-cf", "-", "--", Path.GetFileName(full)]);
-        var unpack = Command(MachineCommand(_machine, ["tar", "-C", machineDirectory, "-xpf", "-", "--numeric-owner"]));
+        var unpack = Command(GuestCommand.InNamespaces(_machine, ["tar", "-C", machineDirectory, "-xpf", "-", "--numeric-owner"]));
         return PipeAsync(pack, unpack, $"copy {hostPath} to {Name}:{machineDirectory}", cancellationToken);
     }
 
     /// <summary>Copies a file or folder of the machine into a host folder, keeping its name, modes and (numeric) owners.</summary>
     public Task CopyFromAsync(string machinePath, string hostDirectory, CancellationToken cancellationToken = default)
     {
-        var pack = Command(MachineCommand(_machine, ["tar", "-C", Path.GetDirectoryName(machinePath)!, "-cf", "-", "--", Path.GetFileName(machinePath)]));
+        var pack = Command(GuestCommand.InNamespaces(_machine, ["tar", "-C", Path.GetDirectoryName(machinePath)!, "-cf", "-", "--", Path.GetFileName(machinePath)]));
         var unpack = Cli.Wrap("tar").WithArguments(["-C", Path.GetFullPath(hostDirectory), "-xpf", "-", "--numeric-owner"]);
         return PipeAsync(pack, unpack, $"copy {Name}:{machinePath} to {hostDirectory}", cancellationToken);
     }
@@ -200,12 +215,12 @@ public sealed class EphemeralMachine : IAsyncDisposable
         var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(60));
         while (true)
         {
-            var state = (await RunAsync(MachineCommand(_machine, ["systemctl", "is-active", unit]), cancellationToken)).StandardOutput.Trim();
+            var state = (await RunAsync(GuestCommand.InNamespaces(_machine, ["systemctl", "is-active", unit]), cancellationToken)).StandardOutput.Trim();
             if (state == "active")
                 return;
             if (state == "failed")
             {
-                var status = await RunAsync(MachineCommand(_machine, ["systemctl", "status", "--no-pager", "--lines=20", unit]), cancellationToken);
+                var status = await RunAsync(GuestCommand.InNamespaces(_machine, ["systemctl", "status", "--no-pager", "--lines=20", unit]), cancellationToken);
                 throw new InvalidOperationException($"Unit {unit} failed in machine {Name}:\n{status.StandardOutput.Trim()}");
             }
             if (DateTime.UtcNow >= deadline)
@@ -232,44 +247,13 @@ public sealed class EphemeralMachine : IAsyncDisposable
             return;
         using (ProcessPrivileges.Current.Root())
             await MachineLauncher.StopAsync(_machine, cancellationToken);
+        if (_console is not null)
+            await _console.StopAsync();
     }
 
     public async ValueTask DisposeAsync() => await StopAsync();
 
     public override string ToString() => $"{LogicalName} ({Name}, leader PID {LeaderPid})";
-
-    /// <summary>
-    /// The command line of a command run as a transient unit of the guest's systemd: through machined
-    /// where the machine is registered, else in the machine's namespaces through nsenter.
-    /// </summary>
-    internal static IReadOnlyList<string> ExecArguments(Machine machine, string unit, IReadOnlyList<string> command, ExecOptions options)
-    {
-        if (command.Count == 0)
-            throw new ArgumentException("The command is empty.", nameof(command));
-        var run = new List<string> { "--wait", "--pipe", "--quiet", "--collect", "--service-type=exec", $"--unit={unit}" };
-        if (options.User is { } user)
-            run.Add($"--uid={user}");
-        if (options.WorkingDirectory is { } cwd)
-            run.Add($"--working-directory={cwd}");
-        foreach (var (name, value) in options.Environment ?? new Dictionary<string, string>())
-        {
-            if (name.Length == 0 || name.Contains('='))
-                throw new ArgumentException($"'{name}' is not an environment variable name.", nameof(options));
-            run.Add($"--setenv={name}={value}");
-        }
-        if (options.Timeout is { } timeout)
-            // A backstop inside the machine, should this process die before it stops the unit itself.
-            run.Add($"--property=RuntimeMaxSec={Math.Ceiling(timeout.TotalSeconds) + 5}");
-        run.Add("--");
-        run.AddRange(command);
-        return machine.Unit is not null
-            ? ["systemd-run", $"--machine={machine.Name}", .. run]
-            : MachineCommand(machine, ["systemd-run", .. run]);
-    }
-
-    /// <summary>A command in the machine's namespaces (nsenter on the leader), for control and file transfer.</summary>
-    internal static IReadOnlyList<string> MachineCommand(Machine machine, IReadOnlyList<string> command) =>
-        ["nsenter", "-t", machine.LeaderPid.ToString(), "-m", "-u", "-i", "-n", "-p", "--", .. command];
 
     private static Command Command(IReadOnlyList<string> argv) => Cli.Wrap(argv[0]).WithArguments(argv.Skip(1));
 
@@ -287,7 +271,7 @@ public sealed class EphemeralMachine : IAsyncDisposable
         var stderr = new StringBuilder();
         CommandTask<CommandResult> running;
         using (ProcessPrivileges.Current.Root())
-            running = Command(MachineCommand(_machine, command))
+            running = Command(GuestCommand.InNamespaces(_machine, command))
                 .WithStandardInputPipe(input)
                 .WithStandardOutputPipe(output)
                 .WithStandardErrorPipe(PipeTarget.ToStringBuilder(stderr))

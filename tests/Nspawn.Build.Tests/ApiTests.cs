@@ -142,6 +142,43 @@ public sealed class ApiTests(PackageFixture package) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task The_journal_is_the_guests_since_a_moment_and_of_a_unit()
+    {
+        await _machine.ExecCheckedAsync("logger", "--tag", "api", "before");
+        await Task.Delay(50);
+        var since = DateTimeOffset.UtcNow;
+        await _machine.ExecCheckedAsync("logger", "--tag", "api", "after");
+        await _machine.ExecCheckedAsync("systemd-run", "--unit=api-echo", "--wait", "--quiet", "echo", "from a unit");
+
+        var lines = await _machine.GetJournalAsync(since);
+        Assert.Contains(lines, l => System.Text.RegularExpressions.Regex.IsMatch(l, @"^\w{3} [ \d]\d \d\d:\d\d:\d\d\.\d{6} bookworm api\[\d+\]: after$"));
+        Assert.DoesNotContain(lines, l => l.EndsWith(": before"));
+        Assert.Contains(await _machine.GetJournalAsync(), l => l.EndsWith(": before"));
+        var unit = await _machine.GetJournalAsync(since, "api-echo.service");
+        Assert.Contains(unit, l => l.EndsWith(": from a unit"));
+        Assert.DoesNotContain(unit, l => l.EndsWith(": after"));
+    }
+
+    [Fact]
+    public async Task OnConsole_streams_the_console_from_the_boot_to_the_stop()
+    {
+        var lines = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        var machine = await EphemeralMachine.StartAsync(new StartOptions { ImageDir = Repo.ImageDir, LogicalName = "console", OnConsole = lines.Enqueue });
+        await using (machine)
+        {
+            Assert.True(await Shell.WaitUntilAsync(() => lines.Contains("Welcome to Debian GNU/Linux 12 (bookworm)!"), TimeSpan.FromSeconds(10)), string.Join('\n', lines));
+            await machine.ExecCheckedAsync("sh", "-c", "echo written to the console > /dev/console");
+            Assert.True(await Shell.WaitUntilAsync(() => lines.Contains("written to the console"), TimeSpan.FromSeconds(10)), string.Join('\n', lines));
+        }
+        // The power-off's lines came too, and nothing comes after the stop.
+        Assert.Contains(lines, l => l.Contains("Power-Off") || l.Contains("Halting system") || l.Contains("Stopped"));
+        var count = lines.Count;
+        await Task.Delay(500);
+        Assert.Equal(count, lines.Count);
+        Assert.DoesNotContain(lines, l => l.Contains('\x1b') || l.Contains('\r'));
+    }
+
+    [Fact]
     public async Task What_a_command_leaves_running_dies_with_the_machine()
     {
         var machine = await EphemeralMachine.StartAsync(new StartOptions { ImageDir = Repo.ImageDir, LogicalName = "bg" });

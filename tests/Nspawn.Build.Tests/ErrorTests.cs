@@ -51,6 +51,8 @@ public sealed class ErrorTests(PackageFixture package) : IDisposable
     [InlineData("NspawnExclude=Bad!", ErrorCodes.BadPackageList, "'Bad!'")]
     [InlineData("NspawnSlimBoot=maybe", ErrorCodes.BadOption, "NspawnSlimBoot 'maybe'")]
     [InlineData("NspawnOnVSTest=maybe", ErrorCodes.BadOption, "NspawnOnVSTest 'maybe'")]
+    [InlineData("NspawnKeepLogs=sometimes", ErrorCodes.BadOption, "NspawnKeepLogs 'sometimes' is not one of: failure, always, never")]
+    [InlineData("NspawnKeepOnFailure=maybe", ErrorCodes.BadOption, "NspawnKeepOnFailure 'maybe'")]
     [InlineData("VSTestSetting=/nonexistent/x.runsettings", ErrorCodes.BadPath, "does not exist")]
     public async Task A_bad_property_is_rejected_before_anything_is_created(string property, string code, string hint)
     {

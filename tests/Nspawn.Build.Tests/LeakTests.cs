@@ -226,9 +226,15 @@ public sealed class LeakTests(PackageFixture package) : IAsyncLifetime
         var settings = Path.Combine(_dir, "suite.runsettings");
         // Also a --settings of the suite's own: dotnet test makes it a global property, which ours must still win over.
         File.WriteAllText(settings, "<RunSettings><RunConfiguration><EnvironmentVariables><SAMPLE_FAIL>1</SAMPLE_FAIL></EnvironmentVariables></RunConfiguration></RunSettings>");
-        var run = await package.RunSampleAsync(["-p:NspawnOnVSTest=true", "--settings", settings], command: "test");
+        var results = Path.Combine(_dir, "results");
+        var run = await package.RunSampleAsync(["-p:NspawnOnVSTest=true", "--settings", settings, "--logger", "trx", "--results-directory", results], command: "test");
         Assert.NotEqual(0, run.ExitCode);
         Assert.Matches($@"Failed!\s+- Failed:\s+1, Passed:\s+{PackageFixture.SampleTests - 1}", run.Output);
+        // The end of the build saw that the tests failed: it saved the machine's logs and listed them in the TRX.
+        Assert.Contains($"Nspawn.Build: saved the logs of 'default' (nspawn-default-", run.Output);
+        Assert.Matches(@"sample\[\d+\]: checking SAMPLE_FAIL", File.ReadAllText(Path.Combine(results, "nspawn/default/journal.txt")));
+        Assert.Contains("Welcome to Debian", File.ReadAllText(Path.Combine(results, "nspawn/default/console.txt")));
+        Assert.Contains("<ResultFile path=\"nspawn/default/journal.txt\" />", File.ReadAllText(Assert.Single(Directory.GetFiles(results, "*.trx"))));
         Leaks.AssertNone();
     }
 }

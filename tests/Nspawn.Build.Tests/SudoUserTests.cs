@@ -44,11 +44,16 @@ public sealed class SudoUserTests(PackageFixture package) : IAsyncLifetime
             """);
         await Cli.Wrap("chown").WithArguments(["-R", $"{User}:{User}", sample]).ExecuteAsync();
 
-        var run = await Shell.RunAsync("runuser", ["-u", User, "--", "sudo", "env", $"NUGET_PACKAGES={package.NuGetCache}",
+        Task<RunResult> ContainerTestAsync(string fail) => Shell.RunAsync("runuser", ["-u", User, "--", "sudo", "env", $"NUGET_PACKAGES={package.NuGetCache}", $"SAMPLE_FAIL={fail}",
             "dotnet", "build", "-t:ContainerTest", $"-p:NspawnBuildVersion={package.Version}", $"-p:NspawnChrootsDir={Repo.ChrootsDir}"], workingDir: sample);
+        var run = await ContainerTestAsync("");
         Assert.True(run.ExitCode == 0, run.ToString());
         // Among them: the sample's own check that it runs as the invoking user and regains root only when asked.
         Assert.Matches($@"Passed!\s+- Failed:\s+0, Passed:\s+{PackageFixture.SampleTests}", run.Output);
+        // A failing run saves the machine's logs in the user's tree: they are the user's too.
+        var failing = await ContainerTestAsync("1");
+        Assert.NotEqual(0, failing.ExitCode);
+        Assert.True(File.Exists(Path.Combine(sample, "TestResults/nspawn/default/journal.txt")), failing.Output);
 
         var rootOwned = await Cli.Wrap("find").WithArguments([Home, "-uid", "0"]).ExecuteBufferedAsync();
         Assert.True(rootOwned.StandardOutput.Trim() == "", "root-owned files in the user's tree:\n" + rootOwned.StandardOutput);

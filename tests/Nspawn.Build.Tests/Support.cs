@@ -9,7 +9,7 @@ public sealed record RunResult(int ExitCode, string Output)
     public override string ToString() => $"exit code {ExitCode}:\n{Output}";
 }
 
-/// <summary>What a run left behind: nspawn processes, snapshots, per-machine cgroups and notify sockets.</summary>
+/// <summary>What a run left behind: nspawn processes, snapshots, per-machine cgroups, notify sockets and console files.</summary>
 public static class Leaks
 {
     public static IReadOnlyList<string> Find()
@@ -30,7 +30,10 @@ public static class Leaks
         if (Directory.Exists(Repo.ChrootsDir))
             found.AddRange(Directory.EnumerateFileSystemEntries(Repo.ChrootsDir, ".#machine.*").Select(s => "snapshot " + s));
         if (Directory.Exists(MachineLauncher.StateDir))
+        {
             found.AddRange(Directory.EnumerateFiles(MachineLauncher.StateDir, "*.notify").Select(s => "socket " + s));
+            found.AddRange(Directory.EnumerateFiles(MachineLauncher.StateDir, "*.console").Select(s => "console file " + s));
+        }
         found.AddRange(MachineRegistry.List().Select(r => $"record of {r.Machine.Name} (owner PID {r.OwnerPid})"));
         found.AddRange(MountTable.Read().Where(m => MountTable.IsUnder(m.MountPoint, DeviceMount.Root)).Select(m => "device mount " + m.MountPoint));
         foreach (var hierarchy in Directory.EnumerateDirectories("/sys/fs/cgroup"))
@@ -78,7 +81,7 @@ public static class Shell
 public sealed class PackageFixture : IAsyncLifetime
 {
     /// <summary>How many tests the sample has (tests/Sample).</summary>
-    public const int SampleTests = 11;
+    public const int SampleTests = 12;
 
     public string Version { get; } = $"0.1.0-test.{DateTime.UtcNow:yyyyMMddHHmmss}.{Environment.ProcessId}";
     public string NuGetCache { get; } = Directory.CreateTempSubdirectory("nspawn-nuget-").FullName;

@@ -115,9 +115,9 @@ internal sealed class ImageHousekeeping(string chrootsDir, ImageCache? cache)
             ? Directory.EnumerateDirectories(chrootsDir).Where(d => !Path.GetFileName(d).StartsWith(".#") && File.Exists(Path.Combine(d, ImageBuilder.StampPath))).Order()
             : [];
 
-    /// <summary>A machine runs from it: a recorded machine whose build is alive, or a snapshot whose lock nspawn holds.</summary>
+    /// <summary>A machine runs from it: a recorded machine whose build is alive or that was kept, or a snapshot whose lock nspawn holds.</summary>
     private bool InUse(string dir) =>
-        MachineRegistry.List().Any(r => r.Machine.ImageDir == dir && r.OwnerAlive)
+        MachineRegistry.List().Any(r => r.Machine.ImageDir == dir && (r.OwnerAlive || r.Kept))
         || Directory.EnumerateFiles(chrootsDir, $".#.#machine.{Path.GetFileName(dir)}*.lck").Any(LockProbe.IsHeld)
         || LockProbe.IsHeld(TempNames.BuildLock(chrootsDir, Path.GetFileName(dir)));
 

@@ -12,6 +12,11 @@ internal sealed record LaunchOptions(string LogicalName, string ImageDir)
     public bool UseSystemdRun { get; init; }
     /// <summary>Overlay machines (--volatile=overlay): a read-only image under a tmpfs, for images that are plain folders.</summary>
     public EphemeralMode Mode { get; init; } = EphemeralMode.Snapshot;
+    /// <summary>The test results folder, where the machine's logs go (in nspawn/LOGICAL) when they are kept; none for a test's own machine.</summary>
+    public string? ResultsDir { get; init; }
+    public KeepLogs KeepLogs { get; init; } = KeepLogs.Failure;
+    /// <summary>Left running when its tests fail, for a look inside (NspawnKeepOnFailure).</summary>
+    public bool KeepOnFailure { get; init; }
     /// <summary>More nspawn options (such as --bind-ro=...), after ours.</summary>
     public IReadOnlyList<string> ExtraArguments { get; init; } = [];
 

@@ -32,13 +32,14 @@ internal static class MachineLauncher
     }
 
     /// <summary>
-    /// Powers the machine off, waits up to its <see cref="Machine.StopTimeout"/>, then kills what is left.
+    /// Powers the machine off, waits up to its <see cref="Machine.StopTimeout"/>, then kills what is left (first
+    /// calling <paramref name="beforeKill"/>, to save the logs of a guest that would not power off).
     /// Succeeds only when nspawn is gone and its snapshot removed; says how it went.
     /// </summary>
-    public static async Task<StopOutcome> StopAsync(Machine machine, CancellationToken cancellationToken)
+    public static async Task<StopOutcome> StopAsync(Machine machine, CancellationToken cancellationToken, Func<Task>? beforeKill = null)
     {
         var started = DateTime.UtcNow;
-        var poweredOff = await For(machine.Unit is not null).PowerOffAsync(machine, cancellationToken);
+        var poweredOff = await For(machine.Unit is not null).PowerOffAsync(machine, beforeKill, cancellationToken);
         // What is left in the machine's cgroups (a guest whose nspawn was killed) is killed, then the cgroups removed.
         var cgroups = new CgroupScope(machine.Cgroups);
         await cgroups.KillAllAsync(TimeSpan.FromSeconds(5));
@@ -56,6 +57,8 @@ internal static class MachineLauncher
         var stopped = !ProcessInfo.IsRunning(machine.NspawnPid, machine.NspawnStartTime) && !(machine.Snapshot is { } s && Directory.Exists(s));
         if (stopped)
         {
+            if (machine.ConsoleFile is { } console)
+                File.Delete(console);
             MachineRegistry.Remove(machine.Name);
             return new StopOutcome(machine, poweredOff, DateTime.UtcNow - started);
         }

@@ -15,11 +15,12 @@ internal static class MachineRegistry
 
     public static bool Contains(string name) => File.Exists(PathOf(name));
 
-    public static void Add(Machine machine)
+    /// <summary>Records a machine as this process's; <paramref name="kept"/> marks one left running for a look inside.</summary>
+    public static void Add(Machine machine, bool kept = false)
     {
         Directory.CreateDirectory(Dir);
         var self = Environment.ProcessId;
-        var record = new MachineRecord(machine, self, ProcessInfo.StartTime(self) ?? 0);
+        var record = new MachineRecord(machine, self, ProcessInfo.StartTime(self) ?? 0) { Kept = kept };
         var tmp = PathOf(machine.Name) + ".tmp";
         File.WriteAllText(tmp, JsonSerializer.Serialize(record, MachinesFile.JsonOptions));
         File.Move(tmp, PathOf(machine.Name), overwrite: true);
@@ -55,7 +56,8 @@ internal static class MachineRegistry
     public static async Task<IReadOnlyList<string>> ReapAsync(IEnumerable<string> chrootsDirs, CancellationToken cancellationToken)
     {
         var reaped = new List<string>();
-        foreach (var record in List().Where(r => !r.OwnerAlive))
+        // A kept machine is left to NspawnStopKept, unless it was powered off from inside.
+        foreach (var record in List().Where(r => !r.OwnerAlive && !(r.Kept && ProcessInfo.IsRunning(r.Machine.NspawnPid, r.Machine.NspawnStartTime))))
         {
             await MachineLauncher.StopAsync(record.Machine, cancellationToken);
             reaped.Add($"machine {record.Machine.Name} (its build, PID {record.OwnerPid}, is gone)");

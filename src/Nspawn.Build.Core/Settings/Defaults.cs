@@ -17,6 +17,12 @@ internal static class Defaults
     public const string EphemeralMode = "snapshot";
     public const string Launcher = "auto";
     public const string MachineName = "default";
+    public const string KeepLogs = "failure";
+    public const string KeepOnFailure = "false";
+    /// <summary>The test results folder when VSTestResultsDirectory is not set, in the project's folder (where VSTest puts its TRX files too).</summary>
+    public const string ResultsFolder = "TestResults";
+    /// <summary>The folder in the test results folder that holds one folder of logs per machine.</summary>
+    public const string LogsFolder = "nspawn";
     public static readonly TimeSpan BootTimeout = TimeSpan.FromSeconds(60);
     public static readonly TimeSpan StopTimeout = TimeSpan.FromSeconds(15);
     public static readonly TimeSpan ImageBuildTimeout = TimeSpan.FromMinutes(30);

@@ -4,7 +4,7 @@ namespace Nspawn.Build.Tasks;
 
 /// <summary>
 /// Builds the resolved images with debootstrap (or from the cache, or from a base image), unless their
-/// stamps say they are up to date; or lists the images there are, or removes those the project does not use.
+/// stamps say they are up to date; or lists the images there are (and the machines kept running from them), or removes those the project does not use.
 /// </summary>
 public sealed class DebootstrapChroot : NspawnTask
 {
@@ -12,7 +12,9 @@ public sealed class DebootstrapChroot : NspawnTask
     [Required] public ITaskItem[] Store { get; set; } = [];
     /// <summary>ResolveNspawnSettings' Images: the images the machines use.</summary>
     public ITaskItem[] Images { get; set; } = [];
-    /// <summary>ensure (the default), list (the images and exports there are), or clean (remove those this project does not use).</summary>
+    /// <summary>The project (MSBuildProjectFullPath), for the command that stops kept machines.</summary>
+    public string ProjectFile { get; set; } = "";
+    /// <summary>ensure (the default), list (the images, exports and kept machines there are), or clean (remove those this project does not use).</summary>
     public string Action { get; set; } = "ensure";
 
     private protected override async Task ExecuteAsync(CancellationToken cancellationToken)
@@ -26,7 +28,7 @@ public sealed class DebootstrapChroot : NspawnTask
             var housekeeper = new ImageHousekeeping(settings.ChrootsDir, settings.Builder().Cache);
             var used = ImageHousekeeping.WithBases(specs);
             if (action == 1)
-                foreach (var line in await housekeeper.ListAsync(used, settings.KeepImages, cancellationToken))
+                foreach (var line in (await housekeeper.ListAsync(used, settings.KeepImages, cancellationToken)).Concat(KeptMachines.In(settings.ChrootsDir).Select(m => KeptMachines.Describe(m, ProjectFile))))
                     Log.LogMessage(MessageImportance.High, line);
             else
                 foreach (var removed in await housekeeper.CleanAsync(used, settings.KeepImages, cancellationToken))

@@ -32,6 +32,10 @@ public sealed class ResolveNspawnSettings : NspawnTask
     public string BootTimeout { get; set; } = "";
     public string StopTimeout { get; set; } = "";
     public string Launcher { get; set; } = "";
+    public string KeepLogs { get; set; } = "";
+    public string KeepOnFailure { get; set; } = "";
+    /// <summary>VSTestResultsDirectory: the tests' results folder, where the machines' logs go too.</summary>
+    public string ResultsDir { get; set; } = "";
     /// <summary>VSTestSetting: the suite's own run settings, kept in the generated file.</summary>
     public string RunSettings { get; set; } = "";
     public ITaskItem[] Machines { get; set; } = [];
@@ -58,6 +62,7 @@ public sealed class ResolveNspawnSettings : NspawnTask
             Image = Image, Suite = Suite, Mirror = Mirror, Variant = Variant, Include = Include, Exclude = Exclude, Arch = Arch, Components = Components,
             SetupScript = SetupScript, SlimBoot = SlimBoot, ImageMaxAge = ImageMaxAge, ImageCacheDir = ImageCacheDir, ImageBuildTimeout = ImageBuildTimeout,
             KeepImages = KeepImages, BootTimeout = BootTimeout, StopTimeout = StopTimeout, Launcher = Launcher, RunSettings = RunSettings,
+            KeepLogs = KeepLogs, KeepOnFailure = KeepOnFailure, ResultsDir = ResultsDir,
             Machines = Machines.Select(ResolvedItems.ToProjectItem).ToList(),
             ImageDefinitions = ImageDefinitions.Select(ResolvedItems.ToProjectItem).ToList(),
             ImageFiles = ImageFiles.Select(ResolvedItems.ToProjectItem).ToList(),

@@ -36,7 +36,8 @@ internal static class ResolvedItems
 
     public static ITaskItem FromLaunch(LaunchOptions o) => Item(o.LogicalName,
         ("Image", o.Image), ("ImageDir", o.ImageDir), ("Mode", o.Mode.ToString().ToLowerInvariant()), ("Launcher", o.UseSystemdRun ? "systemd-run" : "direct"),
-        ("BootTimeout", Seconds(o.BootTimeout)), ("StopTimeout", Seconds(o.StopTimeout)), ("NspawnArguments", string.Join(';', o.ExtraArguments)));
+        ("BootTimeout", Seconds(o.BootTimeout)), ("StopTimeout", Seconds(o.StopTimeout)), ("NspawnArguments", string.Join(';', o.ExtraArguments)),
+        ("ResultsDir", o.ResultsDir ?? ""), ("KeepLogs", o.KeepLogs.ToString().ToLowerInvariant()), ("KeepOnFailure", o.KeepOnFailure ? "true" : "false"));
 
     /// <summary>Options for one start: each start gets a new unique machine name.</summary>
     public static LaunchOptions ToLaunch(ITaskItem item) => new(item.ItemSpec, item.GetMetadata("ImageDir"))
@@ -46,6 +47,9 @@ internal static class ResolvedItems
         BootTimeout = FromSeconds(item.GetMetadata("BootTimeout")),
         StopTimeout = FromSeconds(item.GetMetadata("StopTimeout")),
         ExtraArguments = item.GetMetadata("NspawnArguments").Split(';', StringSplitOptions.RemoveEmptyEntries),
+        ResultsDir = item.GetMetadata("ResultsDir") is { Length: > 0 } results ? results : null,
+        KeepLogs = Enum.Parse<KeepLogs>(item.GetMetadata("KeepLogs"), ignoreCase: true),
+        KeepOnFailure = item.GetMetadata("KeepOnFailure") == "true",
     };
 
     public static ITaskItem FromMachine(Machine m) => Item(m.LogicalName,

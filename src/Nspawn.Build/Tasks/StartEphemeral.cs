@@ -12,6 +12,10 @@ public sealed class StartEphemeral : NspawnTask
     [Required] public ITaskItem[] Machines { get; set; } = [];
     /// <summary>The suite's own run settings (VSTestSetting), kept in the generated file.</summary>
     public string BaseRunSettings { get; set; } = "";
+    /// <summary>The project (MSBuildProjectFullPath), for the command that stops kept machines.</summary>
+    public string ProjectFile { get; set; } = "";
+    /// <summary>NspawnOnVSTest: a machine that the targets did not stop by the end of the build is one whose tests failed.</summary>
+    public bool LeftMeansFailed { get; set; }
 
     [Output] public ITaskItem[] StartedMachines { get; private set; } = [];
     /// <summary>The run settings for the test host: the suite's own with our variables (see RunFiles for where).</summary>
@@ -42,7 +46,7 @@ public sealed class StartEphemeral : NspawnTask
 
         var machines = starts.Select(t => t.Result).ToList();
         foreach (var m in machines)
-            MachineGuard.Register(BuildEngine4, m, RunDir);
+            MachineGuard.Register(BuildEngine4, m, RunDir, LeftMeansFailed, ProjectFile);
         Progress($"Started {string.Join(", ", machines.Select(m => $"'{m.LogicalName}' ({m.Name}, {(m.Unit is null ? "" : $"unit {m.Unit}, ")}image {m.Image}, leader PID {m.LeaderPid})"))} in {(DateTime.UtcNow - started).TotalSeconds:0.0} s.");
 
         StartedMachines = machines.Select(ResolvedItems.FromMachine).ToArray();
