@@ -64,7 +64,7 @@ public sealed class KeepOnFailureTests(PackageFixture package) : IAsyncLifetime
         Assert.True(ProcessInfo.IsRunning(machine.LeaderPid, machine.LeaderStartTime), "the reaper stopped the kept machine");
         var list = await Consumer(name: "other").RunAsync(["-t:NspawnListImages"]);
         Assert.Contains($"Kept machine 'default' ({machine.Name}", list.Output);
-        Assert.Matches($@"Image '{_image}': .*, in use;", list.Output);
+        Assert.Matches($@"Image '{_image}': .*, in use[ ;]", list.Output);
 
         // The image changes: it is rebuilt beside the kept machine, which keeps its own.
         var rebuild = await Consumer("two", name: "other").RunAsync(["-t:NspawnPrepareImages"]);
