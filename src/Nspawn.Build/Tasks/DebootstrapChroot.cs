@@ -29,11 +29,12 @@ public sealed class DebootstrapChroot : NspawnTask
                 foreach (var line in housekeeper.List(used))
                     Log.LogMessage(MessageImportance.High, line);
             else
-                foreach (var removed in await housekeeper.CleanAsync(used, settings.KeepImages, cancellationToken))
+                foreach (var removed in await housekeeper.CleanAsync(used, settings.KeepImages, LogWarning, cancellationToken))
                     Progress($"Removed {removed}.");
             return;
         }
         var builder = settings.Builder();
+        builder.Warn = LogWarning;
         foreach (var spec in specs)
         {
             var started = DateTime.UtcNow;
