@@ -122,7 +122,7 @@ try
         sw.Restart();
         await importer.EnsureAsync(spec, _ => { }, CancellationToken.None);
         imports.Add(sw.Elapsed);
-        await Subvolumes.RemoveTreeAsync(importer.ImageDir(spec), CancellationToken.None);
+        await Subvolumes.RemoveTreeAsync(runner, importer.ImageDir(spec), CancellationToken.None);
     }
     report.Add("image import from the cache (btrfs receive)", imports);
     importImport = imports;
@@ -141,7 +141,7 @@ if (!quick && !report.Has("image: full debootstrap (first build)"))
     report.Add("image: full debootstrap", [sw.Elapsed]);
     if (importImport is not null)
         report.Ratio("image import against a full debootstrap", importImport, [sw.Elapsed], 0.10);
-    await Subvolumes.RemoveTreeAsync(builder.ImageDir(fresh), CancellationToken.None);
+    await Subvolumes.RemoveTreeAsync(builder.ChrootsDir, builder.ImageDir(fresh), CancellationToken.None);
 }
 
 // 5. A peer: podman booting the same root file system with systemd.

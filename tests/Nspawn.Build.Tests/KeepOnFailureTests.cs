@@ -19,7 +19,7 @@ public sealed class KeepOnFailureTests(PackageFixture package) : IAsyncLifetime
     {
         // Whatever a failed assertion left running.
         await Consumer().RunAsync(["-t:NspawnStopKept"]);
-        await Subvolumes.RemoveTreeAsync(Path.Combine(Repo.ChrootsDir, _image), CancellationToken.None);
+        await Subvolumes.RemoveTreeAsync(Repo.ChrootsDir, Path.Combine(Repo.ChrootsDir, _image), CancellationToken.None);
         Directory.Delete(_dir, recursive: true);
     }
 

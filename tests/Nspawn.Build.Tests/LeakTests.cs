@@ -60,7 +60,7 @@ public sealed class LeakTests(PackageFixture package) : IAsyncLifetime
         Assert.NotEqual(0, result.ExitCode);
         Leaks.AssertNone();
         if (mode == "overlay")
-            await Subvolumes.RemoveTreeAsync(Path.GetDirectoryName(plain)!, CancellationToken.None);
+            Directory.Delete(Path.GetDirectoryName(plain)!, recursive: true);
     }
 
     [Fact]
@@ -155,7 +155,7 @@ public sealed class LeakTests(PackageFixture package) : IAsyncLifetime
         }
         finally
         {
-            await Subvolumes.RemoveTreeAsync(Path.Combine(Repo.ChrootsDir, image), CancellationToken.None);
+            await Subvolumes.RemoveTreeAsync(Repo.ChrootsDir, Path.Combine(Repo.ChrootsDir, image), CancellationToken.None);
         }
     }
 

@@ -22,7 +22,7 @@ public sealed class SecurityTreeTests(PackageFixture package) : IAsyncLifetime
         foreach (var mount in _mounts)
             await Shell.RunAsync("umount", [mount]);
         foreach (var image in _images.Where(Directory.Exists))
-            await Subvolumes.RemoveTreeAsync(image, CancellationToken.None);
+            await Subvolumes.RemoveTreeAsync(Repo.ChrootsDir, image, CancellationToken.None);
         Directory.Delete(_dir, recursive: true);
     }
 

@@ -255,5 +255,5 @@ public sealed class TempImage : IAsyncDisposable
         return image;
     }
 
-    public async ValueTask DisposeAsync() => await Subvolumes.RemoveTreeAsync(Dir, CancellationToken.None);
+    public async ValueTask DisposeAsync() => await Subvolumes.RemoveTreeAsync(Repo.ChrootsDir, Dir, CancellationToken.None);
 }

@@ -40,7 +40,7 @@ public sealed class TestStore : IAsyncDisposable
     /// <summary>A full copy (not a snapshot: it shares nothing) of the repository's image under <paramref name="name"/>.</summary>
     public async Task CopyImageAsync(string name)
     {
-        var frozen = Path.Combine(Repo.ChrootsDir, ".#send-" + Guid.NewGuid().ToString("N")[..8]);
+        var frozen = TempNames.ImageTemp(Repo.ChrootsDir, "teststore", ".send-");
         var received = Path.Combine(ChrootsDir, Path.GetFileName(frozen));
         try
         {
@@ -51,8 +51,8 @@ public sealed class TestStore : IAsyncDisposable
         }
         finally
         {
-            await Subvolumes.RemoveTreeAsync(received, CancellationToken.None);
-            await Subvolumes.RemoveTreeAsync(frozen, CancellationToken.None);
+            await Subvolumes.RemoveTreeAsync(Path.GetDirectoryName(received)!, received, CancellationToken.None);
+            await Subvolumes.RemoveTreeAsync(Path.GetDirectoryName(frozen)!, frozen, CancellationToken.None);
         }
     }
 

@@ -1,6 +1,6 @@
 namespace Nspawn.Build;
 
-/// <summary>Every code the package reports (errors, and the one warning). The README lists them; keep both in step.</summary>
+/// <summary>Every code the package reports, errors and warnings. The README lists them; keep both in step.</summary>
 internal static class ErrorCodes
 {
     public const string NotRoot = "NSPAWN0001";
@@ -31,4 +31,10 @@ internal static class ErrorCodes
     public const string StopFailed = "NSPAWN0033";
     public const string Canceled = "NSPAWN0040";
     public const string TestsFailed = "NSPAWN0050";
+
+    // Warnings: the build goes on.
+    public const string LeftAlone = "NSPAWN0060";
+    public const string UnusableRecord = "NSPAWN0061";
+    public const string CacheImportRejected = "NSPAWN0062";
+    public const string CacheExportFailed = "NSPAWN0063";
 }

@@ -44,7 +44,8 @@ internal sealed class DeviceMount : IAsyncDisposable
     /// <summary>The device mounts that a killed build left: those whose image folder no build holds the lock of.</summary>
     public static IEnumerable<DeviceMount> Stale(IEnumerable<string> chrootsDirs) =>
         Directory.Exists(Root)
-            ? Directory.EnumerateDirectories(Root).Where(d => !chrootsDirs.Any(c => LockProbe.IsHeld(TempNames.BuildLockOf(System.IO.Path.Combine(c, System.IO.Path.GetFileName(d))))))
+            ? Directory.EnumerateDirectories(Root).Where(d => TempNames.ImageOfTemp(System.IO.Path.GetFileName(d)) is not { } image
+                    || !chrootsDirs.Any(c => LockProbe.IsHeld(TempNames.BuildLock(c, image))))
                 .Select(d => new DeviceMount(d)).ToList()
             : [];
 }

@@ -89,20 +89,24 @@ internal sealed class ImageHousekeeping(string chrootsDir, ImageCache? cache)
             ? $"NspawnCleanImages would remove {string.Join(", ", removable.Select(i => $"'{i.Name}'"))} and free at least {removable.Sum(i => i.Own) >> 20} MiB"
             : "NspawnCleanImages would remove no image (each is used by this project, kept, or in use)";
 
-    /// <summary>Removes images this project does not use (save <paramref name="keep"/>) and stale exports; never an image a machine runs from.</summary>
-    public async Task<IReadOnlyList<string>> CleanAsync(IReadOnlyList<ImageSpec> used, IReadOnlyList<string> keep, CancellationToken cancellationToken)
+    /// <summary>
+    /// Removes images this project does not use (save <paramref name="keep"/>) and this project's stale exports;
+    /// never an image a machine runs from, nor anything that is not ours (a link, another project's export, a
+    /// user's file), which goes to <paramref name="warn"/> where it looks like an image.
+    /// </summary>
+    public async Task<IReadOnlyList<string>> CleanAsync(IReadOnlyList<ImageSpec> used, IReadOnlyList<string> keep, Action<NspawnWarning> warn, CancellationToken cancellationToken)
     {
         var removed = new List<string>();
-        foreach (var dir in Images())
+        foreach (var dir in Images(warn))
         {
             var name = Path.GetFileName(dir);
             if (used.Any(u => u.Name == name) || keep.Contains(name) || InUse(dir))
                 continue;
-            await Subvolumes.RemoveTreeAsync(dir, cancellationToken);
+            await Subvolumes.RemoveTreeAsync(chrootsDir, dir, cancellationToken);
             removed.Add($"image '{name}'");
         }
-        if (cache is not null && Directory.Exists(cache.CacheDir))
-            foreach (var export in Directory.EnumerateFiles(cache.CacheDir, "*.btrfs.gz").Where(e => !used.Any(u => cache.FileOf(u) == e)))
+        if (cache is not null)
+            foreach (var export in cache.StaleExports(used))
             {
                 File.Delete(export);
                 removed.Add($"export '{Path.GetFileName(export)}'");
@@ -110,16 +114,22 @@ internal sealed class ImageHousekeeping(string chrootsDir, ImageCache? cache)
         return removed;
     }
 
-    private IEnumerable<string> Images() =>
-        Directory.Exists(chrootsDir)
-            ? Directory.EnumerateDirectories(chrootsDir).Where(d => !Path.GetFileName(d).StartsWith(".#") && File.Exists(Path.Combine(d, ImageBuilder.StampPath))).Order()
-            : [];
+    /// <summary>Real image folders with our stamp; a link among them (to another project's image) is never taken for one.</summary>
+    private IEnumerable<string> Images(Action<NspawnWarning>? skipped = null) =>
+        StoreEntry.Folders(chrootsDir, "*", skipped)
+            .Where(d => !Path.GetFileName(d).StartsWith(".#", StringComparison.Ordinal) && StoreEntry.ReadStamp(d) is not null).Order();
 
-    /// <summary>A machine runs from it: a recorded machine whose build is alive or that was kept, or a snapshot whose lock nspawn holds.</summary>
-    private bool InUse(string dir) =>
-        MachineRegistry.List().Any(r => r.Machine.ImageDir == dir && (r.OwnerAlive || r.Kept))
-        || Directory.EnumerateFiles(chrootsDir, $".#.#machine.{Path.GetFileName(dir)}*.lck").Any(LockProbe.IsHeld)
-        || LockProbe.IsHeld(TempNames.BuildLock(chrootsDir, Path.GetFileName(dir)));
+    /// <summary>
+    /// A machine runs from it, in either mode: a recorded machine whose build is alive, or one whose lock nspawn
+    /// holds (its snapshot's, or the image's own for overlay machines); or a build is making it.
+    /// </summary>
+    private bool InUse(string dir)
+    {
+        var name = Path.GetFileName(dir);
+        return MachineRegistry.List().Any(r => r.Machine.ImageDir == dir && (r.OwnerAlive || r.Kept))
+            || NspawnLocks.SnapshotHeld(chrootsDir, name) || NspawnLocks.ImageHeld(chrootsDir, name)
+            || LockProbe.IsHeld(TempNames.BuildLock(chrootsDir, name));
+    }
 
     /// <summary>
     /// Each image's size and its own part: on btrfs from 'btrfs filesystem du' (Total, Exclusive: what is

@@ -45,16 +45,15 @@ internal static class MachineLauncher
         await cgroups.KillAllAsync(TimeSpan.FromSeconds(5));
         cgroups.Remove();
 
-        // nspawn removes its snapshot on a clean exit; after a kill it is ours to remove.
+        // nspawn removes its snapshot on a clean exit; after a kill it is ours to remove (the folder nspawn made, never what a link there points to).
         if (machine.Snapshot is { } snapshot)
         {
-            if (Directory.Exists(snapshot))
-                await Subvolumes.RemoveTreeAsync(snapshot, cancellationToken);
+            await Subvolumes.RemoveTreeAsync(Path.GetDirectoryName(snapshot)!, snapshot, cancellationToken);
             File.Delete(TempNames.SnapshotLock(snapshot));
         }
         File.Delete(Path.Combine(StateDir, machine.Name + ".notify"));
 
-        var stopped = !ProcessInfo.IsRunning(machine.NspawnPid, machine.NspawnStartTime) && !(machine.Snapshot is { } s && Directory.Exists(s));
+        var stopped = !ProcessInfo.IsRunning(machine.NspawnPid, machine.NspawnStartTime) && !(machine.Snapshot is { } s && FileStatus.Of(s) is not null);
         if (stopped)
         {
             if (machine.ConsoleFile is { } console)

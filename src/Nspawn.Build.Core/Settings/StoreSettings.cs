@@ -17,7 +17,7 @@ internal sealed record StoreSettings(string ChrootsDir, string ImageFile, long I
     /// <summary>The image builder of this store; <paramref name="images"/> are the images the project uses (for what a full store says).</summary>
     public ImageBuilder Builder(IEnumerable<ImageSpec>? images = null) => new(ChrootsDir)
     {
-        MaxAge = MaxAge, BuildTimeout = BuildTimeout, Cache = CacheDir is null ? null : new ImageCache(CacheDir),
+        MaxAge = MaxAge, BuildTimeout = BuildTimeout, Cache = CacheDir is null ? null : new ImageCache(CacheDir) { Limit = BuildTimeout },
         ProjectImages = ImageHousekeeping.WithBases(images ?? []), KeepImages = KeepImages,
     };
 }

@@ -31,11 +31,12 @@ public sealed class DebootstrapChroot : NspawnTask
                 foreach (var line in (await housekeeper.ListAsync(used, settings.KeepImages, cancellationToken)).Concat(KeptMachines.In(settings.ChrootsDir).Select(m => KeptMachines.Describe(m, ProjectFile))))
                     Log.LogMessage(MessageImportance.High, line);
             else
-                foreach (var removed in await housekeeper.CleanAsync(used, settings.KeepImages, cancellationToken))
+                foreach (var removed in await housekeeper.CleanAsync(used, settings.KeepImages, LogWarning, cancellationToken))
                     Progress($"Removed {removed}.");
             return;
         }
         var builder = settings.Builder(specs);
+        builder.Warn = LogWarning;
         foreach (var spec in specs)
         {
             var started = DateTime.UtcNow;

@@ -36,7 +36,7 @@ public sealed class StopEphemeral : NspawnTask
             Privilege.RequireRoot();
         if (Reap)
         {
-            foreach (var what in await MachineRegistry.ReapAsync(chrootsDir is null ? [] : [chrootsDir], cancellationToken))
+            foreach (var what in await MachineRegistry.ReapAsync(chrootsDir is null ? [] : [chrootsDir], LogWarning, cancellationToken))
                 Progress($"Removed a leftover of an earlier run: {what}.");
             return;
         }
