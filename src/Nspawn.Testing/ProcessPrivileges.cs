@@ -37,6 +37,9 @@ public sealed class ProcessPrivileges
     /// <summary>True when running as root under sudo, so that there is a user to drop to.</summary>
     public bool UnderSudo => UserId is not null;
 
+    /// <summary>Who the tests run for: the sudo user, else the process's real user (root in a CI job).</summary>
+    internal (uint Uid, uint Gid) Caller => (UserId ?? getuid(), GroupId ?? getgid());
+
     private ProcessPrivileges()
     {
         _rootGroups = GetGroups();
@@ -216,4 +219,6 @@ public sealed class ProcessPrivileges
     [DllImport("libc", SetLastError = true)] private static extern int getgroups(int size, uint[]? list);
     [DllImport("libc", SetLastError = true)] private static extern int getgrouplist(string user, uint group, uint[] groups, ref int ngroups);
     [DllImport("libc")] private static extern uint geteuid();
+    [DllImport("libc")] private static extern uint getuid();
+    [DllImport("libc")] private static extern uint getgid();
 }

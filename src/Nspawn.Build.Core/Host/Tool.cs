@@ -19,4 +19,6 @@ internal sealed record Tool(string Name, string AptPackage, string? MinimumVersi
     public static readonly Tool Sh = new("sh", "dash");
     public static readonly Tool Cp = new("cp", "coreutils");
     public static readonly Tool Find = new("find", "findutils");
+    public static readonly Tool Nsenter = new("nsenter", "util-linux");
+    public static readonly Tool Setpriv = new("setpriv", "util-linux");
 }
