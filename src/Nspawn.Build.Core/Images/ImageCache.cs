@@ -14,6 +14,9 @@ internal sealed class ImageCache(string cacheDir)
 {
     public string CacheDir { get; } = cacheDir;
 
+    /// <summary>How long a send or a receive may take (NspawnImageBuildTimeout): a stuck one is killed.</summary>
+    public TimeSpan Limit { get; init; } = Defaults.ImageBuildTimeout;
+
     public string FileOf(ImageSpec spec) =>
         Path.Combine(CacheDir, $"{spec.Name}-{Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(spec.Stamp)))[..16].ToLowerInvariant()}.btrfs.gz");
 
@@ -34,10 +37,9 @@ internal sealed class ImageCache(string cacheDir)
             await using (var output = File.Create(partial))
             await using (var compressed = new GZipStream(output, CompressionLevel.Fastest))
             {
-                var result = await Cli.Wrap(btrfs).WithArguments(["send", "-q", frozen])
+                var result = await HostCommand.RunPipedAsync(Cli.Wrap(btrfs).WithArguments(["send", "-q", frozen])
                     .WithStandardOutputPipe(PipeTarget.ToStream(compressed))
-                    .WithStandardErrorPipe(PipeTarget.ToStringBuilder(stderr))
-                    .WithValidation(CommandResultValidation.None).ExecuteAsync(cancellationToken);
+                    .WithStandardErrorPipe(PipeTarget.ToStringBuilder(stderr)), $"btrfs send of image '{spec.Name}' (NspawnImageBuildTimeout)", Limit, cancellationToken);
                 if (result.ExitCode != 0)
                     throw new NspawnException(ErrorCodes.BtrfsFailed, $"btrfs send of image '{spec.Name}' failed: {stderr.ToString().Trim()}");
             }
@@ -66,11 +68,10 @@ internal sealed class ImageCache(string cacheDir)
             var stderr = new StringBuilder();
             await using var input = File.OpenRead(file);
             await using var decompressed = new GZipStream(input, CompressionMode.Decompress);
-            var result = await Cli.Wrap(btrfs).WithArguments(["receive", receiving])
+            var result = await HostCommand.RunPipedAsync(Cli.Wrap(btrfs).WithArguments(["receive", receiving])
                 .WithStandardInputPipe(PipeSource.FromStream(decompressed))
                 .WithStandardOutputPipe(PipeTarget.ToStringBuilder(stderr))
-                .WithStandardErrorPipe(PipeTarget.ToStringBuilder(stderr))
-                .WithValidation(CommandResultValidation.None).ExecuteAsync(cancellationToken);
+                .WithStandardErrorPipe(PipeTarget.ToStringBuilder(stderr)), $"btrfs receive of image '{spec.Name}' (NspawnImageBuildTimeout)", Limit, cancellationToken);
             var received = Directory.GetDirectories(receiving).SingleOrDefault();
             if (result.ExitCode != 0 || received is null)
                 throw new InvalidDataException($"btrfs receive failed: {stderr.ToString().Trim()}");

@@ -14,5 +14,5 @@ internal sealed record StoreSettings(string ChrootsDir, string ImageFile, long I
 
     public BtrfsStore Store() => new(ChrootsDir, ImageFile, ImageSize);
 
-    public ImageBuilder Builder() => new(ChrootsDir) { MaxAge = MaxAge, BuildTimeout = BuildTimeout, Cache = CacheDir is null ? null : new ImageCache(CacheDir) };
+    public ImageBuilder Builder() => new(ChrootsDir) { MaxAge = MaxAge, BuildTimeout = BuildTimeout, Cache = CacheDir is null ? null : new ImageCache(CacheDir) { Limit = BuildTimeout } };
 }
