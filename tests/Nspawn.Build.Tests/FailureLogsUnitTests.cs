@@ -64,8 +64,8 @@ public sealed class FailureLogsUnitTests : IDisposable
     public void The_journal_is_read_in_the_guest_as_a_unit_of_its_systemd()
     {
         var direct = new Machine("web", "nspawn-web-1", "bookworm", "/c/bookworm", 4242, 1, 4241, 1, null, null, []);
-        Assert.Equal(["nsenter", "-t", "4242", "-m", "-u", "-i", "-n", "-p", "--", "systemd-run", "--wait", "--pipe", "--quiet", "--collect", "--service-type=exec",
-            "--unit=u", "--", "journalctl", "--no-pager", "--quiet", "--all", "--output=short-precise"], GuestCommand.AsUnit(direct, "u", GuestCommand.Journal()));
+        // Without machined, the guest's systemd-run runs confined in the machine (GuestCommand.Arguments), which needs a running leader.
+        Assert.Throws<InvalidOperationException>(() => GuestCommand.AsUnit(direct, "u", GuestCommand.Journal()));
         var registered = direct with { Unit = "nspawn-web-1.service" };
         Assert.Equal(["systemd-run", "--machine=nspawn-web-1"], GuestCommand.AsUnit(registered, "u", GuestCommand.Journal()).Take(2));
         Assert.Equal(["journalctl", "--no-pager", "--quiet", "--all", "--output=short-precise", "--since=@1700000000.250", "--unit=dbus.service"],

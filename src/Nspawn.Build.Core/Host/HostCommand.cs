@@ -49,6 +49,24 @@ internal static class HostCommand
         }
     }
 
+    /// <summary>
+    /// Runs a command whose pipes the caller set (a stream in or out) to its end, whatever its exit code; past
+    /// <paramref name="limit"/> it is killed and NSPAWN0024 names <paramref name="what"/>.
+    /// </summary>
+    public static async Task<CommandResult> RunPipedAsync(Command command, string what, TimeSpan limit, CancellationToken cancellationToken)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(limit);
+        try
+        {
+            return await command.WithValidation(CommandResultValidation.None).ExecuteAsync(timeout.Token);
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            throw new NspawnException(ErrorCodes.CommandFailed, $"{what} did not finish within {limit.TotalSeconds:0} s and was killed.");
+        }
+    }
+
     /// <summary>Runs the tool and throws <paramref name="code"/>, with its output, when it fails.</summary>
     public static async Task<string> RunCheckedAsync(string tool, IReadOnlyList<string> args, string code, CancellationToken cancellationToken, TimeSpan? limit = null)
     {

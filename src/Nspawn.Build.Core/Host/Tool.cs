@@ -20,4 +20,6 @@ internal sealed record Tool(string Name, string AptPackage, string? MinimumVersi
     public static readonly Tool Cp = new("cp", "coreutils");
     public static readonly Tool Find = new("find", "findutils");
     public static readonly Tool Losetup = new("losetup", "mount");
+    public static readonly Tool Nsenter = new("nsenter", "util-linux");
+    public static readonly Tool Setpriv = new("setpriv", "util-linux");
 }

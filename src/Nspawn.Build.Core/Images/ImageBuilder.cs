@@ -98,7 +98,7 @@ internal sealed class ImageBuilder(string chrootsDir)
 
         // One build of an image at a time; a second build waits, then finds it up to date.
         await using var imageLock = await FileLock.AcquireAsync(TempNames.BuildLock(ChrootsDir, spec.Name),
-            () => progress($"waiting for another build of image '{spec.Name}' to finish"), cancellationToken);
+            () => progress($"waiting for another build of image '{spec.Name}' to finish"), BuildTimeout, $"Waiting for another build of image '{spec.Name}' (NspawnImageBuildTimeout)", cancellationToken);
         if (IsUpToDate(spec))
             return ImageResult.UpToDate;
 
