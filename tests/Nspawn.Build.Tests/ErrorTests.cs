@@ -50,7 +50,8 @@ public sealed class ErrorTests(PackageFixture package) : IDisposable
     [InlineData("NspawnArch=amd64 i386", ErrorCodes.BadOption, "more than one")]
     [InlineData("NspawnExclude=Bad!", ErrorCodes.BadPackageList, "'Bad!'")]
     [InlineData("NspawnSlimBoot=maybe", ErrorCodes.BadOption, "NspawnSlimBoot 'maybe'")]
-    [InlineData("NspawnOnVSTest=maybe", ErrorCodes.BadOption, "NspawnOnVSTest 'maybe'")]
+    [InlineData("NspawnOnTest=maybe", ErrorCodes.BadOption, "NspawnOnTest 'maybe'")]
+    [InlineData("NspawnOnVSTest=maybe", ErrorCodes.BadOption, "NspawnOnTest 'maybe' is not a boolean (true or false); NspawnOnVSTest is its older name")]
     [InlineData("VSTestSetting=/nonexistent/x.runsettings", ErrorCodes.BadPath, "does not exist")]
     public async Task A_bad_property_is_rejected_before_anything_is_created(string property, string code, string hint)
     {

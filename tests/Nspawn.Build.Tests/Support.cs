@@ -108,6 +108,14 @@ public sealed class PackageFixture : IAsyncLifetime
         Shell.RunAsync("dotnet", [command, Repo.Sample, .. command == "build" ? ["-t:ContainerTest"] : Array.Empty<string>(), $"-p:NspawnBuildVersion={Version}", .. args],
             new Dictionary<string, string?>(env ?? new Dictionary<string, string?>()) { ["NUGET_PACKAGES"] = NuGetCache });
 
+    /// <summary>
+    /// ContainerTest (command build) or plain dotnet test on the project in <paramref name="dir"/>, run from that folder
+    /// as a user does: there dotnet test finds the folder's global.json (MTP mode).
+    /// </summary>
+    public Task<RunResult> RunProjectAsync(string dir, string command, IEnumerable<string> args, IReadOnlyDictionary<string, string?>? env = null) =>
+        Shell.RunAsync("dotnet", [command, .. command == "build" ? ["-t:ContainerTest"] : Array.Empty<string>(), $"-p:NspawnBuildVersion={Version}", .. args],
+            new Dictionary<string, string?>(env ?? new Dictionary<string, string?>()) { ["NUGET_PACKAGES"] = NuGetCache }, dir);
+
     public async Task DisposeAsync()
     {
         if (_firstRun is not null)

@@ -46,5 +46,9 @@ public sealed class StopEphemeral : NspawnTask
             RunFiles.Remove(RunDir);
         if (stops.Any(t => t.IsCompletedSuccessfully))
             Log.LogMessage(MessageImportance.High, $"Stopped {string.Join("; ", stops.Where(t => t.IsCompletedSuccessfully).Select(t => t.Result))}.");
+        // The machines a test host booted for itself, when it was killed before it could stop them.
+        if (chrootsDir is not null && machines.Count > 0)
+            foreach (var what in await MachineRegistry.ReapAsync([chrootsDir], CancellationToken.None))
+                Progress($"Removed a leftover of a process that is gone: {what}.");
     }
 }
