@@ -17,7 +17,7 @@ public sealed class SamplesTests(PackageFixture package)
         { "Nunit", 3 },
         { "Mstest", 3 },
         // xunit v3 in MTP mode (its global.json): the package's MTP extension boots the machines under plain dotnet test.
-        { "Mtp", 4 },
+        { "Mtp", 5 },
     };
 
     private static string Dir(string sample) => Path.Combine(Repo.Samples, sample);
@@ -63,6 +63,34 @@ public sealed class SamplesTests(PackageFixture package)
         Leaks.AssertNone();
     }
 
+    [Theory]
+    [InlineData("Nunit", 3)]
+    [InlineData("Mstest", 3)]
+    public async Task NUnit_and_MSTest_as_MTP_applications_pass_both_ways(string sample, int tests)
+    {
+        await package.RequireImageAsync();
+        var contained = await package.RunProjectAsync(Dir(sample), "build", ["-p:SampleMtp=true"]);
+        Assert.True(contained.ExitCode == 0, contained.ToString());
+        Assert.Contains("Tests succeeded:", contained.Output); // MTP's InvokeTestingPlatform, not VSTest
+        AssertCounts(contained, 0, tests);
+        Leaks.AssertNone();
+
+        // dotnet test in MTP mode: run from a folder whose global.json asks for it.
+        var from = Directory.CreateTempSubdirectory("nspawn-mtp-mode-").FullName;
+        try
+        {
+            File.Copy(Path.Combine(Dir("Mtp"), "global.json"), Path.Combine(from, "global.json"));
+            var plain = await package.RunProjectAsync(Dir(sample), "test", ["-p:SampleMtp=true", "-p:NspawnOnTest=true"], from: from);
+            Assert.True(plain.ExitCode == 0, plain.ToString());
+            Assert.Matches($@"succeeded:\s+{tests}\s", plain.Output);
+            Leaks.AssertNone();
+        }
+        finally
+        {
+            Directory.Delete(from, recursive: true);
+        }
+    }
+
     [Fact]
     public async Task Without_NspawnOnTest_an_MTP_application_boots_nothing_and_its_tests_are_told_why()
     {
@@ -85,10 +113,29 @@ public sealed class SamplesTests(PackageFixture package)
         // The sample kills its own test host while its assembly fixture's machine runs.
         var run = await package.RunProjectAsync(Dir("Mtp"), command, command == "test" ? ["-p:NspawnOnTest=true"] : [], new Dictionary<string, string?> { ["SAMPLE_KILL"] = "1" });
         Assert.NotEqual(0, run.ExitCode);
-        Assert.DoesNotMatch(@"succeeded:\s+4|Passed:\s+4", run.Output);
+        Assert.DoesNotMatch(@"succeeded:\s+5|Passed:\s+5", run.Output);
         // Through MSBuild the stop says so; in MTP mode the controller does it out of sight. Either way nothing is left.
         if (command == "build")
             Assert.Contains("Removed a leftover of a process that is gone: machine nspawn-fixture-", run.Output);
+        Leaks.AssertNone();
+    }
+
+    [Fact]
+    public async Task Ctrl_C_in_MTP_mode_stops_the_machines()
+    {
+        await package.RequireImageAsync();
+        // setsid: dotnet test leads a process group of its own, which gets SIGINT as a terminal's Ctrl+C sends it.
+        var run = BackgroundRun.Start(["setsid", "dotnet", "test", $"-p:NspawnBuildVersion={package.Version}", "-p:NspawnOnTest=true"],
+            new Dictionary<string, string?> { ["NUGET_PACKAGES"] = package.NuGetCache, ["SAMPLE_HANG"] = "1" }, Dir("Mtp"));
+        // The controller's machine and the assembly fixture's: the tests are running.
+        var running = await Shell.WaitUntilAsync(() => MachineRegistry.List().Count(r => r.Machine.Name.StartsWith("nspawn-fixture-", StringComparison.Ordinal)) == 1
+            && MachineRegistry.List().Any(r => r.Machine.Name.StartsWith("nspawn-default-", StringComparison.Ordinal)), TimeSpan.FromMinutes(3));
+        Assert.True(running, run.Output);
+        await Task.Delay(TimeSpan.FromSeconds(1));
+        await Cli.Wrap("kill").WithArguments(["-INT", "--", $"-{run.Pid}"]).ExecuteAsync();
+        var result = await run.WaitForExitAsync(TimeSpan.FromMinutes(2));
+        Assert.NotNull(result);
+        Assert.NotEqual(0, result.ExitCode);
         Leaks.AssertNone();
     }
 }

@@ -15,12 +15,14 @@ internal static class LaunchFile
 
     private sealed record Entry(string LogicalName, string ImageDir, EphemeralMode Mode, bool UseSystemdRun, double BootTimeout, double StopTimeout, IReadOnlyList<string> ExtraArguments);
 
-    private sealed record Document(IReadOnlyList<Entry> Machines);
+    private sealed record Document(IReadOnlyList<Entry> Machines, IReadOnlyList<string>? ReturnOwnership);
 
-    public static void Write(string path, IReadOnlyList<LaunchOptions> machines)
+    /// <summary>Writes the machines, and the folders whose files the run gives back to the user under sudo (as the build does).</summary>
+    public static void Write(string path, IReadOnlyList<LaunchOptions> machines, IReadOnlyList<string> returnOwnership)
     {
         var json = JsonSerializer.SerializeToUtf8Bytes(new Document(machines.Select(o =>
-            new Entry(o.LogicalName, o.ImageDir, o.Mode, o.UseSystemdRun, o.BootTimeout.TotalSeconds, o.StopTimeout.TotalSeconds, o.ExtraArguments)).ToList()), MachinesFile.JsonOptions);
+            new Entry(o.LogicalName, o.ImageDir, o.Mode, o.UseSystemdRun, o.BootTimeout.TotalSeconds, o.StopTimeout.TotalSeconds, o.ExtraArguments)).ToList(),
+            returnOwnership), MachinesFile.JsonOptions);
         // A new file beside it, then renamed over it: a link planted under its name is replaced, never written through.
         var tmp = $"{path}.{Guid.NewGuid():N}.tmp";
         try
@@ -35,21 +37,21 @@ internal static class LaunchFile
         }
     }
 
-    /// <summary>The machines to start, each with a new unique name; null when there is no file.</summary>
-    public static IReadOnlyList<LaunchOptions>? Read(string path)
+    /// <summary>The machines to start, each with a new unique name, and the folders to give back; null when there is no file.</summary>
+    public static (IReadOnlyList<LaunchOptions> Machines, IReadOnlyList<string> ReturnOwnership)? Read(string path)
     {
         if (FileStatus.Of(path) is null)
             return null;
         using var file = new FileStream(NativeFile.Open(path, NativeFile.ReadOnly), FileAccess.Read);
         var document = JsonSerializer.Deserialize<Document>(file, MachinesFile.JsonOptions)
             ?? throw new NspawnException(ErrorCodes.BadPath, $"'{path}' is empty. Build the test project again.");
-        return document.Machines.Select(e => new LaunchOptions(e.LogicalName, e.ImageDir)
+        return (document.Machines.Select(e => new LaunchOptions(e.LogicalName, e.ImageDir)
         {
             Mode = e.Mode,
             UseSystemdRun = e.UseSystemdRun,
             BootTimeout = TimeSpan.FromSeconds(e.BootTimeout),
             StopTimeout = TimeSpan.FromSeconds(e.StopTimeout),
             ExtraArguments = e.ExtraArguments,
-        }).ToList();
+        }).ToList(), document.ReturnOwnership ?? []);
     }
 }

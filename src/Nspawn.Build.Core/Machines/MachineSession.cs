@@ -5,7 +5,7 @@ namespace Nspawn.Build;
 /// the test host controller's (the package's MTP extension), which outlives the test host however it ends.
 /// Machines are recorded with this process as their owner, so the reaper gets them should it be killed.
 /// </summary>
-internal sealed class MachineSession(IReadOnlyList<LaunchOptions> options)
+internal sealed class MachineSession(IReadOnlyList<LaunchOptions> options, IReadOnlyList<string> returnOwnership)
 {
     private readonly object _gate = new();
     private IReadOnlyList<Machine> _machines = [];
@@ -17,7 +17,8 @@ internal sealed class MachineSession(IReadOnlyList<LaunchOptions> options)
     private IEnumerable<string> ChrootsDirs => Options.Select(o => Path.GetDirectoryName(o.ImageDir)!).Distinct();
 
     /// <summary>The session a launch file describes, or null when there is none.</summary>
-    public static MachineSession? FromLaunchFile(string path) => LaunchFile.Read(path) is { Count: > 0 } options ? new MachineSession(options) : null;
+    public static MachineSession? FromLaunchFile(string path) =>
+        LaunchFile.Read(path) is { Machines.Count: > 0 } launch ? new MachineSession(launch.Machines, launch.ReturnOwnership) : null;
 
     /// <summary>Removes what killed runs left, boots every machine at once, and returns the variables the tests get (NSPAWN_*).</summary>
     public async Task<IReadOnlyDictionary<string, string>> StartAsync(Action<string> progress, CancellationToken cancellationToken)
@@ -29,7 +30,11 @@ internal sealed class MachineSession(IReadOnlyList<LaunchOptions> options)
         var started = DateTime.UtcNow;
         _runDir = RunFiles.Create();
         // A backstop for an exit that skips the normal stop (an error in the host, a SIGTERM).
-        AppDomain.CurrentDomain.ProcessExit += (_, _) => StopAsync(_ => { }).ContinueWith(_ => { }, TaskScheduler.Default).Wait();
+        AppDomain.CurrentDomain.ProcessExit += (_, _) =>
+        {
+            StopAsync(_ => { }).ContinueWith(_ => { }, TaskScheduler.Default).Wait();
+            ReturnOwnership();
+        };
         try
         {
             _machines = await MachineLauncher.StartAllAsync(Options, progress, cancellationToken);
@@ -63,7 +68,23 @@ internal sealed class MachineSession(IReadOnlyList<LaunchOptions> options)
         // The test host's own machines, when it was killed before it could stop them.
         foreach (var what in await MachineRegistry.ReapAsync(ChrootsDirs, CancellationToken.None))
             progress($"Removed a leftover of a process that is gone: {what}.");
+        ReturnOwnership();
         if (stops.FirstOrDefault(t => t.IsFaulted) is { } failed)
             throw failed.Exception!.InnerException!;
+    }
+
+    /// <summary>Under sudo, what this run wrote in the user's tree (test results, logs) goes back to the user, as after a build.</summary>
+    private void ReturnOwnership()
+    {
+        if (Ownership.SudoUser is not { } user)
+            return;
+        try
+        {
+            Ownership.ReturnTo(user, Ownership.BuildStart, returnOwnership, ChrootsDirs.FirstOrDefault(), recursive: true);
+        }
+        catch (IOException)
+        {
+            // Nothing to report to at the end of the run: the files stay root's.
+        }
     }
 }

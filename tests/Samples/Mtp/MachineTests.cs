@@ -45,6 +45,14 @@ public class MachineTests(OwnMachineFixture fixture)
 public class CrashTests
 {
     [Fact]
+    public async Task The_test_host_can_wait_for_Ctrl_C()
+    {
+        // The package's tests set SAMPLE_HANG=1 and press Ctrl+C (SIGINT to the process group) while this waits.
+        if (Environment.GetEnvironmentVariable("SAMPLE_HANG") == "1")
+            await Task.Delay(Timeout.Infinite, TestContext.Current.CancellationToken);
+    }
+
+    [Fact]
     public void The_test_host_can_be_killed()
     {
         // The package's tests set SAMPLE_KILL=1 to kill the test host with SIGKILL: no machine may be left once the run ends.
