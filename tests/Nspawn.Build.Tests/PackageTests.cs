@@ -25,7 +25,7 @@ public sealed class PackageTests(PackageFixture package)
     public void The_tests_API_references_no_MSBuild_assembly()
     {
         var dlls = Directory.GetFiles(Lib, "*.dll").Select(Path.GetFileName).Order().ToList();
-        Assert.Equal(["Nspawn.Build.Core.dll", "Nspawn.Testing.Platform.dll", "Nspawn.Testing.dll"], dlls);
+        Assert.Equal(["Nspawn.Build.Core.dll", "Nspawn.Testing.dll", "Nspawn.Testing.Platform.dll"], dlls);
         foreach (var dll in dlls)
             Assert.DoesNotContain(Read(Path.Combine(Lib, dll!)).References, r => r.StartsWith("Microsoft.Build", StringComparison.Ordinal));
     }

@@ -69,25 +69,30 @@ public sealed class SamplesTests(PackageFixture package)
     public async Task NUnit_and_MSTest_as_MTP_applications_pass_both_ways(string sample, int tests)
     {
         await package.RequireImageAsync();
-        var contained = await package.RunProjectAsync(Dir(sample), "build", ["-p:SampleMtp=true"]);
-        Assert.True(contained.ExitCode == 0, contained.ToString());
-        Assert.Contains("Tests succeeded:", contained.Output); // MTP's InvokeTestingPlatform, not VSTest
-        AssertCounts(contained, 0, tests);
-        Leaks.AssertNone();
-
-        // dotnet test in MTP mode: run from a folder whose global.json asks for it.
-        var from = Directory.CreateTempSubdirectory("nspawn-mtp-mode-").FullName;
+        // A copy, with the MTP sample's global.json (MTP mode for dotnet test): the sample's own folders stay built for VSTest.
+        var copy = Directory.CreateTempSubdirectory("nspawn-mtp-mode-").FullName;
         try
         {
-            File.Copy(Path.Combine(Dir("Mtp"), "global.json"), Path.Combine(from, "global.json"));
-            var plain = await package.RunProjectAsync(Dir(sample), "test", ["-p:SampleMtp=true", "-p:NspawnOnTest=true"], from: from);
+            foreach (var file in Directory.EnumerateFiles(Dir(sample)).Concat(Directory.EnumerateFiles(Repo.Samples, "Directory.*")).Append(Path.Combine(Dir("Mtp"), "global.json")))
+                File.Copy(file, Path.Combine(copy, Path.GetFileName(file)));
+            File.WriteAllText(Path.Combine(copy, "nuget.config"), File.ReadAllText(Path.Combine(Repo.Samples, "nuget.config"))
+                .Replace("../../artifacts/feed", Path.Combine(Repo.Root, "artifacts/feed")));
+            string[] mtp = ["-p:SampleMtp=true", $"-p:NspawnChrootsDir={Repo.ChrootsDir}"];
+
+            var contained = await package.RunProjectAsync(copy, "build", mtp);
+            Assert.True(contained.ExitCode == 0, contained.ToString());
+            Assert.Contains("Tests succeeded:", contained.Output); // MTP's InvokeTestingPlatform, not VSTest
+            AssertCounts(contained, 0, tests);
+            Leaks.AssertNone();
+
+            var plain = await package.RunProjectAsync(copy, "test", [.. mtp, "-p:NspawnOnTest=true"]);
             Assert.True(plain.ExitCode == 0, plain.ToString());
             Assert.Matches($@"succeeded:\s+{tests}\s", plain.Output);
             Leaks.AssertNone();
         }
         finally
         {
-            Directory.Delete(from, recursive: true);
+            Directory.Delete(copy, recursive: true);
         }
     }
 

@@ -110,12 +110,11 @@ public sealed class PackageFixture : IAsyncLifetime
 
     /// <summary>
     /// ContainerTest (command build) or plain dotnet test on the project in <paramref name="dir"/>, run from that folder
-    /// as a user does (there dotnet test finds the folder's global.json: MTP mode), or from <paramref name="from"/>.
+    /// as a user does: there dotnet test finds the folder's global.json (MTP mode).
     /// </summary>
-    public Task<RunResult> RunProjectAsync(string dir, string command, IEnumerable<string> args, IReadOnlyDictionary<string, string?>? env = null, string? from = null) =>
-        Shell.RunAsync("dotnet", [command, .. from is null ? Array.Empty<string>() : command == "test" ? ["--project", dir] : [dir],
-                .. command == "build" ? ["-t:ContainerTest"] : Array.Empty<string>(), $"-p:NspawnBuildVersion={Version}", .. args],
-            new Dictionary<string, string?>(env ?? new Dictionary<string, string?>()) { ["NUGET_PACKAGES"] = NuGetCache }, from ?? dir);
+    public Task<RunResult> RunProjectAsync(string dir, string command, IEnumerable<string> args, IReadOnlyDictionary<string, string?>? env = null) =>
+        Shell.RunAsync("dotnet", [command, .. command == "build" ? ["-t:ContainerTest"] : Array.Empty<string>(), $"-p:NspawnBuildVersion={Version}", .. args],
+            new Dictionary<string, string?>(env ?? new Dictionary<string, string?>()) { ["NUGET_PACKAGES"] = NuGetCache }, dir);
 
     public async Task DisposeAsync()
     {
