@@ -52,7 +52,7 @@ public sealed class EphemeralMachine : IAsyncDisposable
         var file = Environment.GetEnvironmentVariable("NSPAWN_MACHINES_FILE");
         if (string.IsNullOrEmpty(file))
             throw new InvalidOperationException(
-                "NSPAWN_MACHINES_FILE is not set, so no machine was started for these tests. Run them with 'sudo dotnet build -t:ContainerTest' (or 'sudo dotnet test' with NspawnOnVSTest=true) in a project that references Nspawn.Build.");
+                "NSPAWN_MACHINES_FILE is not set, so no machine was started for these tests. Run them with 'sudo dotnet build -t:ContainerTest' (or 'sudo dotnet test' with NspawnOnTest=true) in a project that references Nspawn.Build.");
         if (!File.Exists(file))
             throw new InvalidOperationException($"NSPAWN_MACHINES_FILE names '{file}', which does not exist: the machines were stopped already.");
         ProcessPrivileges.Current.DropIfUnderSudo();

@@ -193,6 +193,46 @@ public sealed class ImageDefinitionTests(PackageFixture package) : IAsyncLifetim
     }
 
     [Fact]
+    public async Task Terminal_Loggers_status_line_names_the_phase_that_runs()
+    {
+        var image = $"tl-{_suffix}";
+        _images.Add(Path.Combine(Repo.ChrootsDir, image));
+        // Long enough for a refresh of the status line to fall inside the build.
+        File.WriteAllText(Path.Combine(_dir, "tl.sh"), "sleep 2\n");
+        var project = new ConsumerProject(package, _dir, Repo.ChrootsDir, items: $"""
+            <NspawnImageDefinition Include="{image}" BaseImage="bookworm" SetupScript="tl.sh" />
+            <NspawnMachine Include="tl" Image="{image}" />
+            """);
+        var build = await project.RunAsync(["-t:NspawnPrepareImages", "-tl:on"]);
+        Assert.True(build.ExitCode == 0, build.ToString());
+        Assert.Contains("NspawnBuildImages", build.Output);
+        Assert.DoesNotContain("NspawnImportImages", build.Output);
+
+        var again = await project.RunAsync(["-t:NspawnPrepareImages", "-tl:on"]);
+        Assert.True(again.ExitCode == 0, again.ToString());
+        Assert.DoesNotContain("NspawnBuildImages", again.Output);
+    }
+
+    [Fact]
+    public async Task A_silent_debootstrap_still_reports_progress_in_the_log()
+    {
+        // A debootstrap that reads the index, then says nothing for longer than the heartbeat's silence, then fails.
+        var tools = Directory.CreateDirectory(Path.Combine(_dir, "tools")).FullName;
+        var fake = Path.Combine(tools, "debootstrap");
+        File.WriteAllText(fake, "#!/bin/sh\n[ \"$1\" = --version ] && { echo 'debootstrap 1.0.128'; exit 0; }\necho 'I: Retrieving InRelease'\nsleep 12\nexit 1\n");
+        File.SetUnixFileMode(fake, (UnixFileMode)0b111_101_101);
+        var image = $"silent-{_suffix}";
+        var run = await new ConsumerProject(package, _dir, Repo.ChrootsDir, properties: $"<NspawnImage>{image}</NspawnImage><NspawnSuite>bookworm</NspawnSuite>")
+            .RunAsync(["-t:NspawnPrepareImages"], new Dictionary<string, string?> { ["PATH"] = tools + ":" + Environment.GetEnvironmentVariable("PATH") });
+        Assert.NotEqual(0, run.ExitCode);
+        Assert.Contains($"Image '{image}': reading the archive index", run.Output);
+        Assert.Contains($"Image '{image}': still reading the archive index", run.Output);
+        Assert.Contains("error NSPAWN0021", run.Output);
+        Assert.False(Directory.Exists(Path.Combine(Repo.ChrootsDir, image)));
+        Assert.Empty(Directory.GetFileSystemEntries(Repo.ChrootsDir, $".#{image}.new-*"));
+    }
+
+    [Fact]
     public async Task An_exported_image_imports_on_another_file_system_and_boots_without_debootstrap()
     {
         var cache = Directory.CreateDirectory(Path.Combine(_dir, "cache")).FullName;

@@ -210,10 +210,10 @@ public sealed class LeakTests(PackageFixture package) : IAsyncLifetime
     }
 
     [Fact]
-    public async Task Plain_dotnet_test_with_NspawnOnVSTest_boots_and_stops_machines()
+    public async Task Plain_dotnet_test_with_NspawnOnTest_boots_and_stops_machines()
     {
         await package.FirstRunAsync();
-        var run = await package.RunSampleAsync(["-p:NspawnOnVSTest=true"], command: "test");
+        var run = await package.RunSampleAsync(["-p:NspawnOnTest=true"], command: "test");
         Assert.True(run.ExitCode == 0, run.ToString());
         Assert.Matches($@"Passed!\s+- Failed:\s+0, Passed:\s+{PackageFixture.SampleTests}", run.Output);
         Leaks.AssertNone();

@@ -60,4 +60,31 @@ public sealed class SudoUserTests(PackageFixture package) : IAsyncLifetime
         Assert.True(Directory.Exists(Path.Combine(sample, "obj")) && Directory.Exists(Path.Combine(sample, "bin")));
         Leaks.AssertNone();
     }
+
+    [Fact]
+    public async Task A_user_runs_dotnet_test_in_MTP_mode_with_sudo_and_keeps_their_files()
+    {
+        // The user's copy of the MTP sample (its global.json puts dotnet test in MTP mode), with the samples' build settings.
+        var sample = Path.Combine(Home, "mtp");
+        Directory.CreateDirectory(sample);
+        foreach (var file in Directory.EnumerateFiles(Path.Combine(Repo.Samples, "Mtp")).Append(Path.Combine(Repo.Samples, "Directory.Build.props")))
+            File.Copy(file, Path.Combine(sample, Path.GetFileName(file)));
+        File.WriteAllText(Path.Combine(sample, "nuget.config"), $"""
+            <configuration><packageSources><clear />
+              <add key="local" value="{SecurityElement.Escape(Path.Combine(Repo.Root, "artifacts/feed"))}" />
+              <add key="nuget.org" value="https://api.nuget.org/v3/index.json" />
+            </packageSources></configuration>
+            """);
+        await Cli.Wrap("chown").WithArguments(["-R", $"{User}:{User}", sample]).ExecuteAsync();
+
+        var run = await Shell.RunAsync("runuser", ["-u", User, "--", "sudo", "env", $"NUGET_PACKAGES={package.NuGetCache}",
+            "dotnet", "test", $"-p:NspawnBuildVersion={package.Version}", $"-p:NspawnChrootsDir={Repo.ChrootsDir}", "-p:NspawnOnTest=true"], workingDir: sample);
+        Assert.True(run.ExitCode == 0, run.ToString());
+        Assert.Matches(@"succeeded:\s+5\s", run.Output);
+
+        // The build gives back what it wrote; the test host controller what the run wrote after it (test results, logs).
+        var rootOwned = await Cli.Wrap("find").WithArguments([Home, "-uid", "0"]).ExecuteBufferedAsync();
+        Assert.True(rootOwned.StandardOutput.Trim() == "", "root-owned files in the user's tree:\n" + rootOwned.StandardOutput);
+        Leaks.AssertNone();
+    }
 }

@@ -122,6 +122,14 @@ public sealed class PackageFixture : IAsyncLifetime
         Shell.RunAsync("dotnet", [command, Repo.Sample, .. command == "build" ? ["-t:ContainerTest"] : Array.Empty<string>(), $"-p:NspawnBuildVersion={Version}", .. args],
             new Dictionary<string, string?>(env ?? new Dictionary<string, string?>()) { ["NUGET_PACKAGES"] = NuGetCache });
 
+    /// <summary>
+    /// ContainerTest (command build) or plain dotnet test on the project in <paramref name="dir"/>, run from that folder
+    /// as a user does: there dotnet test finds the folder's global.json (MTP mode).
+    /// </summary>
+    public Task<RunResult> RunProjectAsync(string dir, string command, IEnumerable<string> args, IReadOnlyDictionary<string, string?>? env = null) =>
+        Shell.RunAsync("dotnet", [command, .. command == "build" ? ["-t:ContainerTest"] : Array.Empty<string>(), $"-p:NspawnBuildVersion={Version}", .. args],
+            new Dictionary<string, string?>(env ?? new Dictionary<string, string?>()) { ["NUGET_PACKAGES"] = NuGetCache }, dir);
+
     public async Task DisposeAsync()
     {
         if (_firstRun is not null)
@@ -187,7 +195,7 @@ public sealed class BackgroundRun
     private readonly StringBuilder _output = new();
     private readonly CommandTask<CommandResult> _task;
 
-    private BackgroundRun(IReadOnlyList<string> command, IReadOnlyDictionary<string, string?>? env)
+    private BackgroundRun(IReadOnlyList<string> command, IReadOnlyDictionary<string, string?>? env, string? workingDir)
     {
         void Add(string line)
         {
@@ -196,14 +204,14 @@ public sealed class BackgroundRun
         }
         _task = Cli.Wrap(command[0]).WithArguments(command.Skip(1))
             .WithEnvironmentVariables((env ?? new Dictionary<string, string?>()).ToDictionary(kv => kv.Key, kv => kv.Value))
-            .WithWorkingDirectory(Repo.Root)
+            .WithWorkingDirectory(workingDir ?? Repo.Root)
             .WithStandardOutputPipe(PipeTarget.ToDelegate(Add))
             .WithStandardErrorPipe(PipeTarget.ToDelegate(Add))
             .WithValidation(CommandResultValidation.None)
             .ExecuteAsync();
     }
 
-    public static BackgroundRun Start(IReadOnlyList<string> command, IReadOnlyDictionary<string, string?>? env = null) => new(command, env);
+    public static BackgroundRun Start(IReadOnlyList<string> command, IReadOnlyDictionary<string, string?>? env = null, string? workingDir = null) => new(command, env, workingDir);
 
     public int Pid => _task.ProcessId;
 

@@ -40,6 +40,15 @@ internal sealed class ImageBuilder(string chrootsDir)
             && !(MaxAge is { } max && DateTime.UtcNow - image.LastWriteTimeUtc(StampPath) > max);
     }
 
+    /// <summary>
+    /// What <see cref="EnsureAsync"/> would do, so that each long phase can run as a target of its own (Terminal
+    /// Logger shows the running target): "up-to-date", "import" (its export is in the cache) or "build".
+    /// </summary>
+    public string Plan(ImageSpec spec) =>
+        IsUpToDate(spec) ? "up-to-date"
+        : spec.Base is null && Cache is not null && BtrfsStore.IsBtrfs(ChrootsDir) && File.Exists(Cache.FileOf(spec)) ? "import"
+        : "build";
+
     /// <summary>Everything that can be checked before anything is created; the folder may not be mounted yet.</summary>
     public void Check(ImageSpec spec)
     {

@@ -32,6 +32,31 @@ internal static class MachineLauncher
     }
 
     /// <summary>
+    /// Boots every machine at once and returns when each has reached READY=1. If one fails, those that came
+    /// up are stopped (each said through <paramref name="progress"/>) and the first failure is thrown.
+    /// </summary>
+    public static async Task<IReadOnlyList<Machine>> StartAllAsync(IReadOnlyList<LaunchOptions> options, Action<string> progress, CancellationToken cancellationToken)
+    {
+        var starts = options.Select(o => StartAsync(o, cancellationToken)).ToList();
+        try
+        {
+            await Task.WhenAll(starts);
+        }
+        catch
+        {
+            foreach (var stopped in await Task.WhenAll(starts.Where(t => t.IsCompletedSuccessfully).Select(t => StopAsync(t.Result, CancellationToken.None))))
+                progress($"Stopped {stopped}, since another machine did not start.");
+            throw starts.Select(t => t.Exception?.InnerException).OfType<NspawnException>().FirstOrDefault()
+                ?? starts.First(t => t.IsFaulted || t.IsCanceled).Exception?.InnerException ?? new OperationCanceledException();
+        }
+        return starts.Select(t => t.Result).ToList();
+    }
+
+    /// <summary>What a build says once its machines are up.</summary>
+    public static string Describe(IReadOnlyList<Machine> machines, TimeSpan took) =>
+        $"Started {string.Join(", ", machines.Select(m => $"'{m.LogicalName}' ({m.Name}, {(m.Unit is null ? "" : $"unit {m.Unit}, ")}image {m.Image}, leader PID {m.LeaderPid})"))} in {took.TotalSeconds:0.0} s.";
+
+    /// <summary>
     /// Powers the machine off, waits up to its <see cref="Machine.StopTimeout"/>, then kills what is left (first
     /// calling <paramref name="beforeKill"/>, to save the logs of a guest that would not power off).
     /// Succeeds only when nspawn is gone and its snapshot removed; says how it went.

@@ -3,7 +3,7 @@ namespace Nspawn.Build;
 /// <summary>
 /// Every default of a setting, in one place. The targets pass what the project wrote (empty when unset) and
 /// the resolver falls back to these; the tests' API falls back to them outside ContainerTest. Only what
-/// MSBuild itself must know (where test_chroots is, NspawnOnVSTest) is defaulted in the targets.
+/// MSBuild itself must know (where test_chroots is, NspawnOnTest) is defaulted in the targets.
 /// </summary>
 internal static class Defaults
 {

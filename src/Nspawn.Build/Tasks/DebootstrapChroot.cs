@@ -14,14 +14,31 @@ public sealed class DebootstrapChroot : NspawnTask
     public ITaskItem[] Images { get; set; } = [];
     /// <summary>The project (MSBuildProjectFullPath), for the command that stops kept machines.</summary>
     public string ProjectFile { get; set; } = "";
-    /// <summary>ensure (the default), list (the images, exports and kept machines there are), or clean (remove those this project does not use).</summary>
+    /// <summary>
+    /// ensure (the default), list (the images and exports there are), clean (remove those this project does not
+    /// use), or plan (say in Planned what ensure would do to each image).
+    /// </summary>
     public string Action { get; set; } = "ensure";
+
+    /// <summary>With plan: the Images, each with Step metadata "up-to-date", "import" or "build".</summary>
+    [Output] public ITaskItem[] Planned { get; private set; } = [];
 
     private protected override async Task ExecuteAsync(CancellationToken cancellationToken)
     {
         var settings = ResolvedItems.ToStore(Store);
         var specs = Images.Select(ResolvedItems.ToImage).ToList();
-        var action = Validate.Choice(Action, "Action", ("ensure", 0), ("list", 1), ("clean", 2));
+        var action = Validate.Choice(Action, "Action", ("ensure", 0), ("list", 1), ("clean", 2), ("plan", 3));
+        if (action == 3)
+        {
+            var planner = settings.Builder();
+            Planned = Images.Select(image =>
+            {
+                var planned = new Microsoft.Build.Utilities.TaskItem(image);
+                planned.SetMetadata("Step", planner.Plan(ResolvedItems.ToImage(image)));
+                return (ITaskItem)planned;
+            }).ToArray();
+            return;
+        }
         if (action > 0)
         {
             Privilege.RequireRoot();

@@ -58,6 +58,9 @@ internal static class ResolvedItems
 
     public static Machine ToMachine(ITaskItem item) => MachinesFile.DeserializeOne(item.GetMetadata("Machine"));
 
+    /// <summary>An environment variable as MSBuild items carry them for MTP: the name, and its value as metadata.</summary>
+    public static ITaskItem Variable(string name, string value) => Item(name, ("Value", value));
+
     public static ProjectItem ToProjectItem(ITaskItem item) => new(item.ItemSpec,
         item.MetadataNames.Cast<string>().ToDictionary(name => name, item.GetMetadata));
 

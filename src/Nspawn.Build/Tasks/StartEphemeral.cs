@@ -22,6 +22,8 @@ public sealed class StartEphemeral : NspawnTask
     [Output] public string RunSettingsFile { get; private set; } = "";
     /// <summary>The folder of the machines file and the run settings, for StopEphemeral to remove.</summary>
     [Output] public string RunDir { get; private set; } = "";
+    /// <summary>The same variables as items (metadata Value), for an MTP test application (TestingPlatformEnvironmentVariable).</summary>
+    [Output] public ITaskItem[] Environment { get; private set; } = [];
 
     private protected override async Task ExecuteAsync(CancellationToken cancellationToken)
     {
@@ -29,28 +31,24 @@ public sealed class StartEphemeral : NspawnTask
         var suiteSettings = RunSettings.Load(BaseRunSettings);
         var started = DateTime.UtcNow;
         RunDir = RunFiles.Create();
-        var starts = options.Select(o => MachineLauncher.StartAsync(o, cancellationToken)).ToList();
+        IReadOnlyList<Machine> machines;
         try
         {
-            await Task.WhenAll(starts);
+            machines = await MachineLauncher.StartAllAsync(options, Progress, cancellationToken);
         }
         catch
         {
-            // Leave nothing running: stop the machines that did come up, then report the first failure.
-            foreach (var stopped in await Task.WhenAll(starts.Where(t => t.IsCompletedSuccessfully).Select(t => MachineLauncher.StopAsync(t.Result, CancellationToken.None))))
-                Progress($"Stopped {stopped}, since another machine did not start.");
             RunFiles.Remove(RunDir);
-            throw starts.Select(t => t.Exception?.InnerException).OfType<NspawnException>().FirstOrDefault()
-                ?? starts.First(t => t.IsFaulted || t.IsCanceled).Exception?.InnerException ?? new OperationCanceledException();
+            throw;
         }
-
-        var machines = starts.Select(t => t.Result).ToList();
         foreach (var m in machines)
             MachineGuard.Register(BuildEngine4, m, RunDir, LeftMeansFailed, ProjectFile);
-        Progress($"Started {string.Join(", ", machines.Select(m => $"'{m.LogicalName}' ({m.Name}, {(m.Unit is null ? "" : $"unit {m.Unit}, ")}image {m.Image}, leader PID {m.LeaderPid})"))} in {(DateTime.UtcNow - started).TotalSeconds:0.0} s.");
+        Progress(MachineLauncher.Describe(machines, DateTime.UtcNow - started));
 
         StartedMachines = machines.Select(ResolvedItems.FromMachine).ToArray();
         var machinesFile = RunFiles.Write(RunDir, "machines.json", s => s.Write(System.Text.Encoding.UTF8.GetBytes(MachinesFile.Serialize(machines))));
-        RunSettingsFile = RunFiles.Write(RunDir, "nspawn.runsettings", s => RunSettings.Merge(suiteSettings, MachinesFile.Environment(machines, machinesFile)).Save(s));
+        var environment = MachinesFile.Environment(machines, machinesFile);
+        RunSettingsFile = RunFiles.Write(RunDir, "nspawn.runsettings", s => RunSettings.Merge(suiteSettings, environment).Save(s));
+        Environment = environment.Select(v => ResolvedItems.Variable(v.Key, v.Value)).ToArray();
     }
 }

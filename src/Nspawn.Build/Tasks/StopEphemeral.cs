@@ -57,6 +57,10 @@ public sealed class StopEphemeral : NspawnTask
         LogFailures(ends);
         if (RunDir != "")
             RunFiles.Remove(RunDir);
+        // The machines a test host booted for itself, when it was killed before it could stop them.
+        if (chrootsDir is not null && machines.Count > 0)
+            foreach (var what in await MachineRegistry.ReapAsync([chrootsDir], LogWarning, CancellationToken.None))
+                Progress($"Removed a leftover of a process that is gone: {what}.");
         var done = ends.Where(t => t.IsCompletedSuccessfully).Select(t => t.Result).ToList();
         var saved = done.Select(e => e.Logs).OfType<SavedLogs>().ToList();
         foreach (var logs in saved)
