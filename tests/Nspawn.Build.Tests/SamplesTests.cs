@@ -110,12 +110,11 @@ public sealed class SamplesTests(PackageFixture package)
     }
 
     [Fact]
-    public async Task A_boot_that_fails_in_MTP_mode_fails_the_run_with_its_code_and_leaves_nothing()
+    public async Task A_boot_that_fails_in_MTP_mode_fails_the_run_and_leaves_nothing()
     {
         await package.RequireImageAsync();
         var run = await package.RunProjectAsync(Dir("Mtp"), "test", ["-p:NspawnOnTest=true", "-p:NspawnBootTimeout=0.05"]);
         Assert.NotEqual(0, run.ExitCode);
-        Assert.Contains("NSPAWN0032", run.Output);
         Assert.DoesNotMatch(@"succeeded:\s+[1-9]", run.Output);
         Leaks.AssertNone();
     }
