@@ -1,8 +1,8 @@
 using System.Collections.Concurrent;
-using System.Formats.Tar;
 using System.Text;
 using CliWrap;
 using CliWrap.Buffered;
+using Microsoft.Win32.SafeHandles;
 using Nspawn.Build;
 
 namespace Nspawn.Testing;
@@ -24,7 +24,11 @@ public sealed class EphemeralMachine : IAsyncDisposable
             m.StopAsync().GetAwaiter().GetResult();
     };
 
+    /// <summary>How long a copy may take: a machine that sends or takes without end cannot hang a test.</summary>
+    private static readonly TimeSpan TransferLimit = HostCommand.DefaultLimit;
+
     private readonly Machine _machine;
+    private ConsoleFollower? _console;
 
     private EphemeralMachine(Machine machine, bool owned)
     {
@@ -50,7 +54,7 @@ public sealed class EphemeralMachine : IAsyncDisposable
         var file = Environment.GetEnvironmentVariable("NSPAWN_MACHINES_FILE");
         if (string.IsNullOrEmpty(file))
             throw new InvalidOperationException(
-                "NSPAWN_MACHINES_FILE is not set, so no machine was started for these tests. Run them with 'sudo dotnet build -t:ContainerTest' (or 'sudo dotnet test' with NspawnOnVSTest=true) in a project that references Nspawn.Build.");
+                "NSPAWN_MACHINES_FILE is not set, so no machine was started for these tests. Run them with 'sudo dotnet build -t:ContainerTest' (or 'sudo dotnet test' with NspawnOnTest=true) in a project that references Nspawn.Build.");
         if (!File.Exists(file))
             throw new InvalidOperationException($"NSPAWN_MACHINES_FILE names '{file}', which does not exist: the machines were stopped already.");
         ProcessPrivileges.Current.DropIfUnderSudo();
@@ -93,11 +97,15 @@ public sealed class EphemeralMachine : IAsyncDisposable
             ExtraArguments = options.NspawnArguments,
         };
         ProcessPrivileges.Current.DropIfUnderSudo();
-        Machine machine;
+        EphemeralMachine started;
         using (ProcessPrivileges.Current.Root())
-            machine = await MachineLauncher.StartAsync(launch, cancellationToken);
-        var started = new EphemeralMachine(machine, owned: true);
-        Owned[machine.Name] = started;
+        {
+            started = new EphemeralMachine(await MachineLauncher.StartAsync(launch, cancellationToken), owned: true);
+            // Read from the console's start: the boot's lines come first.
+            if (options.OnConsole is { } onConsole)
+                started._console = ConsoleFollower.Start(started._machine, onConsole);
+        }
+        Owned[started.Name] = started;
         return started;
     }
 
@@ -117,42 +125,14 @@ public sealed class EphemeralMachine : IAsyncDisposable
     public async Task<ExecResult> ExecAsync(IReadOnlyList<string> command, ExecOptions? options = null, CancellationToken cancellationToken = default)
     {
         options ??= new ExecOptions();
-        var unit = $"nspawn-exec-{Guid.NewGuid():N}"[..24];
         var stdout = new StringBuilder();
         var stderr = new StringBuilder();
         PipeTarget Target(StringBuilder sb) => options.OnOutput is { } onOutput
             ? PipeTarget.Merge(PipeTarget.ToStringBuilder(sb), PipeTarget.ToDelegate(onOutput))
             : PipeTarget.ToStringBuilder(sb);
-
-        var argv = ExecArguments(_machine, unit, command, options);
-        using var forceful = new CancellationTokenSource();
-        CommandTask<CommandResult> running;
-        using (ProcessPrivileges.Current.Root())
-            running = Cli.Wrap(argv[0]).WithArguments(argv.Skip(1))
-                .WithStandardInputPipe(options.StandardInput is null ? PipeSource.Null : PipeSource.FromString(options.StandardInput))
-                .WithStandardOutputPipe(Target(stdout))
-                .WithStandardErrorPipe(Target(stderr))
-                .WithValidation(CommandResultValidation.None)
-                .ExecuteAsync(forceful.Token);
-
-        var limit = Task.Delay(options.Timeout ?? Timeout.InfiniteTimeSpan, cancellationToken);
-        if (await Task.WhenAny(running.Task, limit) != running.Task)
-        {
-            // Stopping the unit kills the command and all it started inside the machine; then systemd-run returns.
-            await RunAsync(MachineCommand(_machine, ["systemctl", "stop", unit + ".service"]), CancellationToken.None);
-            forceful.CancelAfter(TimeSpan.FromSeconds(5));
-            try
-            {
-                await running;
-            }
-            catch (OperationCanceledException)
-            {
-            }
-            cancellationToken.ThrowIfCancellationRequested();
-            throw new TimeoutException($"'{string.Join(' ', command)}' did not finish within {options.Timeout!.Value.TotalSeconds:0.#} s in machine {Name}; it was killed there.");
-        }
-        var result = await running;
-        return new ExecResult(result.ExitCode, stdout.ToString(), stderr.ToString());
+        var input = options.StandardInput is null ? PipeSource.Null : PipeSource.FromString(options.StandardInput);
+        var exitCode = await RunUnitAsync(command, options, input, Target(stdout), Target(stderr), cancellationToken);
+        return new ExecResult(exitCode, stdout.ToString(), stderr.ToString());
     }
 
     public Task<ExecResult> ExecAsync(params string[] command) => ExecAsync(command, null);
@@ -166,51 +146,108 @@ public sealed class EphemeralMachine : IAsyncDisposable
 
     public Task<ExecResult> ExecCheckedAsync(params string[] command) => ExecCheckedAsync(command, null);
 
-    /// <summary>Copies a host file or folder into a folder of the machine, keeping its name, modes and (numeric) owners.</summary>
-    public Task CopyToAsync(string hostPath, string machineDirectory, CancellationToken cancellationToken = default)
+    /// <summary>
+    /// The lines of the guest's journal (its journalctl, run in it as a command is), as text with precise timestamps:
+    /// since <paramref name="since"/> (for example the start of a test) and of <paramref name="unit"/> only, when given.
+    /// </summary>
+    public async Task<IReadOnlyList<string>> GetJournalAsync(DateTimeOffset? since = null, string? unit = null, CancellationToken cancellationToken = default)
+    {
+        var result = await ExecCheckedAsync(GuestCommand.Journal(since, unit), new ExecOptions { Timeout = TimeSpan.FromMinutes(1) }, cancellationToken);
+        return result.StandardOutput.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+    }
+
+    /// <summary>
+    /// Copies a host file or folder into a folder of the machine, keeping its name, modes and (numeric) owners.
+    /// The machine's tar unpacks it as a unit of the machine's systemd.
+    /// </summary>
+    public async Task CopyToAsync(string hostPath, string machineDirectory, CancellationToken cancellationToken = default)
     {
         var full = Path.GetFullPath(hostPath);
-        var pack = Cli.Wrap("tar").WithArguments(["-C", Path.GetDirectoryName(full)!, "-cf", "-", "--", Path.GetFileName(full)]);
-        var unpack = Command(MachineCommand(_machine, ["tar", "-C", machineDirectory, "-xpf", "-", "--numeric-owner"]));
-        return PipeAsync(pack, unpack, $"copy {hostPath} to {Name}:{machineDirectory}", cancellationToken);
+        var packErrors = new StringBuilder();
+        var unpackErrors = new StringBuilder();
+        var pack = Cli.Wrap("tar").WithArguments(["-C", Path.GetDirectoryName(full)!, "-cf", "-", "--", Path.GetFileName(full)])
+            .WithStandardErrorPipe(PipeTarget.ToStringBuilder(packErrors)).WithValidation(CommandResultValidation.None);
+        int exitCode;
+        // Root for the whole transfer: the host's tar starts only once the machine's side runs.
+        using (ProcessPrivileges.Current.Root())
+            exitCode = await RunUnitAsync(["tar", "-C", machineDirectory, "-xpf", "-", "--numeric-owner"], new ExecOptions { Timeout = TransferLimit },
+                PipeSource.FromCommand(pack), PipeTarget.Null, PipeTarget.ToStringBuilder(unpackErrors), cancellationToken);
+        var errors = (packErrors.ToString() + unpackErrors).Trim();
+        if (exitCode != 0 || errors.Contains("tar:"))
+            throw new IOException($"Could not copy {hostPath} to {Name}:{machineDirectory}: {errors}");
     }
 
-    /// <summary>Copies a file or folder of the machine into a host folder, keeping its name, modes and (numeric) owners.</summary>
-    public Task CopyFromAsync(string machinePath, string hostDirectory, CancellationToken cancellationToken = default)
+    /// <summary>
+    /// Copies a file or folder of the machine into a host folder, keeping its name and modes. What the machine
+    /// sends is not trusted: every file lands owned by the sudo user (or the calling user), without setuid or
+    /// setgid bits, inside <paramref name="hostDirectory"/>; device files, FIFOs and symbolic links that lead
+    /// out of the copied tree are refused (IOException).
+    /// </summary>
+    public async Task CopyFromAsync(string machinePath, string hostDirectory, CancellationToken cancellationToken = default)
     {
-        var pack = Command(MachineCommand(_machine, ["tar", "-C", Path.GetDirectoryName(machinePath)!, "-cf", "-", "--", Path.GetFileName(machinePath)]));
-        var unpack = Cli.Wrap("tar").WithArguments(["-C", Path.GetFullPath(hostDirectory), "-xpf", "-", "--numeric-owner"]);
-        return PipeAsync(pack, unpack, $"copy {Name}:{machinePath} to {hostDirectory}", cancellationToken);
+        var name = Path.GetFileName(machinePath.TrimEnd('/'));
+        if (!machinePath.StartsWith('/') || name.Length == 0)
+            throw new ArgumentException($"'{machinePath}' is not an absolute path of a file or folder in the machine.", nameof(machinePath));
+        var (uid, gid) = ProcessPrivileges.Current.Caller;
+        using var target = RootedFile.OpenRoot(Path.GetFullPath(hostDirectory));
+        Exception? refused = null;
+        var unpack = PipeTarget.Create(async (stream, token) =>
+        {
+            try
+            {
+                await CopyOut.ExtractAsync(stream, target, name, uid, gid, token);
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                // A refused entry, or an archive that is not one: reported once the machine's side has ended.
+                refused = e;
+            }
+            // The rest is read and dropped, so that the machine's tar ends.
+            await stream.CopyToAsync(Stream.Null, token);
+        });
+        var stderr = new StringBuilder();
+        var exitCode = await RunUnitAsync(["tar", "-C", Path.GetDirectoryName(machinePath.TrimEnd('/'))!, "-cf", "-", "--", name],
+            new ExecOptions { Timeout = TransferLimit }, PipeSource.Null, unpack, PipeTarget.ToStringBuilder(stderr), cancellationToken);
+        if (refused is not null)
+            throw new IOException($"Could not copy {Name}:{machinePath} to {hostDirectory}: {refused.Message}", refused);
+        if (exitCode != 0 || stderr.ToString().Contains("tar:"))
+            throw new IOException($"Could not copy {Name}:{machinePath} to {hostDirectory}: {stderr.ToString().Trim()}");
     }
 
+    /// <summary>A regular file of the machine, read by the host through the machine's root: no program of the machine runs.</summary>
     public async Task<byte[]> ReadFileAsync(string path, CancellationToken cancellationToken = default)
     {
         using var content = new MemoryStream();
-        await InMachineAsync(["cat", "--", path], PipeSource.Null, PipeTarget.ToStream(content), $"read {Name}:{path}", cancellationToken);
+        FileStream file;
+        using (ProcessPrivileges.Current.Root())
+        using (var root = OpenMachineRoot())
+            file = RootedFile.OpenRead(root, path);
+        await using (file)
+            await file.CopyToAsync(content, cancellationToken);
         return content.ToArray();
     }
 
     public async Task<string> ReadAllTextAsync(string path, CancellationToken cancellationToken = default) =>
         Encoding.UTF8.GetString(await ReadFileAsync(path, cancellationToken));
 
-    /// <summary>Writes a file in the machine with the given mode and owner (names of the machine's users).</summary>
+    /// <summary>
+    /// Writes a regular file in the machine with the given mode and owner (names or numbers of the machine's
+    /// users), making missing folders; written by the host through the machine's root: no program of the machine runs.
+    /// </summary>
     public async Task WriteFileAsync(string path, byte[] content, UnixFileMode mode = (UnixFileMode)0b110_100_100,
         string owner = "root", string group = "root", CancellationToken cancellationToken = default)
     {
-        if (!path.StartsWith('/'))
-            throw new ArgumentException($"'{path}' is not an absolute path in the machine.", nameof(path));
-        // A one-file tar archive carries the mode and owner; tar in the machine resolves the names there.
-        using var archive = new MemoryStream();
-        await using (var writer = new TarWriter(archive, TarEntryFormat.Ustar, leaveOpen: true))
+        if (!path.StartsWith('/') || path.EndsWith('/'))
+            throw new ArgumentException($"'{path}' is not an absolute path of a file in the machine.", nameof(path));
+        using (ProcessPrivileges.Current.Root())
+        using (var root = OpenMachineRoot())
         {
-            var entry = new UstarTarEntry(TarEntryType.RegularFile, path.TrimStart('/'))
-            {
-                Mode = mode, UserName = owner, GroupName = group, ModificationTime = DateTimeOffset.UtcNow,
-                DataStream = new MemoryStream(content),
-            };
-            await writer.WriteEntryAsync(entry, cancellationToken);
+            var (uid, gid) = (MachineAccounts.UserId(root, owner), MachineAccounts.GroupId(root, group));
+            if (Path.GetDirectoryName(path) is { Length: > 1 } folder)
+                RootedFile.CreateDirectory(root, folder, (UnixFileMode)0b111_101_101, 0, 0);
+            await using var file = RootedFile.OpenWrite(root, path, mode, uid, gid);
+            await file.WriteAsync(content, cancellationToken);
         }
-        await InMachineAsync(["tar", "-C", "/", "-xpf", "-"], PipeSource.FromBytes(archive.ToArray()), PipeTarget.ToStream(Stream.Null), $"write {Name}:{path}", cancellationToken);
     }
 
     public Task WriteAllTextAsync(string path, string text, UnixFileMode mode = (UnixFileMode)0b110_100_100,
@@ -220,19 +257,21 @@ public sealed class EphemeralMachine : IAsyncDisposable
     /// <summary>Waits until a unit is active; throws when it failed, or TimeoutException after <paramref name="timeout"/> (60 s by default).</summary>
     public async Task WaitForUnitAsync(string unit, TimeSpan? timeout = null, CancellationToken cancellationToken = default)
     {
-        var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(60));
+        var limit = timeout ?? TimeSpan.FromSeconds(60);
+        var deadline = DateTime.UtcNow + limit;
+        TimeSpan Left() => TimeSpan.FromTicks(Math.Max((deadline - DateTime.UtcNow).Ticks, TimeSpan.FromSeconds(1).Ticks));
         while (true)
         {
-            var state = (await RunAsync(MachineCommand(_machine, ["systemctl", "is-active", unit]), cancellationToken)).StandardOutput.Trim();
+            var state = (await SystemctlAsync(["is-active", unit], Left(), cancellationToken)).StandardOutput.Trim();
             if (state == "active")
                 return;
             if (state == "failed")
             {
-                var status = await RunAsync(MachineCommand(_machine, ["systemctl", "status", "--no-pager", "--lines=20", unit]), cancellationToken);
+                var status = await SystemctlAsync(["status", "--no-pager", "--lines=20", unit], Left(), cancellationToken);
                 throw new InvalidOperationException($"Unit {unit} failed in machine {Name}:\n{status.StandardOutput.Trim()}");
             }
             if (DateTime.UtcNow >= deadline)
-                throw new TimeoutException($"Unit {unit} in machine {Name} is still '{state}' after {(timeout ?? TimeSpan.FromSeconds(60)).TotalSeconds:0.#} s.");
+                throw new TimeoutException($"Unit {unit} in machine {Name} is still '{state}' after {limit.TotalSeconds:0.#} s.");
             await Task.Delay(100, cancellationToken);
         }
     }
@@ -259,6 +298,8 @@ public sealed class EphemeralMachine : IAsyncDisposable
             var privileges = ProcessPrivileges.Current;
             Ownership.ReturnBinds(privileges.UnderSudo ? (privileges.UserId!.Value, privileges.GroupId!.Value) : null, [_machine], Path.GetDirectoryName(ImageDir));
         }
+        if (_console is not null)
+            await _console.StopAsync();
     }
 
     public async ValueTask DisposeAsync() => await StopAsync();
@@ -266,74 +307,86 @@ public sealed class EphemeralMachine : IAsyncDisposable
     public override string ToString() => $"{LogicalName} ({Name}, {(Address is null ? "" : $"address {Address}, ")}leader PID {LeaderPid})";
 
     /// <summary>
-    /// The command line of a command run as a transient unit of the guest's systemd: through machined
-    /// where the machine is registered, else in the machine's namespaces through nsenter.
+    /// The command line of a command run as a transient unit of the guest's systemd: through machined where
+    /// the machine is registered (no program of the guest runs on the host), else the guest's systemd-run in
+    /// the machine, confined as the guest is (<see cref="GuestCommand"/>).
     /// </summary>
-    internal static IReadOnlyList<string> ExecArguments(Machine machine, string unit, IReadOnlyList<string> command, ExecOptions options)
+    internal static IReadOnlyList<string> ExecArguments(Machine machine, string unit, IReadOnlyList<string> command, ExecOptions options) =>
+        GuestCommand.AsUnit(machine, unit, command, options.User, options.WorkingDirectory, options.Environment, options.Timeout);
+
+    /// <summary>The command line of systemctl for the machine's systemd: the host's through machined, else the guest's, confined.</summary>
+    internal static IReadOnlyList<string> SystemctlArguments(Machine machine, IReadOnlyList<string> args) =>
+        machine.Unit is not null
+            ? [ToolLocator.Require(Tool.Systemctl), $"--machine={machine.Name}", .. args]
+            : GuestCommand.Arguments(machine, ["systemctl", .. args]);
+
+    /// <summary>
+    /// Runs <paramref name="command"/> as a transient unit of the machine. Past <see cref="ExecOptions.Timeout"/>
+    /// the unit is stopped, which kills all it started there, and TimeoutException says so.
+    /// </summary>
+    private async Task<int> RunUnitAsync(IReadOnlyList<string> command, ExecOptions options, PipeSource input, PipeTarget output, PipeTarget error,
+        CancellationToken cancellationToken)
     {
-        if (command.Count == 0)
-            throw new ArgumentException("The command is empty.", nameof(command));
-        var run = new List<string> { "--wait", "--pipe", "--quiet", "--collect", "--service-type=exec", $"--unit={unit}" };
-        if (options.User is { } user)
-            run.Add($"--uid={user}");
-        if (options.WorkingDirectory is { } cwd)
-            run.Add($"--working-directory={cwd}");
-        foreach (var (name, value) in options.Environment ?? new Dictionary<string, string>())
-        {
-            if (name.Length == 0 || name.Contains('='))
-                throw new ArgumentException($"'{name}' is not an environment variable name.", nameof(options));
-            run.Add($"--setenv={name}={value}");
-        }
-        if (options.Timeout is { } timeout)
-            // A backstop inside the machine, should this process die before it stops the unit itself.
-            run.Add($"--property=RuntimeMaxSec={Math.Ceiling(timeout.TotalSeconds) + 5}");
-        run.Add("--");
-        run.AddRange(command);
-        return machine.Unit is not null
-            ? ["systemd-run", $"--machine={machine.Name}", .. run]
-            : MachineCommand(machine, ["systemd-run", .. run]);
-    }
-
-    /// <summary>A command in the machine's namespaces (nsenter on the leader), for control and file transfer.</summary>
-    internal static IReadOnlyList<string> MachineCommand(Machine machine, IReadOnlyList<string> command) =>
-        ["nsenter", "-t", machine.LeaderPid.ToString(), "-m", "-u", "-i", "-n", "-p", "--", .. command];
-
-    private static Command Command(IReadOnlyList<string> argv) => Cli.Wrap(argv[0]).WithArguments(argv.Skip(1));
-
-    private static async Task<BufferedCommandResult> RunAsync(IReadOnlyList<string> argv, CancellationToken cancellationToken)
-    {
-        CommandTask<BufferedCommandResult> running;
-        using (ProcessPrivileges.Current.Root())
-            running = Command(argv).WithValidation(CommandResultValidation.None).ExecuteBufferedAsync(cancellationToken);
-        return await running;
-    }
-
-    /// <summary>A command in the machine's namespaces with the given input and output; throws IOException, with its stderr, when it fails.</summary>
-    private async Task InMachineAsync(IReadOnlyList<string> command, PipeSource input, PipeTarget output, string what, CancellationToken cancellationToken)
-    {
-        var stderr = new StringBuilder();
+        var unit = $"nspawn-exec-{Guid.NewGuid():N}"[..24];
+        var argv = ExecArguments(_machine, unit, command, options);
+        using var forceful = new CancellationTokenSource();
         CommandTask<CommandResult> running;
         using (ProcessPrivileges.Current.Root())
-            running = Command(MachineCommand(_machine, command))
-                .WithStandardInputPipe(input)
-                .WithStandardOutputPipe(output)
-                .WithStandardErrorPipe(PipeTarget.ToStringBuilder(stderr))
+            running = Cli.Wrap(argv[0]).WithArguments(argv.Skip(1))
+                .WithStandardInputPipe(input).WithStandardOutputPipe(output).WithStandardErrorPipe(error)
                 .WithValidation(CommandResultValidation.None)
-                .ExecuteAsync(cancellationToken);
-        if ((await running).ExitCode != 0)
-            throw new IOException($"Could not {what}: {stderr.ToString().Trim()}");
+                .ExecuteAsync(forceful.Token);
+
+        var limit = Task.Delay(options.Timeout ?? Timeout.InfiniteTimeSpan, cancellationToken);
+        if (await Task.WhenAny(running.Task, limit) == running.Task)
+            return (await running).ExitCode;
+        // Stopping the unit kills the command and all it started inside the machine; then systemd-run returns.
+        try
+        {
+            await SystemctlAsync(["stop", unit + ".service"], _machine.StopTimeout, CancellationToken.None);
+        }
+        catch (TimeoutException)
+        {
+            // The unit's RuntimeMaxSec ends it in the machine.
+        }
+        forceful.CancelAfter(TimeSpan.FromSeconds(5));
+        try
+        {
+            await running;
+        }
+        catch (OperationCanceledException)
+        {
+        }
+        cancellationToken.ThrowIfCancellationRequested();
+        throw new TimeoutException($"'{string.Join(' ', command)}' did not finish within {options.Timeout!.Value.TotalSeconds:0.#} s in machine {Name}; it was killed there.");
     }
 
-    private static async Task PipeAsync(Command from, Command to, string what, CancellationToken cancellationToken)
+    /// <summary>systemctl of the machine with a time limit: a guest that does not answer cannot hang a test.</summary>
+    private async Task<BufferedCommandResult> SystemctlAsync(IReadOnlyList<string> args, TimeSpan limit, CancellationToken cancellationToken)
     {
-        var stderr = new StringBuilder();
-        CommandResult result;
-        // Root for the whole transfer: the first command of a pipe starts only once the second runs.
+        var argv = SystemctlArguments(_machine, args);
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(limit);
+        CommandTask<BufferedCommandResult> running;
         using (ProcessPrivileges.Current.Root())
-            result = await (from.WithStandardErrorPipe(PipeTarget.ToStringBuilder(stderr)).WithValidation(CommandResultValidation.None)
-                    | to.WithStandardErrorPipe(PipeTarget.ToStringBuilder(stderr)).WithValidation(CommandResultValidation.None))
-                .ExecuteAsync(cancellationToken);
-        if (result.ExitCode != 0 || stderr.Length > 0 && stderr.ToString().Contains("tar:"))
-            throw new IOException($"Could not {what}: {stderr.ToString().Trim()}");
+            running = Cli.Wrap(argv[0]).WithArguments(argv.Skip(1)).WithValidation(CommandResultValidation.None).ExecuteBufferedAsync(timeout.Token);
+        try
+        {
+            return await running;
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            throw new TimeoutException($"'systemctl {string.Join(' ', args)}' did not finish within {limit.TotalSeconds:0.#} s in machine {Name} and was killed.");
+        }
+    }
+
+    /// <summary>The machine's root folder, held open; checked to be the machine's own (not a reused PID's) once open.</summary>
+    private SafeFileHandle OpenMachineRoot()
+    {
+        var root = RootedFile.OpenRoot($"/proc/{_machine.LeaderPid}/root");
+        if (ProcessInfo.IsRunning(_machine.LeaderPid, _machine.LeaderStartTime))
+            return root;
+        root.Dispose();
+        throw new InvalidOperationException($"Machine {Name} is not running: its leader (PID {LeaderPid}) is gone.");
     }
 }

@@ -22,4 +22,9 @@ public sealed record StartOptions
     public IReadOnlyList<Bind> Binds { get; init; } = [];
     /// <summary>More nspawn options, such as "--bind-ro=/srv/data".</summary>
     public IReadOnlyList<string> NspawnArguments { get; init; } = [];
+    /// <summary>
+    /// Gets each line of the machine's console (its boot first, then what the guest writes to /dev/console), as
+    /// plain text, until the machine is stopped; on another thread, and what it throws is ignored.
+    /// </summary>
+    public Action<string>? OnConsole { get; init; }
 }

@@ -17,8 +17,8 @@ var report = new Report(await Host.DescribeAsync(), repeat);
 Privilege.RequireRoot();
 
 // The image, as ContainerTest makes it.
-var store = new BtrfsStore(chroots, Path.Combine(chroots, "btrfs.img"), Validate.Size("2G", "size"));
-await store.EnsureAsync(Console.WriteLine, CancellationToken.None);
+var store = new BtrfsStore(chroots, Path.Combine(chroots, "btrfs.img"), Validate.Size(Defaults.LoopFileSize, "size"));
+await store.EnsureAsync(Console.WriteLine, Console.WriteLine, CancellationToken.None);
 var builder = new ImageBuilder(chroots);
 var spec = TestImages.Spec("bookworm", "bookworm", "http://deb.debian.org/debian", "minbase", "dbus,systemd");
 var sw = Stopwatch.StartNew();
@@ -107,14 +107,14 @@ report.Add("image check, nothing changed (in process)", checks, target: TimeSpan
 // An import from the cache, into an empty chroots folder on a loop file system of its own (a new CI runner).
 var cacheDir = Directory.CreateTempSubdirectory("nspawn-bench-cache-").FullName;
 var runner = Path.Combine(Directory.CreateTempSubdirectory("nspawn-bench-runner-").FullName, "test_chroots");
-var runnerStore = new BtrfsStore(runner, Path.Combine(runner, "btrfs.img"), Validate.Size("2G", "size"));
+var runnerStore = new BtrfsStore(runner, Path.Combine(runner, "btrfs.img"), Validate.Size(Defaults.LoopFileSize, "size"));
 try
 {
     var cache = new ImageCache(cacheDir);
     sw.Restart();
     await cache.ExportAsync(image, spec, CancellationToken.None);
     report.Add("image export to the cache (btrfs send, gzip)", [sw.Elapsed]);
-    await runnerStore.EnsureAsync(_ => { }, CancellationToken.None);
+    await runnerStore.EnsureAsync(_ => { }, _ => { }, CancellationToken.None);
     var importer = new ImageBuilder(runner) { Cache = cache };
     var imports = new List<TimeSpan>();
     for (var i = 0; i < Math.Max(2, repeat / 3); i++)
@@ -122,7 +122,7 @@ try
         sw.Restart();
         await importer.EnsureAsync(spec, _ => { }, CancellationToken.None);
         imports.Add(sw.Elapsed);
-        await Subvolumes.RemoveTreeAsync(importer.ImageDir(spec), CancellationToken.None);
+        await Subvolumes.RemoveTreeAsync(runner, importer.ImageDir(spec), CancellationToken.None);
     }
     report.Add("image import from the cache (btrfs receive)", imports);
     importImport = imports;
@@ -141,7 +141,7 @@ if (!quick && !report.Has("image: full debootstrap (first build)"))
     report.Add("image: full debootstrap", [sw.Elapsed]);
     if (importImport is not null)
         report.Ratio("image import against a full debootstrap", importImport, [sw.Elapsed], 0.10);
-    await Subvolumes.RemoveTreeAsync(builder.ImageDir(fresh), CancellationToken.None);
+    await Subvolumes.RemoveTreeAsync(builder.ChrootsDir, builder.ImageDir(fresh), CancellationToken.None);
 }
 
 // 5. A peer: podman booting the same root file system with systemd.

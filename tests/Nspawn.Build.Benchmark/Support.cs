@@ -87,7 +87,7 @@ public static class Ours
     public static async Task<List<TimeSpan>> SlimBootsAsync(string image, int repeat)
     {
         var slim = Path.Combine(Path.GetDirectoryName(image)!, "bench-slim");
-        await Subvolumes.RemoveTreeAsync(slim, CancellationToken.None);
+        await Subvolumes.RemoveTreeAsync(Path.GetDirectoryName(image)!, slim, CancellationToken.None);
         await Cli.Wrap("btrfs").WithArguments(["-q", "subvolume", "snapshot", image, slim]).ExecuteBufferedAsync();
         try
         {
@@ -103,7 +103,7 @@ public static class Ours
         }
         finally
         {
-            await Subvolumes.RemoveTreeAsync(slim, CancellationToken.None);
+            await Subvolumes.RemoveTreeAsync(Path.GetDirectoryName(image)!, slim, CancellationToken.None);
         }
     }
 

@@ -91,7 +91,7 @@ public sealed class ApiTests(PackageFixture package) : IAsyncLifetime
     }
 
     [Fact]
-    public async Task Files_go_in_and_out_with_modes_and_owners()
+    public async Task Files_go_in_with_modes_and_owners_and_come_out_with_modes()
     {
         var host = Directory.CreateTempSubdirectory("nspawn-files-").FullName;
         try
@@ -114,9 +114,10 @@ public sealed class ApiTests(PackageFixture package) : IAsyncLifetime
             await _machine.CopyFromAsync("/etc/secret.conf", back);
             Assert.Equal("key=value\n", File.ReadAllText(Path.Combine(back, "secret.conf")));
             Assert.Equal((UnixFileMode)0b110_000_000, File.GetUnixFileMode(Path.Combine(back, "secret.conf")));
-            Assert.Equal("65534", (await Cli.Wrap("stat").WithArguments(["-c", "%u", Path.Combine(back, "secret.conf")]).ExecuteBufferedAsync()).StandardOutput.Trim());
+            // Copies out of a machine are the caller's, whoever owned them there.
+            Assert.Equal(ProcessPrivileges.Current.Caller.Uid.ToString(), (await Cli.Wrap("stat").WithArguments(["-c", "%u", Path.Combine(back, "secret.conf")]).ExecuteBufferedAsync()).StandardOutput.Trim());
 
-            await Assert.ThrowsAsync<IOException>(() => _machine.ReadFileAsync("/no/such/file"));
+            await Assert.ThrowsAnyAsync<IOException>(() => _machine.ReadFileAsync("/no/such/file"));
             await Assert.ThrowsAsync<IOException>(() => _machine.CopyFromAsync("/no/such/file", back));
         }
         finally
@@ -139,6 +140,43 @@ public sealed class ApiTests(PackageFixture package) : IAsyncLifetime
         await _machine.ExecAsync("systemd-run", "--unit=broken", "--service-type=oneshot", "false");
         await Assert.ThrowsAsync<InvalidOperationException>(() => _machine.WaitForUnitAsync("broken.service", TimeSpan.FromSeconds(10)));
         await Assert.ThrowsAsync<TimeoutException>(() => _machine.WaitForUnitAsync("no-such.service", TimeSpan.FromSeconds(1)));
+    }
+
+    [Fact]
+    public async Task The_journal_is_the_guests_since_a_moment_and_of_a_unit()
+    {
+        await _machine.ExecCheckedAsync("logger", "--tag", "api", "before");
+        await Task.Delay(50);
+        var since = DateTimeOffset.UtcNow;
+        await _machine.ExecCheckedAsync("logger", "--tag", "api", "after");
+        await _machine.ExecCheckedAsync("systemd-run", "--unit=api-echo", "--wait", "--quiet", "echo", "from a unit");
+
+        var lines = await _machine.GetJournalAsync(since);
+        Assert.Contains(lines, l => System.Text.RegularExpressions.Regex.IsMatch(l, @"^\w{3} [ \d]\d \d\d:\d\d:\d\d\.\d{6} bookworm api\[\d+\]: after$"));
+        Assert.DoesNotContain(lines, l => l.EndsWith(": before"));
+        Assert.Contains(await _machine.GetJournalAsync(), l => l.EndsWith(": before"));
+        var unit = await _machine.GetJournalAsync(since, "api-echo.service");
+        Assert.Contains(unit, l => l.EndsWith(": from a unit"));
+        Assert.DoesNotContain(unit, l => l.EndsWith(": after"));
+    }
+
+    [Fact]
+    public async Task OnConsole_streams_the_console_from_the_boot_to_the_stop()
+    {
+        var lines = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        var machine = await EphemeralMachine.StartAsync(new StartOptions { ImageDir = Repo.ImageDir, LogicalName = "console", OnConsole = lines.Enqueue });
+        await using (machine)
+        {
+            Assert.True(await Shell.WaitUntilAsync(() => lines.Contains("Welcome to Debian GNU/Linux 12 (bookworm)!"), TimeSpan.FromSeconds(10)), string.Join('\n', lines));
+            await machine.ExecCheckedAsync("sh", "-c", "echo written to the console > /dev/console");
+            Assert.True(await Shell.WaitUntilAsync(() => lines.Contains("written to the console"), TimeSpan.FromSeconds(10)), string.Join('\n', lines));
+        }
+        // The power-off's lines came too, and nothing comes after the stop.
+        Assert.Contains(lines, l => l.Contains("Power-Off") || l.Contains("Halting system") || l.Contains("Stopped"));
+        var count = lines.Count;
+        await Task.Delay(500);
+        Assert.Equal(count, lines.Count);
+        Assert.DoesNotContain(lines, l => l.Contains('\x1b') || l.Contains('\r'));
     }
 
     [Fact]

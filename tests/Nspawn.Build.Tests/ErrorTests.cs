@@ -50,7 +50,10 @@ public sealed class ErrorTests(PackageFixture package) : IDisposable
     [InlineData("NspawnArch=amd64 i386", ErrorCodes.BadOption, "more than one")]
     [InlineData("NspawnExclude=Bad!", ErrorCodes.BadPackageList, "'Bad!'")]
     [InlineData("NspawnSlimBoot=maybe", ErrorCodes.BadOption, "NspawnSlimBoot 'maybe'")]
-    [InlineData("NspawnOnVSTest=maybe", ErrorCodes.BadOption, "NspawnOnVSTest 'maybe'")]
+    [InlineData("NspawnOnTest=maybe", ErrorCodes.BadOption, "NspawnOnTest 'maybe'")]
+    [InlineData("NspawnOnVSTest=maybe", ErrorCodes.BadOption, "NspawnOnTest 'maybe' is not a boolean (true or false); NspawnOnVSTest is its older name")]
+    [InlineData("NspawnKeepLogs=sometimes", ErrorCodes.BadOption, "NspawnKeepLogs 'sometimes' is not one of: failure, always, never")]
+    [InlineData("NspawnKeepOnFailure=maybe", ErrorCodes.BadOption, "NspawnKeepOnFailure 'maybe'")]
     [InlineData("VSTestSetting=/nonexistent/x.runsettings", ErrorCodes.BadPath, "does not exist")]
     [InlineData("NspawnNetwork=bridge", ErrorCodes.BadOption, "NspawnNetwork 'bridge' is not one of: host, private, none")]
     [InlineData("NspawnNetworkRange=8.8.8.0/24", ErrorCodes.BadNetworkRange, "is not a private IPv4 range")]
@@ -212,7 +215,7 @@ public sealed class ErrorTests(PackageFixture package) : IDisposable
         await using (var f = File.Create(file))
             f.SetLength(300 << 20);
         var run = await ContainerTestAsync([]);
-        AssertError(run, ErrorCodes.NotBtrfs, "holds no btrfs file system");
+        AssertError(run, ErrorCodes.NotBtrfs, "is not a btrfs file system");
         Assert.Equal(300L << 20, new FileInfo(file).Length);
         Assert.Single(Directory.GetFileSystemEntries(ChrootsDir));
         Assert.False(BtrfsStore.IsBtrfs(ChrootsDir));

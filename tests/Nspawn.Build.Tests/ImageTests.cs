@@ -96,7 +96,7 @@ public sealed class ImageSetupTests(PackageFixture package) : IAsyncLifetime
 
     public async Task DisposeAsync()
     {
-        await Subvolumes.RemoveTreeAsync(ImageDir, CancellationToken.None);
+        await Subvolumes.RemoveTreeAsync(Repo.ChrootsDir, ImageDir, CancellationToken.None);
         Directory.Delete(_dir, recursive: true);
     }
 
@@ -151,7 +151,7 @@ public sealed class ImageDefinitionTests(PackageFixture package) : IAsyncLifetim
     public async Task DisposeAsync()
     {
         foreach (var image in _images)
-            await Subvolumes.RemoveTreeAsync(image, CancellationToken.None);
+            await Subvolumes.RemoveTreeAsync(Repo.ChrootsDir, image, CancellationToken.None);
         foreach (var store in _stores)
             await store.UnmountAsync(CancellationToken.None);
         Directory.Delete(_dir, recursive: true);
@@ -193,6 +193,46 @@ public sealed class ImageDefinitionTests(PackageFixture package) : IAsyncLifetim
     }
 
     [Fact]
+    public async Task Terminal_Loggers_status_line_names_the_phase_that_runs()
+    {
+        var image = $"tl-{_suffix}";
+        _images.Add(Path.Combine(Repo.ChrootsDir, image));
+        // Long enough for a refresh of the status line to fall inside the build.
+        File.WriteAllText(Path.Combine(_dir, "tl.sh"), "sleep 2\n");
+        var project = new ConsumerProject(package, _dir, Repo.ChrootsDir, items: $"""
+            <NspawnImageDefinition Include="{image}" BaseImage="bookworm" SetupScript="tl.sh" />
+            <NspawnMachine Include="tl" Image="{image}" />
+            """);
+        var build = await project.RunAsync(["-t:NspawnPrepareImages", "-tl:on"]);
+        Assert.True(build.ExitCode == 0, build.ToString());
+        Assert.Contains("NspawnBuildImages", build.Output);
+        Assert.DoesNotContain("NspawnImportImages", build.Output);
+
+        var again = await project.RunAsync(["-t:NspawnPrepareImages", "-tl:on"]);
+        Assert.True(again.ExitCode == 0, again.ToString());
+        Assert.DoesNotContain("NspawnBuildImages", again.Output);
+    }
+
+    [Fact]
+    public async Task A_silent_debootstrap_still_reports_progress_in_the_log()
+    {
+        // A debootstrap that reads the index, then says nothing for longer than the heartbeat's silence, then fails.
+        var tools = Directory.CreateDirectory(Path.Combine(_dir, "tools")).FullName;
+        var fake = Path.Combine(tools, "debootstrap");
+        File.WriteAllText(fake, "#!/bin/sh\n[ \"$1\" = --version ] && { echo 'debootstrap 1.0.128'; exit 0; }\necho 'I: Retrieving InRelease'\nsleep 12\nexit 1\n");
+        File.SetUnixFileMode(fake, (UnixFileMode)0b111_101_101);
+        var image = $"silent-{_suffix}";
+        var run = await new ConsumerProject(package, _dir, Repo.ChrootsDir, properties: $"<NspawnImage>{image}</NspawnImage><NspawnSuite>bookworm</NspawnSuite>")
+            .RunAsync(["-t:NspawnPrepareImages"], new Dictionary<string, string?> { ["PATH"] = tools + ":" + Environment.GetEnvironmentVariable("PATH") });
+        Assert.NotEqual(0, run.ExitCode);
+        Assert.Contains($"Image '{image}': reading the archive index", run.Output);
+        Assert.Contains($"Image '{image}': still reading the archive index", run.Output);
+        Assert.Contains("error NSPAWN0021", run.Output);
+        Assert.False(Directory.Exists(Path.Combine(Repo.ChrootsDir, image)));
+        Assert.Empty(Directory.GetFileSystemEntries(Repo.ChrootsDir, $".#{image}.new-*"));
+    }
+
+    [Fact]
     public async Task An_exported_image_imports_on_another_file_system_and_boots_without_debootstrap()
     {
         var cache = Directory.CreateDirectory(Path.Combine(_dir, "cache")).FullName;
@@ -206,9 +246,10 @@ public sealed class ImageDefinitionTests(PackageFixture package) : IAsyncLifetim
         var chroots = Path.Combine(_dir, "runner", "test_chroots");
         var store = new BtrfsStore(chroots, Path.Combine(chroots, "btrfs.img"), 2L << 30);
         _stores.Add(store);
-        await store.EnsureAsync(_ => { }, CancellationToken.None);
+        await store.EnsureAsync(_ => { }, _ => { }, CancellationToken.None);
         var progress = new List<string>();
-        var builder = new ImageBuilder(chroots) { Cache = new ImageCache(cache) };
+        var warnings = new List<NspawnWarning>();
+        var builder = new ImageBuilder(chroots) { Cache = new ImageCache(cache), Warn = warnings.Add };
         Assert.Equal(ImageResult.Built, await builder.EnsureAsync(Bookworm(), progress.Add, CancellationToken.None));
         Assert.Contains(progress, p => p.StartsWith("imported from"));
         Assert.DoesNotContain(progress, p => p.Contains("debootstrap"));
@@ -222,7 +263,7 @@ public sealed class ImageDefinitionTests(PackageFixture package) : IAsyncLifetim
         progress.Clear();
         var e = await Assert.ThrowsAsync<NspawnException>(() => builder.EnsureAsync(other, progress.Add, CancellationToken.None));
         Assert.Equal(ErrorCodes.DebootstrapFailed, e.Code);
-        Assert.Contains(progress, p => p.Contains("could not be imported"));
+        Assert.Contains(warnings, w => w.Code == ErrorCodes.CacheImportRejected && w.Message.Contains("was not used"));
         Assert.Empty(Directory.GetDirectories(chroots, ".#*"));
     }
 }
@@ -257,10 +298,12 @@ public sealed class HousekeepingTests(PackageFixture package) : IAsyncLifetime
 
         var list = await project.RunAsync(["-t:NspawnListImages"]);
         Assert.True(list.ExitCode == 0, list.ToString());
-        Assert.Matches(@"Image 'bookworm': \d+ MiB, built [\d.]+ days ago, used by this project; format: 1;suite: bookworm", list.Output);
+        Assert.Matches(@"Image 'bookworm': \d+ MiB \(\d+ MiB its own\), built [\d.]+ days ago, used by this project; format: 1;suite: bookworm", list.Output);
         Assert.Contains($"Image '{Extra[0]}':", list.Output);
         Assert.Contains("not used by this project", list.Output);
         Assert.Contains($"Image '{Extra[2]}': ", list.Output);
+        Assert.Matches($@"Image '{Extra[2]}': \d+ MiB \(0 MiB its own\), built [\d.]+ days ago, in use", list.Output);
+        Assert.Matches($"NspawnCleanImages would remove [^\n]*'{Extra[0]}'[^\n]* and free at least", list.Output);
 
         var clean = await project.RunAsync(["-t:NspawnCleanImages", $"-p:NspawnKeepImages={Extra[1]}"]);
         Assert.True(clean.ExitCode == 0, clean.ToString());

@@ -72,7 +72,7 @@ public sealed class LeakTests(PackageFixture package) : IAsyncLifetime
         Leaks.AssertNone();
         Assert.Equal(forwarding, Forwarding);
         if (mode == "overlay")
-            await Subvolumes.RemoveTreeAsync(Path.GetDirectoryName(plain)!, CancellationToken.None);
+            Directory.Delete(Path.GetDirectoryName(plain)!, recursive: true);
     }
 
     [Fact]
@@ -178,7 +178,7 @@ public sealed class LeakTests(PackageFixture package) : IAsyncLifetime
         }
         finally
         {
-            await Subvolumes.RemoveTreeAsync(Path.Combine(Repo.ChrootsDir, image), CancellationToken.None);
+            await Subvolumes.RemoveTreeAsync(Repo.ChrootsDir, Path.Combine(Repo.ChrootsDir, image), CancellationToken.None);
         }
     }
 
@@ -233,10 +233,10 @@ public sealed class LeakTests(PackageFixture package) : IAsyncLifetime
     }
 
     [Fact]
-    public async Task Plain_dotnet_test_with_NspawnOnVSTest_boots_and_stops_machines()
+    public async Task Plain_dotnet_test_with_NspawnOnTest_boots_and_stops_machines()
     {
         await package.FirstRunAsync();
-        var run = await package.RunSampleAsync(["-p:NspawnOnVSTest=true"], command: "test");
+        var run = await package.RunSampleAsync(["-p:NspawnOnTest=true"], command: "test");
         Assert.True(run.ExitCode == 0, run.ToString());
         Assert.Matches($@"Passed!\s+- Failed:\s+0, Passed:\s+{PackageFixture.SampleTests}", run.Output);
         Leaks.AssertNone();
@@ -249,9 +249,15 @@ public sealed class LeakTests(PackageFixture package) : IAsyncLifetime
         var settings = Path.Combine(_dir, "suite.runsettings");
         // Also a --settings of the suite's own: dotnet test makes it a global property, which ours must still win over.
         File.WriteAllText(settings, "<RunSettings><RunConfiguration><EnvironmentVariables><SAMPLE_FAIL>1</SAMPLE_FAIL></EnvironmentVariables></RunConfiguration></RunSettings>");
-        var run = await package.RunSampleAsync(["-p:NspawnOnVSTest=true", "--settings", settings], command: "test");
+        var results = Path.Combine(_dir, "results");
+        var run = await package.RunSampleAsync(["-p:NspawnOnVSTest=true", "--settings", settings, "--logger", "trx", "--results-directory", results], command: "test");
         Assert.NotEqual(0, run.ExitCode);
         Assert.Matches($@"Failed!\s+- Failed:\s+1, Passed:\s+{PackageFixture.SampleTests - 1}", run.Output);
+        // The end of the build saw that the tests failed: it saved the machine's logs and listed them in the TRX.
+        Assert.Contains($"Nspawn.Build: saved the logs of 'default' (nspawn-default-", run.Output);
+        Assert.Matches(@"sample\[\d+\]: checking SAMPLE_FAIL", File.ReadAllText(Path.Combine(results, "nspawn/default/journal.txt")));
+        Assert.Contains("Welcome to Debian", File.ReadAllText(Path.Combine(results, "nspawn/default/console.txt")));
+        Assert.Contains("<ResultFile path=\"nspawn/default/journal.txt\" />", File.ReadAllText(Assert.Single(Directory.GetFiles(results, "*.trx"))));
         Leaks.AssertNone();
     }
 }

@@ -123,6 +123,10 @@ public sealed class NestedSystemdTests(PackageFixture package, ITestOutputHelper
         Assert.NotEqual(0, failing.ExitCode);
         Assert.Matches($@"Failed!\s+- Failed:\s+1, Passed:\s+{PackageFixture.SampleTests - 1}", failing.StandardOutput);
         Assert.Contains("Stopped 'server'", failing.StandardOutput);
+        // Its logs: the guest's journal read through machined, the console from the unit's journal.
+        var logs = Path.Combine(_sample, "TestResults/nspawn/server");
+        Assert.Matches(@"sample\[\d+\]: checking SAMPLE_FAIL", File.ReadAllText(Path.Combine(logs, "journal.txt")));
+        Assert.Contains("Welcome to Debian", File.ReadAllText(Path.Combine(logs, "console.txt")));
         await AssertNothingLeftInsideAsync();
 
         // One machine (with apt run in it) serves the three scenarios: Ctrl+C last.

@@ -16,10 +16,12 @@ public sealed class OverlayTests(PackageFixture package) : IAsyncLifetime
         Assert.False(BtrfsStore.IsBtrfs(_plainChroots));
     }
 
-    public async Task DisposeAsync()
+    public Task DisposeAsync()
     {
-        await Subvolumes.RemoveTreeAsync(Path.GetDirectoryName(_plainChroots)!, CancellationToken.None);
+        // A plain folder, not an image of a store: .NET removes it without following a link.
+        Directory.Delete(Path.GetDirectoryName(_plainChroots)!, recursive: true);
         Leaks.AssertNone();
+        return Task.CompletedTask;
     }
 
     [Fact]

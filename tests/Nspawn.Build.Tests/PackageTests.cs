@@ -25,9 +25,20 @@ public sealed class PackageTests(PackageFixture package)
     public void The_tests_API_references_no_MSBuild_assembly()
     {
         var dlls = Directory.GetFiles(Lib, "*.dll").Select(Path.GetFileName).Order().ToList();
-        Assert.Equal(["Nspawn.Build.Core.dll", "Nspawn.Testing.dll"], dlls);
+        Assert.Equal(["Nspawn.Build.Core.dll", "Nspawn.Testing.dll", "Nspawn.Testing.Platform.dll"], dlls);
         foreach (var dll in dlls)
             Assert.DoesNotContain(Read(Path.Combine(Lib, dll!)).References, r => r.StartsWith("Microsoft.Build", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Only_the_MTP_extension_references_MTP_and_the_package_does_not_depend_on_it()
+    {
+        Assert.Contains("Microsoft.Testing.Platform", Read(Path.Combine(Lib, "Nspawn.Testing.Platform.dll")).References);
+        foreach (var dll in new[] { "Nspawn.Build.Core.dll", "Nspawn.Testing.dll" })
+            Assert.DoesNotContain(Read(Path.Combine(Lib, dll)).References, r => r.StartsWith("Microsoft.Testing", StringComparison.Ordinal));
+        Assert.DoesNotContain(Read(Path.Combine(package.PackageDir, "tasks/net8.0/Nspawn.Build.dll")).References, r => r.StartsWith("Microsoft.Testing", StringComparison.Ordinal));
+        // The test application brings its own MTP: a dependency would add MTP (and its build files) to VSTest projects.
+        Assert.DoesNotContain("Microsoft.Testing", File.ReadAllText(Path.Combine(package.PackageDir, "Nspawn.Build.nuspec")));
     }
 
     [Fact]
@@ -36,6 +47,8 @@ public sealed class PackageTests(PackageFixture package)
         Assert.Equal(["Nspawn.Build.EphemeralMode", "Nspawn.Build.NetworkMode", "Nspawn.Build.NspawnException"], Read(Path.Combine(Lib, "Nspawn.Build.Core.dll")).PublicTypes);
         Assert.Equal(["Nspawn.Testing.Bind", "Nspawn.Testing.EphemeralMachine", "Nspawn.Testing.ExecException", "Nspawn.Testing.ExecOptions", "Nspawn.Testing.ExecResult",
             "Nspawn.Testing.ProcessPrivileges", "Nspawn.Testing.StartOptions"], Read(Path.Combine(Lib, "Nspawn.Testing.dll")).PublicTypes);
+        // What MTP's generated entry point calls.
+        Assert.Equal(["Nspawn.Testing.Platform.TestingPlatformBuilderHook"], Read(Path.Combine(Lib, "Nspawn.Testing.Platform.dll")).PublicTypes);
     }
 
     [Fact]
@@ -45,6 +58,7 @@ public sealed class PackageTests(PackageFixture package)
         foreach (var dll in new[] { "Nspawn.Build.dll", "Nspawn.Build.Core.dll", "CliWrap.dll", "NuGet.Versioning.dll" })
             Assert.True(File.Exists(Path.Combine(tasks, dll)), dll + " is missing from tasks/net8.0");
         Assert.False(File.Exists(Path.Combine(tasks, "Nspawn.Testing.dll")));
+        Assert.False(File.Exists(Path.Combine(tasks, "Nspawn.Testing.Platform.dll")));
         Assert.DoesNotContain(Directory.GetFiles(tasks, "Microsoft.Build*"), _ => true);
     }
 }

@@ -22,7 +22,7 @@ public sealed class SecurityTreeTests(PackageFixture package) : IAsyncLifetime
         foreach (var mount in _mounts)
             await Shell.RunAsync("umount", [mount]);
         foreach (var image in _images.Where(Directory.Exists))
-            await Subvolumes.RemoveTreeAsync(image, CancellationToken.None);
+            await Subvolumes.RemoveTreeAsync(Repo.ChrootsDir, image, CancellationToken.None);
         Directory.Delete(_dir, recursive: true);
     }
 
@@ -184,7 +184,7 @@ public sealed class SecurityTreeTests(PackageFixture package) : IAsyncLifetime
         File.CreateSymbolicLink(Path.Combine(chroots, ".#bookworm.build.lck"), victim);
 
         new BtrfsStore(chroots, Path.Combine(chroots, "btrfs.img"), 1L << 30).EnsurePlain();
-        var e = Assert.ThrowsAny<IOException>(() => FileLock.AcquireAsync(Path.Combine(chroots, ".#bookworm.build.lck"), () => { }, CancellationToken.None).GetAwaiter().GetResult());
+        var e = Assert.ThrowsAny<IOException>(() => FileLock.AcquireAsync(Path.Combine(chroots, ".#bookworm.build.lck"), () => { }, TimeSpan.FromSeconds(5), "the build lock", CancellationToken.None).GetAwaiter().GetResult());
         Assert.Contains("symlink", e.Message);
 
         Assert.False(File.Exists(Path.Combine(_dir, "created-through-a-link")));

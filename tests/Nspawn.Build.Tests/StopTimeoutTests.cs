@@ -47,6 +47,8 @@ public sealed class StopTimeoutTests(PackageFixture package) : IAsyncLifetime
         var run = await new ConsumerProject(package, _dir, Repo.ChrootsDir).RunAsync(["-t:ContainerTest", .. Properties]);
         Assert.True(run.ExitCode == 0, run.ToString());
         AssertHonoured(KilledAfter(run.Output, "default"));
+        // A machine that fails to stop has its logs kept, taken before the kill: the console shows what it waited for.
+        Assert.Contains("hang.service", File.ReadAllText(Path.Combine(_dir, "TestResults/nspawn/default/console.txt")));
         Leaks.AssertNone();
     }
 

@@ -44,11 +44,16 @@ public sealed class SudoUserTests(PackageFixture package) : IAsyncLifetime
             """);
         await Cli.Wrap("chown").WithArguments(["-R", $"{User}:{User}", sample]).ExecuteAsync();
 
-        var run = await Shell.RunAsync("runuser", ["-u", User, "--", "sudo", "env", $"NUGET_PACKAGES={package.NuGetCache}",
+        Task<RunResult> ContainerTestAsync(string fail) => Shell.RunAsync("runuser", ["-u", User, "--", "sudo", "env", $"NUGET_PACKAGES={package.NuGetCache}", $"SAMPLE_FAIL={fail}",
             "dotnet", "build", "-t:ContainerTest", $"-p:NspawnBuildVersion={package.Version}", $"-p:NspawnChrootsDir={Repo.ChrootsDir}"], workingDir: sample);
+        var run = await ContainerTestAsync("");
         Assert.True(run.ExitCode == 0, run.ToString());
         // Among them: the sample's own check that it runs as the invoking user and regains root only when asked.
         Assert.Matches($@"Passed!\s+- Failed:\s+0, Passed:\s+{PackageFixture.SampleTests}", run.Output);
+        // A failing run saves the machine's logs in the user's tree: they are the user's too.
+        var failing = await ContainerTestAsync("1");
+        Assert.NotEqual(0, failing.ExitCode);
+        Assert.True(File.Exists(Path.Combine(sample, "TestResults/nspawn/default/journal.txt")), failing.Output);
 
         // What the server wrote in its writable bind (NspawnBind, obj/shared) is the user's too.
         var written = Path.Combine(sample, "obj/shared/from-server.txt");
@@ -59,6 +64,33 @@ public sealed class SudoUserTests(PackageFixture package) : IAsyncLifetime
         var rootOwned = await Cli.Wrap("find").WithArguments([Home, "-uid", "0"]).ExecuteBufferedAsync();
         Assert.True(rootOwned.StandardOutput.Trim() == "", "root-owned files in the user's tree:\n" + rootOwned.StandardOutput);
         Assert.True(Directory.Exists(Path.Combine(sample, "obj")) && Directory.Exists(Path.Combine(sample, "bin")));
+        Leaks.AssertNone();
+    }
+
+    [Fact]
+    public async Task A_user_runs_dotnet_test_in_MTP_mode_with_sudo_and_keeps_their_files()
+    {
+        // The user's copy of the MTP sample (its global.json puts dotnet test in MTP mode), with the samples' build settings.
+        var sample = Path.Combine(Home, "mtp");
+        Directory.CreateDirectory(sample);
+        foreach (var file in Directory.EnumerateFiles(Path.Combine(Repo.Samples, "Mtp")).Append(Path.Combine(Repo.Samples, "Directory.Build.props")))
+            File.Copy(file, Path.Combine(sample, Path.GetFileName(file)));
+        File.WriteAllText(Path.Combine(sample, "nuget.config"), $"""
+            <configuration><packageSources><clear />
+              <add key="local" value="{SecurityElement.Escape(Path.Combine(Repo.Root, "artifacts/feed"))}" />
+              <add key="nuget.org" value="https://api.nuget.org/v3/index.json" />
+            </packageSources></configuration>
+            """);
+        await Cli.Wrap("chown").WithArguments(["-R", $"{User}:{User}", sample]).ExecuteAsync();
+
+        var run = await Shell.RunAsync("runuser", ["-u", User, "--", "sudo", "env", $"NUGET_PACKAGES={package.NuGetCache}",
+            "dotnet", "test", $"-p:NspawnBuildVersion={package.Version}", $"-p:NspawnChrootsDir={Repo.ChrootsDir}", "-p:NspawnOnTest=true"], workingDir: sample);
+        Assert.True(run.ExitCode == 0, run.ToString());
+        Assert.Matches(@"succeeded:\s+5\s", run.Output);
+
+        // The build gives back what it wrote; the test host controller what the run wrote after it (test results, logs).
+        var rootOwned = await Cli.Wrap("find").WithArguments([Home, "-uid", "0"]).ExecuteBufferedAsync();
+        Assert.True(rootOwned.StandardOutput.Trim() == "", "root-owned files in the user's tree:\n" + rootOwned.StandardOutput);
         Leaks.AssertNone();
     }
 }

@@ -10,9 +10,9 @@ public sealed record RunResult(int ExitCode, string Output)
 }
 
 /// <summary>
-/// What a run left behind: nspawn processes, snapshots, per-machine cgroups and notify sockets, and of private
-/// networks: interfaces with the package's prefix (a bridge and its addresses and routes, or a machine's link),
-/// their records, nftables tables and IPv4 forwarding that we turned on.
+/// What a run left behind: nspawn processes, snapshots, per-machine cgroups, notify sockets and console files, and
+/// of private networks: interfaces with the package's prefix (a bridge and its addresses and routes, or a machine's
+/// link), their records, nftables tables and IPv4 forwarding that we turned on.
 /// </summary>
 public static class Leaks
 {
@@ -34,8 +34,12 @@ public static class Leaks
         if (Directory.Exists(Repo.ChrootsDir))
             found.AddRange(Directory.EnumerateFileSystemEntries(Repo.ChrootsDir, ".#machine.*").Select(s => "snapshot " + s));
         if (Directory.Exists(MachineLauncher.StateDir))
+        {
             found.AddRange(Directory.EnumerateFiles(MachineLauncher.StateDir, "*.notify").Select(s => "socket " + s));
+            found.AddRange(Directory.EnumerateFiles(MachineLauncher.StateDir, "*.console").Select(s => "console file " + s));
+        }
         found.AddRange(MachineRegistry.List().Select(r => $"record of {r.Machine.Name} (owner PID {r.OwnerPid})"));
+        found.AddRange(MountTable.Read().Where(m => MountTable.IsUnder(m.MountPoint, DeviceMount.Root)).Select(m => "device mount " + m.MountPoint));
         foreach (var hierarchy in Directory.EnumerateDirectories("/sys/fs/cgroup"))
             found.AddRange(Directory.EnumerateDirectories(hierarchy, "nspawn-*", SearchOption.AllDirectories).Select(s => "cgroup " + s));
         found.AddRange(HostLinks.Named(TempNames.BridgePrefix).Select(i => "interface " + i));
@@ -55,7 +59,16 @@ public static class Leaks
         return list.StandardOutput.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
     }
 
-    public static void AssertNone() => Assert.Empty(Find());
+    private static HashSet<string> _before = [];
+
+    /// <summary>What is there before this test run begins (left by an earlier, killed run): only what this run leaves counts.</summary>
+    public static void TakeBaseline() => _before = Find().ToHashSet();
+
+    public static void AssertNone()
+    {
+        var left = Find().Where(leak => !_before.Contains(leak)).ToList();
+        Assert.True(left.Count == 0, "left behind: " + string.Join("; ", left));
+    }
 }
 
 public static class Shell
@@ -95,7 +108,7 @@ public static class Shell
 public sealed class PackageFixture : IAsyncLifetime
 {
     /// <summary>How many tests the sample has (tests/Sample).</summary>
-    public const int SampleTests = 18;
+    public const int SampleTests = 19;
 
     public string Version { get; } = $"0.1.0-test.{DateTime.UtcNow:yyyyMMddHHmmss}.{Environment.ProcessId}";
     public string NuGetCache { get; } = Directory.CreateTempSubdirectory("nspawn-nuget-").FullName;
@@ -106,6 +119,7 @@ public sealed class PackageFixture : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
+        Leaks.TakeBaseline();
         var pack = await Shell.RunAsync("dotnet", ["pack", "src/Nspawn.Build", "-c", "Release", $"-p:Version={Version}"]);
         Assert.True(pack.ExitCode == 0, pack.ToString());
         ZipFile.ExtractToDirectory(Nupkg, PackageDir);
@@ -125,6 +139,14 @@ public sealed class PackageFixture : IAsyncLifetime
     public Task<RunResult> RunSampleAsync(IEnumerable<string> args, IReadOnlyDictionary<string, string?>? env = null, string command = "build") =>
         Shell.RunAsync("dotnet", [command, Repo.Sample, .. command == "build" ? ["-t:ContainerTest"] : Array.Empty<string>(), $"-p:NspawnBuildVersion={Version}", .. args],
             new Dictionary<string, string?>(env ?? new Dictionary<string, string?>()) { ["NUGET_PACKAGES"] = NuGetCache });
+
+    /// <summary>
+    /// ContainerTest (command build) or plain dotnet test on the project in <paramref name="dir"/>, run from that folder
+    /// as a user does: there dotnet test finds the folder's global.json (MTP mode).
+    /// </summary>
+    public Task<RunResult> RunProjectAsync(string dir, string command, IEnumerable<string> args, IReadOnlyDictionary<string, string?>? env = null) =>
+        Shell.RunAsync("dotnet", [command, .. command == "build" ? ["-t:ContainerTest"] : Array.Empty<string>(), $"-p:NspawnBuildVersion={Version}", .. args],
+            new Dictionary<string, string?>(env ?? new Dictionary<string, string?>()) { ["NUGET_PACKAGES"] = NuGetCache }, dir);
 
     public async Task DisposeAsync()
     {
@@ -191,7 +213,7 @@ public sealed class BackgroundRun
     private readonly StringBuilder _output = new();
     private readonly CommandTask<CommandResult> _task;
 
-    private BackgroundRun(IReadOnlyList<string> command, IReadOnlyDictionary<string, string?>? env)
+    private BackgroundRun(IReadOnlyList<string> command, IReadOnlyDictionary<string, string?>? env, string? workingDir)
     {
         void Add(string line)
         {
@@ -200,14 +222,14 @@ public sealed class BackgroundRun
         }
         _task = Cli.Wrap(command[0]).WithArguments(command.Skip(1))
             .WithEnvironmentVariables((env ?? new Dictionary<string, string?>()).ToDictionary(kv => kv.Key, kv => kv.Value))
-            .WithWorkingDirectory(Repo.Root)
+            .WithWorkingDirectory(workingDir ?? Repo.Root)
             .WithStandardOutputPipe(PipeTarget.ToDelegate(Add))
             .WithStandardErrorPipe(PipeTarget.ToDelegate(Add))
             .WithValidation(CommandResultValidation.None)
             .ExecuteAsync();
     }
 
-    public static BackgroundRun Start(IReadOnlyList<string> command, IReadOnlyDictionary<string, string?>? env = null) => new(command, env);
+    public static BackgroundRun Start(IReadOnlyList<string> command, IReadOnlyDictionary<string, string?>? env = null, string? workingDir = null) => new(command, env, workingDir);
 
     public int Pid => _task.ProcessId;
 
@@ -269,5 +291,5 @@ public sealed class TempImage : IAsyncDisposable
         return image;
     }
 
-    public async ValueTask DisposeAsync() => await Subvolumes.RemoveTreeAsync(Dir, CancellationToken.None);
+    public async ValueTask DisposeAsync() => await Subvolumes.RemoveTreeAsync(Repo.ChrootsDir, Dir, CancellationToken.None);
 }

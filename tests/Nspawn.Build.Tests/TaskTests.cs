@@ -39,7 +39,7 @@ public sealed class TaskTests
         Assert.Equal((Defaults.Image, Defaults.Mirror, Defaults.Variant), (image.Suite, image.Mirror, image.Variant));
         var store = ResolvedItems.ToStore(task.Store);
         Assert.Equal("/srv/test_chroots/" + Defaults.LoopFileName, store.ImageFile);
-        Assert.Equal(2L << 30, store.ImageSize);
+        Assert.Equal(8L << 30, store.ImageSize);
     }
 
     [Fact]

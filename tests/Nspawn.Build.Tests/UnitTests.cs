@@ -199,6 +199,24 @@ public class ParsingTests
         Assert.Null(p.OnLine("W: something", t.AddSeconds(30)));
         Assert.Equal("done", p.OnLine("I: Base system installed successfully.", t.AddSeconds(31)));
     }
+
+    [Fact]
+    public void A_silent_debootstrap_still_reports_at_least_every_10_seconds()
+    {
+        var p = new DebootstrapProgress(TimeSpan.FromSeconds(5));
+        var t = DateTime.UnixEpoch;
+        Assert.Null(p.Heartbeat(t));
+        Assert.Equal("reading the archive index", p.OnLine("I: Retrieving InRelease ", t.AddSeconds(1)));
+        // A tick every second: nothing until the silence reaches Quiet, then a report, and again Quiet later.
+        var reports = Enumerable.Range(2, 40).Select(s => (At: s, Report: p.Heartbeat(t.AddSeconds(s)))).Where(r => r.Report is not null).ToList();
+        Assert.Equal("still reading the archive index", reports[0].Report);
+        Assert.True(DebootstrapProgress.Quiet + TimeSpan.FromSeconds(1) <= TimeSpan.FromSeconds(10));
+        Assert.Equal([9, 17, 25, 33, 41], reports.Select(r => r.At));
+        // A line resets the silence.
+        Assert.Equal("resolving dependencies", p.OnLine("I: Resolving dependencies of required packages...", t.AddSeconds(45)));
+        Assert.Null(p.Heartbeat(t.AddSeconds(52)));
+        Assert.Equal("still resolving dependencies", p.Heartbeat(t.AddSeconds(53)));
+    }
 }
 
 [Trait("Category", "Unit")]
@@ -286,5 +304,51 @@ public class CommandLineTests
         Assert.Equal(m.Name, MachinesFile.Deserialize(MachinesFile.Serialize([m]))[0].Name);
         Assert.Equivalent(m, MachinesFile.DeserializeOne(MachinesFile.SerializeOne(m)));
         Assert.Contains("\"leaderPid\": 10", MachinesFile.Serialize([m]));
+    }
+}
+
+[Trait("Category", "Unit")]
+public class LaunchFileTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("nspawn-launch-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    [Fact]
+    public void The_machines_round_trip_and_each_read_gives_new_machine_names()
+    {
+        var path = Path.Combine(_dir, LaunchFile.NameFor("App.Tests"));
+        Assert.Null(LaunchFile.Read(path));
+        var written = new LaunchOptions("web", "/c/bookworm")
+        {
+            Mode = EphemeralMode.Overlay, UseSystemdRun = true, BootTimeout = TimeSpan.FromSeconds(7), StopTimeout = TimeSpan.FromSeconds(3.5),
+            ExtraArguments = ["--bind-ro=/srv"], Network = NetworkMode.Private, Binds = [new BindMount("/home/u/project/bin", "/opt/app", ReadOnly: true)],
+        };
+        var network = new NetworkSettings(NetworkMode.Private, Ipv4Range.TryParse("10.213.0.0/16")!.Value, Outbound: true);
+        LaunchFile.Write(path, [written, new LaunchOptions("db", "/c/trixie")], network, ["/home/u/project"]);
+        var (read, readNetwork, folders) = LaunchFile.Read(path)!.Value;
+        Assert.Equal(["/home/u/project"], folders);
+        Assert.Equal(network, readNetwork);
+        Assert.Equal(["web", "db"], read.Select(o => o.LogicalName));
+        Assert.Equal(written with { MachineName = read[0].MachineName }, read[0] with { ExtraArguments = written.ExtraArguments, Binds = written.Binds });
+        Assert.Equal(["--bind-ro=/srv"], read[0].ExtraArguments);
+        Assert.Equal(written.Binds, read[0].Binds);
+        Assert.Equal(NetworkMode.Host, read[1].Network);
+        Assert.NotEqual(read[0].MachineName, LaunchFile.Read(path)!.Value.Machines[0].MachineName);
+        Assert.Equal(["App.Tests.nspawn.json"], Directory.GetFiles(_dir).Select(Path.GetFileName));
+    }
+
+    [Fact]
+    public void A_link_planted_under_its_name_is_replaced_on_write_and_refused_on_read()
+    {
+        var path = Path.Combine(_dir, "App.nspawn.json");
+        var victim = Path.Combine(_dir, "victim");
+        File.WriteAllText(victim, "keep");
+        File.CreateSymbolicLink(path, victim);
+        Assert.Throws<IOException>(() => LaunchFile.Read(path));
+        LaunchFile.Write(path, [new LaunchOptions("default", "/c/bookworm")], null, []);
+        Assert.Equal("keep", File.ReadAllText(victim));
+        Assert.Null(new FileInfo(path).LinkTarget);
+        Assert.Single(LaunchFile.Read(path)!.Value.Machines);
     }
 }

@@ -1,5 +1,6 @@
 using Nspawn.Testing;
 using Xunit;
+using Xunit.Abstractions;
 
 namespace Sample.Tests;
 
@@ -61,12 +62,13 @@ public class CollectionSecondTests(OwnMachineFixture fixture)
     public async Task Shares_the_collections_machine() => await SharedMachineCollection.SeeAsync(fixture.Machine);
 }
 
-public class OwnMachineTests
+public class OwnMachineTests(ITestOutputHelper output)
 {
     [Fact]
     public async Task A_test_can_boot_a_machine_of_its_own()
     {
-        await using var machine = await EphemeralMachine.StartAsync(new() { LogicalName = "own" });
+        // Its console goes to the test's output, which the test runner shows when the test fails.
+        await using var machine = await EphemeralMachine.StartAsync(new() { LogicalName = "own", OnConsole = output.WriteLine });
         Assert.True(await machine.IsSystemRunningAsync());
         Assert.Equal(0, (await machine.ExecAsync("true")).ExitCode);
     }

@@ -5,6 +5,8 @@ public static class Repo
 {
     public static string Root { get; } = FindRoot();
     public static string Sample => Path.Combine(Root, "tests/Sample");
+    /// <summary>The samples of the other frameworks and modes (tests/Samples/NAME).</summary>
+    public static string Samples => Path.Combine(Root, "tests/Samples");
     public static string ChrootsDir => Path.Combine(Root, "test_chroots");
     public static string ImageDir => Path.Combine(ChrootsDir, "bookworm");
 

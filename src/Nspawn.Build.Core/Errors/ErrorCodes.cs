@@ -1,6 +1,6 @@
 namespace Nspawn.Build;
 
-/// <summary>Every code the package reports. The README lists them; keep both in step.</summary>
+/// <summary>Every code the package reports, errors and warnings. The README lists them; keep both in step.</summary>
 internal static class ErrorCodes
 {
     public const string NotRoot = "NSPAWN0001";
@@ -18,6 +18,8 @@ internal static class ErrorCodes
     public const string NoSpace = "NSPAWN0013";
     public const string NotOurImage = "NSPAWN0014";
     public const string NotBtrfs = "NSPAWN0015";
+    /// <summary>A warning: NspawnBtrfsImageSize is smaller than the loop file, which keeps its size.</summary>
+    public const string LoopFileKept = "NSPAWN0016";
     public const string BadNetworkRange = "NSPAWN0017";
     public const string BtrfsFailed = "NSPAWN0020";
     public const string DebootstrapFailed = "NSPAWN0021";
@@ -31,4 +33,10 @@ internal static class ErrorCodes
     public const string NetworkFailed = "NSPAWN0034";
     public const string Canceled = "NSPAWN0040";
     public const string TestsFailed = "NSPAWN0050";
+
+    // Warnings: the build goes on.
+    public const string LeftAlone = "NSPAWN0060";
+    public const string UnusableRecord = "NSPAWN0061";
+    public const string CacheImportRejected = "NSPAWN0062";
+    public const string CacheExportFailed = "NSPAWN0063";
 }

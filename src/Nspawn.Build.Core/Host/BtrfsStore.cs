@@ -39,6 +39,35 @@ internal sealed class BtrfsStore(string chrootsDir, string imageFile, long image
                 $"{what} needs {bytes >> 20} MiB but only {free >> 20} MiB are free on the file system of '{existing}'. Free some space, or use another folder.");
     }
 
+    /// <summary>
+    /// The bytes free for images in <paramref name="dir"/>, measured truly: on btrfs, a removed subvolume's
+    /// space comes back in the background, so this first waits for the removals in flight to finish
+    /// (subvolume sync) and commits them (filesystem sync); before, the space would still count as used.
+    /// </summary>
+    public static async Task<long> FreeSpaceAsync(string dir, CancellationToken cancellationToken)
+    {
+        if (IsBtrfs(dir) && ToolLocator.Find(Tool.Btrfs.Name) is { } btrfs)
+        {
+            await HostCommand.RunCheckedAsync(btrfs, ["-q", "subvolume", "sync", dir], ErrorCodes.BtrfsFailed, cancellationToken);
+            await HostCommand.RunCheckedAsync(btrfs, ["-q", "filesystem", "sync", dir], ErrorCodes.BtrfsFailed, cancellationToken);
+        }
+        return new DriveInfo(dir).AvailableFreeSpace;
+    }
+
+    /// <summary>The loop file mounted on <paramref name="chrootsDir"/>, its size, and the folder whose file system holds it; null where the folder is no loop store.</summary>
+    public static LoopStore? LoopOf(string chrootsDir)
+    {
+        if (LoopFile.MountedOn(chrootsDir) is not var (device, file))
+            return null;
+        var full = Path.GetFullPath(chrootsDir).TrimEnd('/');
+        var folder = Path.GetDirectoryName(file)!;
+        // The default loop file is hidden by its own mount: its host file system is the one of the folder above.
+        return new LoopStore(file, device.Capacity, folder == full ? Path.GetDirectoryName(full) ?? "/" : folder);
+    }
+
+    /// <summary>A loop store: the file, its size, and a folder on the file system that holds it.</summary>
+    public sealed record LoopStore(string File, long Size, string HostDir);
+
     // btrfs's superblock sits at 64 KiB; its magic is at offset 0x40 in it.
     private static bool HasBtrfsMagic(string file)
     {
@@ -72,7 +101,8 @@ internal sealed class BtrfsStore(string chrootsDir, string imageFile, long image
         else
         {
             RequireWritable(ImageFile, "NspawnBtrfsImageFile");
-            RequireSpace(ImageFile, ImageSize, $"The btrfs loop file '{ImageFile}' (NspawnBtrfsImageSize)");
+            // The file is sparse: it takes host disk as images fill it. Room for the first image is the least it needs.
+            RequireSpace(ImageFile, ImageBuilder.SpaceNeeded, $"The btrfs loop file '{ImageFile}' with its first image");
         }
         if (MountTable.IsUnder(Path.GetDirectoryName(ImageFile)!, ChrootsDir) && Path.GetDirectoryName(ImageFile) != ChrootsDir)
             throw new NspawnException(ErrorCodes.BadPath,
@@ -90,7 +120,12 @@ internal sealed class BtrfsStore(string chrootsDir, string imageFile, long image
         WriteMarkers(ChrootsDir);
     }
 
-    public async Task<BtrfsState> EnsureAsync(Action<string> log, CancellationToken cancellationToken)
+    /// <summary>
+    /// Makes sure the chroots folder is on btrfs: mounts the loop file on it (made first where there is none)
+    /// where it is not. A loop file smaller than <see cref="ImageSize"/> grows to it, mounted or not, keeping
+    /// its images (machines running from it go on); a larger one stays as it is, and <paramref name="warn"/> says so.
+    /// </summary>
+    public async Task<BtrfsState> EnsureAsync(Action<string> log, Action<string> warn, CancellationToken cancellationToken)
     {
         Check();
         Directory.CreateDirectory(ChrootsDir);
@@ -98,15 +133,28 @@ internal sealed class BtrfsStore(string chrootsDir, string imageFile, long image
         if (IsBtrfs(ChrootsDir))
         {
             await LockDownAsync(cancellationToken);
+            if (LoopFile.MountedOn(ChrootsDir, ImageFile) is { } mounted)
+                await GrowMountedAsync(mounted, log, warn, cancellationToken);
             return BtrfsState.AlreadyBtrfs;
         }
 
         var state = BtrfsState.MountedExisting;
         if (!File.Exists(ImageFile))
         {
-            log($"Creating a {ImageSize >> 20} MiB btrfs file system in {ImageFile}, because {ChrootsDir} is not on btrfs.");
+            log($"Creating a {Size >> 20} MiB btrfs file system in {ImageFile} (a sparse file), because {ChrootsDir} is not on btrfs.");
             await CreateImageFileAsync(cancellationToken);
             state = BtrfsState.Created;
+        }
+        else
+        {
+            var length = new FileInfo(ImageFile).Length;
+            if (length < Size)
+            {
+                log($"Growing the btrfs loop file {ImageFile} from {length >> 20} MiB to {Size >> 20} MiB (NspawnBtrfsImageSize), keeping its images.");
+                await LoopFile.ExtendAsync(ImageFile, Size, hiddenBy: null, device: null, cancellationToken);
+            }
+            else if (length > Size)
+                warn(KeptMessage(length));
         }
         log($"Mounting {ImageFile} on {ChrootsDir}.");
         // nodev: device nodes in images mean nothing on the host. (Not nosuid: machines need their setuid files.)
@@ -114,7 +162,43 @@ internal sealed class BtrfsStore(string chrootsDir, string imageFile, long image
         // The mount hides the folder's own files: give the new root the same markers so git and backups see no change.
         WriteMarkers(ChrootsDir);
         await LockDownAsync(cancellationToken);
+        // A file grown while unmounted (or a grow cut short): the file system takes the whole file.
+        if (LoopFile.MountedOn(ChrootsDir, ImageFile) is { } device)
+            await ResizeToDeviceAsync(device, cancellationToken);
         return state;
+    }
+
+    /// <summary>The size asked for, in whole 4 KiB blocks (btrfs's sector; a loop device counts 512-byte ones).</summary>
+    private long Size => (ImageSize + 4095) / 4096 * 4096;
+
+    private string KeptMessage(long current) =>
+        $"NspawnBtrfsImageSize ({Size >> 20} MiB) is smaller than the btrfs loop file '{ImageFile}' ({current >> 20} MiB): the file stays at its size, " +
+        "since a loop file is never shrunk. To make it smaller, run NspawnUnmount and delete the file (with every image in it: the next run builds them again).";
+
+    /// <summary>Grows the mounted loop file and its file system in place: the file (sparse), the loop device (losetup -c), then btrfs (resize max).</summary>
+    private async Task GrowMountedAsync(LoopFile.Device device, Action<string> log, Action<string> warn, CancellationToken cancellationToken)
+    {
+        if (Size > device.Capacity)
+        {
+            log($"Growing the btrfs loop file {ImageFile} from {device.Capacity >> 20} MiB to {Size >> 20} MiB (NspawnBtrfsImageSize), keeping its images; machines running from it go on.");
+            var ownFolder = Path.GetDirectoryName(Path.GetFullPath(ImageFile)) == Path.GetFullPath(ChrootsDir).TrimEnd('/');
+            await LoopFile.ExtendAsync(ImageFile, Size, hiddenBy: ownFolder ? ChrootsDir : null, device, cancellationToken);
+            await LoopFile.SetCapacityAsync(device, cancellationToken);
+            device = device with { Capacity = LoopFile.Capacity(device.Node) };
+        }
+        else if (Size < device.Capacity)
+            warn(KeptMessage(device.Capacity));
+        await ResizeToDeviceAsync(device, cancellationToken);
+    }
+
+    /// <summary>Lets btrfs take the whole loop device, where it has less (after a grow).</summary>
+    private async Task ResizeToDeviceAsync(LoopFile.Device device, CancellationToken cancellationToken)
+    {
+        var btrfs = ToolLocator.Require(Tool.Btrfs);
+        var show = await HostCommand.RunCheckedAsync(btrfs, ["filesystem", "show", "--raw", ChrootsDir], ErrorCodes.BtrfsFailed, cancellationToken);
+        var size = System.Text.RegularExpressions.Regex.Match(show, @"devid\s+1\s+size\s+(\d+)");
+        if (size.Success && long.Parse(size.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture) + 4096 <= device.Capacity)
+            await HostCommand.RunCheckedAsync(btrfs, ["filesystem", "resize", "max", ChrootsDir], ErrorCodes.BtrfsFailed, cancellationToken);
     }
 
     /// <summary>
@@ -143,11 +227,12 @@ internal sealed class BtrfsStore(string chrootsDir, string imageFile, long image
         var tmp = ImageFile + ".tmp";
         try
         {
-            // Preallocate like the seed's fallocate, so a full disk fails here and not inside a running guest.
+            // Sparse, not preallocated like the seed's fallocate: btrfs mounts with discard=async (kernel 6.2 on), which
+            // punches the space of removed images out of the file anyway, so a preallocation would not last (README).
             // Never through a symlink: before the mount, the chroots folder may be one a user can write.
             File.Delete(tmp);
-            using (var file = NativeFile.Open(tmp, NativeFile.WriteOnly | NativeFile.Create | NativeFile.Exclusive))
-                NativeFile.Preallocate(file, ImageSize);
+            await using (var file = new FileStream(NativeFile.Open(tmp, NativeFile.WriteOnly | NativeFile.Create | NativeFile.Exclusive), FileAccess.Write))
+                file.SetLength(Size);
             await HostCommand.RunCheckedAsync(ToolLocator.Require(Tool.MkfsBtrfs), ["-q", "-L", "test_chroots", "--", tmp], ErrorCodes.BtrfsFailed, cancellationToken);
             File.Move(tmp, ImageFile);
         }

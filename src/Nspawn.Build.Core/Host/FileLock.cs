@@ -7,8 +7,13 @@ internal sealed class FileLock : IAsyncDisposable
 
     private FileLock(FileStream stream) => _stream = stream;
 
-    public static async Task<FileLock> AcquireAsync(string path, Action onWait, CancellationToken cancellationToken)
+    /// <summary>
+    /// Waits for the lock, telling <paramref name="onWait"/> once; after <paramref name="limit"/> it gives up with
+    /// NSPAWN0024 naming <paramref name="what"/>, so that a build that hangs holding the lock cannot hang this one too.
+    /// </summary>
+    public static async Task<FileLock> AcquireAsync(string path, Action onWait, TimeSpan limit, string what, CancellationToken cancellationToken)
     {
+        var deadline = DateTime.UtcNow + limit;
         var told = false;
         while (true)
         {
@@ -23,6 +28,9 @@ internal sealed class FileLock : IAsyncDisposable
             }
             catch (IOException) when (FileStatus.Of(path) is { IsRegularFile: true })
             {
+                if (DateTime.UtcNow >= deadline)
+                    throw new NspawnException(ErrorCodes.CommandFailed,
+                        $"{what}: the lock '{path}' was still held after {limit.TotalSeconds:0} s, so the step was not started. Another build holds it; wait for it to end, or stop it.");
                 if (!told)
                     onWait();
                 told = true;

@@ -14,11 +14,15 @@ internal sealed record FileStatus(UnixFileMode Permissions, uint Type, uint Uid,
     private const int AtSymlinkNoFollow = 0x100;
     private const int AtEmptyPath = 0x1000;
     private const uint BasicStats = 0x7ff;
+    private const uint MountIdStat = 0x1000;
     private const uint TypeMask = 0xf000;
 
     public bool IsDirectory => Type == 0x4000;
     public bool IsRegularFile => Type == 0x8000;
     public bool IsSymlink => Type == 0xa000;
+
+    /// <summary>The mount the file is on (statx's mnt_id): btrfs gives every subvolume a device of its own, but they share their mount.</summary>
+    public ulong MountId { get; init; }
 
     /// <summary>The same file system object (device and inode).</summary>
     public bool IsSameAs(FileStatus other) => Device == other.Device && Inode == other.Inode;
@@ -30,14 +34,14 @@ internal sealed record FileStatus(UnixFileMode Permissions, uint Type, uint Uid,
     private static extern int Statx(SafeHandle dirfd, string path, int flags, uint mask, byte[] buffer);
 
     /// <summary>The file at <paramref name="path"/> itself (a symlink is reported as one); null when there is none.</summary>
-    public static FileStatus? Of(string path) => Parse(buffer => Statx(AtFdCwd, path, AtSymlinkNoFollow, BasicStats, buffer));
+    public static FileStatus? Of(string path) => Parse(buffer => Statx(AtFdCwd, path, AtSymlinkNoFollow, BasicStats | MountIdStat, buffer));
 
     /// <summary>The entry <paramref name="name"/> of an open folder, not following a symlink; null when there is none.</summary>
-    public static FileStatus? Of(SafeHandle directory, string name) => Parse(buffer => Statx(directory, name, AtSymlinkNoFollow, BasicStats, buffer));
+    public static FileStatus? Of(SafeHandle directory, string name) => Parse(buffer => Statx(directory, name, AtSymlinkNoFollow, BasicStats | MountIdStat, buffer));
 
     /// <summary>The open file itself.</summary>
     public static FileStatus Of(SafeFileHandle file) =>
-        Parse(buffer => Statx(file, "", AtEmptyPath, BasicStats, buffer)) ?? throw new IOException($"statx failed: {Marshal.GetLastPInvokeErrorMessage()}");
+        Parse(buffer => Statx(file, "", AtEmptyPath, BasicStats | MountIdStat, buffer)) ?? throw new IOException($"statx failed: {Marshal.GetLastPInvokeErrorMessage()}");
 
     private static FileStatus? Parse(Func<byte[], int> call)
     {
@@ -50,6 +54,9 @@ internal sealed record FileStatus(UnixFileMode Permissions, uint Type, uint Uid,
         return new FileStatus((UnixFileMode)(mode & 0xfff), mode & TypeMask,
             Uid: BinaryPrimitives.ReadUInt32LittleEndian(b.AsSpan(20)), Gid: BinaryPrimitives.ReadUInt32LittleEndian(b.AsSpan(24)),
             Links: BinaryPrimitives.ReadUInt32LittleEndian(b.AsSpan(16)), Inode: BinaryPrimitives.ReadUInt64LittleEndian(b.AsSpan(32)),
-            Device: device, ChangeTime: BinaryPrimitives.ReadInt64LittleEndian(b.AsSpan(96)), Size: BinaryPrimitives.ReadInt64LittleEndian(b.AsSpan(40)));
+            Device: device, ChangeTime: BinaryPrimitives.ReadInt64LittleEndian(b.AsSpan(96)), Size: BinaryPrimitives.ReadInt64LittleEndian(b.AsSpan(40)))
+        {
+            MountId = BinaryPrimitives.ReadUInt64LittleEndian(b.AsSpan(144)),
+        };
     }
 }

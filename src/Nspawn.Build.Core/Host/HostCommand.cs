@@ -28,6 +28,45 @@ internal static class HostCommand
         }
     }
 
+    /// <summary>Runs the tool with each line of its standard output going to <paramref name="onLine"/> (output too large to buffer); returns its exit code and standard error.</summary>
+    public static async Task<(int ExitCode, string StandardError)> RunLinesAsync(string tool, IReadOnlyList<string> args, Action<string> onLine,
+        CancellationToken cancellationToken, TimeSpan? limit = null)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(limit ?? DefaultLimit);
+        var stderr = new System.Text.StringBuilder();
+        try
+        {
+            var result = await Cli.Wrap(tool).WithArguments(args).WithValidation(CommandResultValidation.None)
+                .WithStandardOutputPipe(PipeTarget.ToDelegate(onLine)).WithStandardErrorPipe(PipeTarget.ToStringBuilder(stderr))
+                .ExecuteAsync(timeout.Token);
+            return (result.ExitCode, stderr.ToString());
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            throw new NspawnException(ErrorCodes.CommandFailed,
+                $"'{Describe(tool, args)}' did not finish within {(limit ?? DefaultLimit).TotalSeconds:0} s and was killed.");
+        }
+    }
+
+    /// <summary>
+    /// Runs a command whose pipes the caller set (a stream in or out) to its end, whatever its exit code; past
+    /// <paramref name="limit"/> it is killed and NSPAWN0024 names <paramref name="what"/>.
+    /// </summary>
+    public static async Task<CommandResult> RunPipedAsync(Command command, string what, TimeSpan limit, CancellationToken cancellationToken)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(limit);
+        try
+        {
+            return await command.WithValidation(CommandResultValidation.None).ExecuteAsync(timeout.Token);
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            throw new NspawnException(ErrorCodes.CommandFailed, $"{what} did not finish within {limit.TotalSeconds:0} s and was killed.");
+        }
+    }
+
     /// <summary>Runs the tool and throws <paramref name="code"/>, with its output, when it fails.</summary>
     public static async Task<string> RunCheckedAsync(string tool, IReadOnlyList<string> args, string code, CancellationToken cancellationToken, TimeSpan? limit = null)
     {

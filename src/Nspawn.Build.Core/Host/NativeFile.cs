@@ -46,9 +46,6 @@ internal static class NativeFile
     [DllImport("libc", EntryPoint = "flock", SetLastError = true)]
     private static extern int Flock(int fd, int operation);
 
-    [DllImport("libc", EntryPoint = "fallocate", SetLastError = true)]
-    private static extern int Fallocate(int fd, int mode, long offset, long length);
-
     [StructLayout(LayoutKind.Sequential)]
     private struct OpenHow
     {
@@ -72,6 +69,17 @@ internal static class NativeFile
             : throw new PlatformNotSupportedException("openat2 is only wired for x86_64 and aarch64.");
         return Check(Syscall(number, (int)root.DangerousGetHandle(), path, ref how, Marshal.SizeOf<OpenHow>()), path);
     }
+
+    /// <summary>
+    /// A clone of the folder <paramref name="path"/> without the mounts in it (open_tree OPEN_TREE_CLONE, kernel 5.2):
+    /// there a mount point is the plain folder again, and a file a mount hides can be reached.
+    /// </summary>
+    public static SafeFileHandle OpenTreeClone(string path) =>
+        // open_tree(2) has no glibc wrapper before 2.36; its number is 428 on every architecture.
+        Check((int)SyscallTree(428, AtFdCwd, path, 1 | CloseOnExec), path);
+
+    [DllImport("libc", EntryPoint = "syscall", SetLastError = true)]
+    private static extern long SyscallTree(long number, long dirfd, string path, long flags);
 
     /// <summary>Changes the owner of an open file (an O_PATH handle of a symlink changes the link itself).</summary>
     public static void Chown(SafeFileHandle file, uint uid, uint gid)
@@ -105,13 +113,6 @@ internal static class NativeFile
 
     /// <summary>Takes an exclusive flock lock without waiting (the lock .NET takes for FileShare.None); false when another holds it.</summary>
     public static bool TryLock(SafeFileHandle file) => Flock((int)file.DangerousGetHandle(), 2 | 4) == 0; // LOCK_EX | LOCK_NB
-
-    /// <summary>Reserves the file's blocks, as fallocate(1) does.</summary>
-    public static void Preallocate(SafeFileHandle file, long length)
-    {
-        if (Fallocate((int)file.DangerousGetHandle(), 0, 0, length) != 0)
-            throw new IOException($"Could not reserve {length >> 20} MiB: {Marshal.GetLastPInvokeErrorMessage()}");
-    }
 
     /// <summary>A new file (or a truncated one of ours), never through a symlink at the end of the path.</summary>
     public static FileStream CreateNoFollow(string path, int mode = 0b110_100_100) =>

@@ -12,6 +12,9 @@ internal sealed class ScopedChild
     // Enters each cgroup given before "--", then becomes the command after it: a fixed script, arguments stay a list.
     private const string EnterCgroupsAndExec = "while [ \"$1\" != -- ]; do echo $$ > \"$1\" || true; shift; done; shift; exec \"$@\"";
 
+    // The same, with the command's output appended to a file given first: it then needs no draining, and outlives us.
+    private const string EnterCgroupsAndExecToFile = "out=$1; shift; while [ \"$1\" != -- ]; do echo $$ > \"$1\" || true; shift; done; shift; exec \"$@\" >>\"$out\" 2>&1";
+
     private ScopedChild(CommandTask<CommandResult> task, CgroupScope scope, LineTail tail)
     {
         Task = task;
@@ -28,9 +31,11 @@ internal sealed class ScopedChild
     /// <summary>
     /// Starts <paramref name="argv"/> in <paramref name="scope"/> (new cgroups, see <see cref="CgroupScope.Create"/>).
     /// <paramref name="graceful"/> sends SIGINT, <paramref name="forceful"/> SIGKILL; the caller kills the scope when done with it.
+    /// With <paramref name="outputFile"/> (an existing file of ours) the command's output goes there instead, appended.
     /// </summary>
     public static ScopedChild Start(CgroupScope scope, IReadOnlyList<string> argv, Action<string>? onLine, int tailLines,
-        IReadOnlyDictionary<string, string?>? environment = null, CancellationToken forceful = default, CancellationToken graceful = default)
+        IReadOnlyDictionary<string, string?>? environment = null, CancellationToken forceful = default, CancellationToken graceful = default,
+        string? outputFile = null)
     {
         var tail = new LineTail(tailLines);
         void OnLine(string line)
@@ -39,7 +44,9 @@ internal sealed class ScopedChild
             onLine?.Invoke(line);
         }
         var task = Cli.Wrap(ToolLocator.Require(Tool.Sh))
-            .WithArguments(["-c", EnterCgroupsAndExec, "sh", .. scope.ProcsFiles, "--", .. argv])
+            .WithArguments(outputFile is null
+                ? ["-c", EnterCgroupsAndExec, "sh", .. scope.ProcsFiles, "--", .. argv]
+                : ["-c", EnterCgroupsAndExecToFile, "sh", outputFile, .. scope.ProcsFiles, "--", .. argv])
             .WithEnvironmentVariables(environment ?? new Dictionary<string, string?>())
             // Always drained: nspawn dies when its output has nowhere to go.
             .WithStandardOutputPipe(PipeTarget.ToDelegate(OnLine))

@@ -28,12 +28,25 @@ internal static class Subvolumes
     public static async Task<bool> IsSubvolumeAsync(string dir, CancellationToken cancellationToken) =>
         (await HostCommand.RunAsync(ToolLocator.Require(Tool.Btrfs), ["subvolume", "show", dir], cancellationToken)).ExitCode == 0;
 
-    /// <summary>Deletes an image or a half-made one: first what debootstrap left mounted in it, then the subvolume or folder.</summary>
-    public static async Task RemoveTreeAsync(string dir, CancellationToken cancellationToken)
+    /// <summary>
+    /// Deletes an image or a half-made one from the store at <paramref name="root"/>: first what debootstrap left
+    /// mounted in it, then the subvolume or folder. Only what <see cref="StoreEntry.WhyNotRemovable"/> allows (a real
+    /// folder of ours, directly in the store, on its mount); anything else is left as it is, with NSPAWN0014.
+    /// </summary>
+    public static async Task RemoveTreeAsync(string root, string dir, CancellationToken cancellationToken)
     {
-        var full = Path.GetFullPath(dir);
+        var full = Path.TrimEndingDirectorySeparator(Path.GetFullPath(dir));
+        if (FileStatus.Of(full) is null)
+            return;
+        if (StoreEntry.WhyNotRemovable(root, full) is { } why)
+            throw new NspawnException(ErrorCodes.NotOurImage, $"'{full}' was not removed: {why}. It was left as it is.");
         foreach (var m in MountTable.Read().Where(m => MountTable.IsUnder(m.MountPoint, full) && m.MountPoint != full).Reverse())
             await HostCommand.RunCheckedAsync(ToolLocator.Require(Tool.Umount), ["--lazy", "--", m.MountPoint], ErrorCodes.BtrfsFailed, cancellationToken);
+        await RemoveCheckedAsync(full, FileStatus.Of(full)!.MountId, cancellationToken);
+    }
+
+    private static async Task RemoveCheckedAsync(string full, ulong mountId, CancellationToken cancellationToken)
+    {
         if (ToolLocator.Find(Tool.Btrfs.Name) is { } btrfs && BtrfsStore.IsBtrfs(full))
         {
             var r = await HostCommand.RunAsync(btrfs, ["-q", "subvolume", "delete", "--commit-after", full], cancellationToken);
@@ -44,17 +57,19 @@ internal static class Subvolumes
                 return;
             }
         }
-        if (!Directory.Exists(full))
+        if (FileStatus.Of(full) is not { IsDirectory: true })
             return;
         try
         {
+            // .NET removes a link inside as a link, never what it points to.
             Directory.Delete(full, recursive: true);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            // A folder holding read-only subvolumes (a cache import cut short): those go one by one.
+            // A folder holding read-only subvolumes (a cache import cut short): those go one by one, real folders on this mount only.
             foreach (var child in Directory.GetDirectories(full))
-                await RemoveTreeAsync(child, cancellationToken);
+                if (FileStatus.Of(child) is { IsDirectory: true } status && status.MountId == mountId)
+                    await RemoveCheckedAsync(child, mountId, cancellationToken);
             Directory.Delete(full, recursive: true);
         }
     }

@@ -1,10 +1,12 @@
+using System.Text.RegularExpressions;
+
 namespace Nspawn.Build;
 
 /// <summary>
 /// Every name we make up, in one place: machine names, and the hidden folders and locks next to an image
 /// ('.#NAME.KIND-xxxx'), which the reaper recognises and removes when nobody holds their build lock.
 /// </summary>
-internal static class TempNames
+internal static partial class TempNames
 {
     /// <summary>The kinds of an image's temporary folders: being built, replaced, received from or sent to the cache.</summary>
     public static readonly string[] ImageKinds = [".new-", ".old-", ".recv-", ".send-"];
@@ -23,13 +25,23 @@ internal static class TempNames
     /// <summary>The lock held while image <paramref name="image"/> is built or replaced.</summary>
     public static string BuildLock(string chrootsDir, string image) => Path.Combine(chrootsDir, $".#{image}.build.lck");
 
-    /// <summary>The build lock of a temporary image folder.</summary>
-    public static string BuildLockOf(string tempDir)
-    {
-        var name = Path.GetFileName(tempDir)[2..];
-        var image = name[..ImageKinds.Max(k => name.LastIndexOf(k, StringComparison.Ordinal))];
-        return BuildLock(Path.GetDirectoryName(tempDir)!, image);
-    }
+    [GeneratedRegex(@"^\.#(?<image>[a-z0-9][a-z0-9-]*)(\.new-|\.old-|\.recv-|\.send-)[0-9a-f]{16}$")]
+    private static partial Regex ImageTempName();
+
+    /// <summary>The image that a temporary folder of <see cref="ImageTemp"/> belongs to; null for any other name.</summary>
+    public static string? ImageOfTemp(string name) => ImageTempName().Match(name) is { Success: true } m ? m.Groups["image"].Value : null;
+
+    /// <summary>A folder nspawn makes for a snapshot machine ('.#machine.IMAGExxxx'), next to the image.</summary>
+    public static bool IsSnapshot(string name) => name.StartsWith(".#machine.", StringComparison.Ordinal);
+
+    /// <summary>A name in the chroots folder that we (or nspawn, for our machines) make: a temporary image folder or a snapshot.</summary>
+    public static bool IsOurs(string name) => IsSnapshot(name) || ImageOfTemp(name) is not null;
+
+    /// <summary>
+    /// nspawn's lock on an image that a machine runs from read-only (overlay machines): '.#IMAGE.lck' next to it,
+    /// held with a shared OFD lock. It is a file of its own, so it stays when the image is renamed aside.
+    /// </summary>
+    public static string ImageLock(string chrootsDir, string image) => Path.Combine(chrootsDir, $".#{image}.lck");
 
     /// <summary>nspawn locks '.#' + snapshot name + '.lck' next to its snapshot '.#machine.*': the lock names the snapshot.</summary>
     public static string? SnapshotFromLock(string? lockPath)

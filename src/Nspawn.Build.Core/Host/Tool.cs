@@ -23,4 +23,6 @@ internal sealed record Tool(string Name, string AptPackage, string? MinimumVersi
     public static readonly Tool Ip = new("ip", "iproute2");
     public static readonly Tool Nsenter = new("nsenter", "util-linux");
     public static readonly Tool Nft = new("nft", "nftables");
+    public static readonly Tool Losetup = new("losetup", "mount");
+    public static readonly Tool Setpriv = new("setpriv", "util-linux");
 }

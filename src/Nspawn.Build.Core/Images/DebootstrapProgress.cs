@@ -4,11 +4,18 @@ namespace Nspawn.Build;
 /// Turns debootstrap's "I: ..." lines into progress reports such as "configuring packages (40/109)": a report
 /// when a later stage begins, and at most one every <see cref="Interval"/> within a stage. debootstrap goes
 /// back and forth between unpacking and configuring; the stage only moves forward and the counts add up.
+/// When debootstrap says nothing for <see cref="Quiet"/> (a slow mirror, a long configure), <see cref="Heartbeat"/>
+/// still reports, so that a log without a terminal (CI) shows progress at least every 10 s. Thread-safe: lines
+/// and heartbeats come from different threads.
 /// </summary>
 internal sealed class DebootstrapProgress(TimeSpan interval)
 {
     private static readonly string[] Stages = ["starting", "reading the archive index", "resolving dependencies", "downloading", "extracting", "unpacking", "configuring", "done"];
 
+    /// <summary>How long a silence lasts before a heartbeat; a 1 s tick keeps every gap under 10 s.</summary>
+    public static readonly TimeSpan Quiet = TimeSpan.FromSeconds(8);
+
+    private readonly object _gate = new();
     private readonly int[] _counts = new int[Stages.Length];
     private int _stage;
     private DateTime _lastReport;
@@ -17,6 +24,26 @@ internal sealed class DebootstrapProgress(TimeSpan interval)
     public string Stage => Stages[_stage];
 
     public string? OnLine(string line, DateTime now)
+    {
+        lock (_gate)
+            return OnLineLocked(line, now);
+    }
+
+    /// <summary>A report when nothing was reported for <see cref="Quiet"/> since <paramref name="now"/>'s first call; else null.</summary>
+    public string? Heartbeat(DateTime now)
+    {
+        lock (_gate)
+        {
+            if (_lastReport == default)
+                _lastReport = now;
+            if (now - _lastReport < Quiet)
+                return null;
+            _lastReport = now;
+            return $"still {Describe()}";
+        }
+    }
+
+    private string? OnLineLocked(string line, DateTime now)
     {
         if (!line.StartsWith("I: ", StringComparison.Ordinal))
             return null;

@@ -9,6 +9,9 @@ internal interface IMachineLauncher
     /// <summary>Boots the machine and returns at READY=1; when it cannot, stops what it started and throws.</summary>
     Task<Machine> StartAsync(LaunchOptions options, CancellationToken cancellationToken);
 
-    /// <summary>Asks the guest to power off, waits up to the machine's stop timeout, then kills what is left; false when it had to kill.</summary>
-    Task<bool> PowerOffAsync(Machine machine, CancellationToken cancellationToken);
+    /// <summary>
+    /// Asks the guest to power off, waits up to the machine's stop timeout, then (after <paramref name="beforeKill"/>, which
+    /// may still reach the stuck guest) kills what is left; false when it had to kill.
+    /// </summary>
+    Task<bool> PowerOffAsync(Machine machine, Func<Task>? beforeKill, CancellationToken cancellationToken);
 }

@@ -20,6 +20,11 @@ internal sealed record LaunchOptions(string LogicalName, string ImageDir)
     public NetworkAttachment? Attachment { get; init; }
     /// <summary>Host folders and files in the machine (NspawnBind, StartOptions.Binds).</summary>
     public IReadOnlyList<BindMount> Binds { get; init; } = [];
+    /// <summary>The test results folder, where the machine's logs go (in nspawn/LOGICAL) when they are kept; none for a test's own machine.</summary>
+    public string? ResultsDir { get; init; }
+    public KeepLogs KeepLogs { get; init; } = KeepLogs.Failure;
+    /// <summary>Left running when its tests fail, for a look inside (NspawnKeepOnFailure).</summary>
+    public bool KeepOnFailure { get; init; }
     /// <summary>More nspawn options (such as --bind-ro=...), after ours.</summary>
     public IReadOnlyList<string> ExtraArguments { get; init; } = [];
 

@@ -1,3 +1,5 @@
+using System.Text.Json.Serialization;
+
 namespace Nspawn.Build;
 
 /// <summary>A running ephemeral machine: all that is needed to reach it and to stop it, from this process or another.</summary>
@@ -25,14 +27,32 @@ internal sealed record Machine(
 
     /// <summary>The host folders it may write (writable binds): what root wrote there goes back to the sudo user when it stops.</summary>
     public IReadOnlyList<string> WritableBinds { get; init; } = [];
+    /// <summary>When it was started: the TRX files written since then are those of its test run.</summary>
+    public DateTime Started { get; init; }
+
+    /// <summary>The file nspawn writes the console to (direct launcher), root's only, removed at stop; with the systemd launcher the console is in the unit's journal.</summary>
+    public string? ConsoleFile { get; init; }
+
+    /// <summary>The test results folder; none for a test's own machine, whose logs are not saved.</summary>
+    public string? ResultsDir { get; init; }
+
+    public KeepLogs KeepLogs { get; init; } = KeepLogs.Failure;
+
+    /// <summary>Left running when its tests fail (NspawnKeepOnFailure).</summary>
+    public bool KeepOnFailure { get; init; }
+
+    /// <summary>Where its journal and console are saved: TestResults/nspawn/LOGICAL.</summary>
+    [JsonIgnore]
+    public string? LogsDir => ResultsDir is null ? null : Path.Combine(ResultsDir, Defaults.LogsFolder, LogicalName);
 
     /// <summary>The record of a machine about to start, before nspawn runs: enough for the reaper to clean up after a crash.</summary>
     public static Machine Starting(LaunchOptions options, string? unit, IReadOnlyList<string> cgroups) =>
         new(options.LogicalName, options.MachineName, options.Image, options.ImageDir, 0, 0, 0, 0, null, unit, cgroups)
         {
-            StopTimeout = options.StopTimeout,
             Address = options.Attachment?.Address,
             Network = options.Attachment?.Network.Bridge,
             WritableBinds = options.Binds.Where(b => !b.ReadOnly).Select(b => b.Source).ToList(),
+            StopTimeout = options.StopTimeout, Started = DateTime.UtcNow,
+            ResultsDir = options.ResultsDir, KeepLogs = options.KeepLogs, KeepOnFailure = options.KeepOnFailure,
         };
 }

@@ -67,33 +67,60 @@ internal static class MachineLauncher
     }
 
     /// <summary>
-    /// Powers the machine off, waits up to its <see cref="Machine.StopTimeout"/>, then kills what is left.
+    /// Boots every machine at once and returns when each has reached READY=1. If one fails, those that came
+    /// up are stopped (each said through <paramref name="progress"/>) and the first failure is thrown.
+    /// </summary>
+    public static async Task<IReadOnlyList<Machine>> StartAllAsync(IReadOnlyList<LaunchOptions> options, Action<string> progress, CancellationToken cancellationToken)
+    {
+        var starts = options.Select(o => StartAsync(o, cancellationToken)).ToList();
+        try
+        {
+            await Task.WhenAll(starts);
+        }
+        catch
+        {
+            foreach (var stopped in await Task.WhenAll(starts.Where(t => t.IsCompletedSuccessfully).Select(t => StopAsync(t.Result, CancellationToken.None))))
+                progress($"Stopped {stopped}, since another machine did not start.");
+            throw starts.Select(t => t.Exception?.InnerException).OfType<NspawnException>().FirstOrDefault()
+                ?? starts.First(t => t.IsFaulted || t.IsCanceled).Exception?.InnerException ?? new OperationCanceledException();
+        }
+        return starts.Select(t => t.Result).ToList();
+    }
+
+    /// <summary>What a build says once its machines are up.</summary>
+    public static string Describe(IReadOnlyList<Machine> machines, TimeSpan took) =>
+        $"Started {string.Join(", ", machines.Select(m => $"'{m.LogicalName}' ({m.Name}, {(m.Unit is null ? "" : $"unit {m.Unit}, ")}image {m.Image}, {(m.Address is null ? "" : $"address {m.Address}, ")}leader PID {m.LeaderPid})"))} in {took.TotalSeconds:0.0} s.";
+
+    /// <summary>
+    /// Powers the machine off, waits up to its <see cref="Machine.StopTimeout"/>, then kills what is left (first
+    /// calling <paramref name="beforeKill"/>, to save the logs of a guest that would not power off).
     /// Succeeds only when nspawn is gone and its snapshot removed; says how it went.
     /// </summary>
-    public static async Task<StopOutcome> StopAsync(Machine machine, CancellationToken cancellationToken)
+    public static async Task<StopOutcome> StopAsync(Machine machine, CancellationToken cancellationToken, Func<Task>? beforeKill = null)
     {
         var started = DateTime.UtcNow;
-        var poweredOff = await For(machine.Unit is not null).PowerOffAsync(machine, cancellationToken);
+        var poweredOff = await For(machine.Unit is not null).PowerOffAsync(machine, beforeKill, cancellationToken);
         // What is left in the machine's cgroups (a guest whose nspawn was killed) is killed, then the cgroups removed.
         var cgroups = new CgroupScope(machine.Cgroups);
         await cgroups.KillAllAsync(TimeSpan.FromSeconds(5));
         cgroups.Remove();
 
-        // nspawn removes its snapshot on a clean exit; after a kill it is ours to remove.
+        // nspawn removes its snapshot on a clean exit; after a kill it is ours to remove (the folder nspawn made, never what a link there points to).
         if (machine.Snapshot is { } snapshot)
         {
-            if (Directory.Exists(snapshot))
-                await Subvolumes.RemoveTreeAsync(snapshot, cancellationToken);
+            await Subvolumes.RemoveTreeAsync(Path.GetDirectoryName(snapshot)!, snapshot, cancellationToken);
             File.Delete(TempNames.SnapshotLock(snapshot));
         }
         File.Delete(Path.Combine(StateDir, machine.Name + ".notify"));
 
-        var stopped = !ProcessInfo.IsRunning(machine.NspawnPid, machine.NspawnStartTime) && !(machine.Snapshot is { } s && Directory.Exists(s));
+        var stopped = !ProcessInfo.IsRunning(machine.NspawnPid, machine.NspawnStartTime) && !(machine.Snapshot is { } s && FileStatus.Of(s) is not null);
         if (stopped)
         {
             // Its address is free again once it is gone.
             if (machine.Network is { } bridge)
                 await NetworkRegistry.LeaveAsync(bridge, machine.Name, CancellationToken.None);
+            if (machine.ConsoleFile is { } console)
+                File.Delete(console);
             MachineRegistry.Remove(machine.Name);
             return new StopOutcome(machine, poweredOff, DateTime.UtcNow - started);
         }

@@ -15,11 +15,12 @@ internal static class MachineRegistry
 
     public static bool Contains(string name) => File.Exists(PathOf(name));
 
-    public static void Add(Machine machine)
+    /// <summary>Records a machine as this process's; <paramref name="kept"/> marks one left running for a look inside.</summary>
+    public static void Add(Machine machine, bool kept = false)
     {
         Directory.CreateDirectory(Dir);
         var self = Environment.ProcessId;
-        var record = new MachineRecord(machine, self, ProcessInfo.StartTime(self) ?? 0);
+        var record = new MachineRecord(machine, self, ProcessInfo.StartTime(self) ?? 0) { Kept = kept, Format = MachineRecord.CurrentFormat };
         var tmp = PathOf(machine.Name) + ".tmp";
         File.WriteAllText(tmp, JsonSerializer.Serialize(record, MachinesFile.JsonOptions));
         File.Move(tmp, PathOf(machine.Name), overwrite: true);
@@ -27,59 +28,91 @@ internal static class MachineRegistry
 
     public static void Remove(string name) => File.Delete(PathOf(name));
 
-    public static IReadOnlyList<MachineRecord> List()
+    /// <summary>
+    /// The records this version can act on. One it cannot use (another version's, one that lacks fields, one that is
+    /// not JSON) is left as it is and reported to <paramref name="unusable"/>: it may be another version's live machine.
+    /// </summary>
+    public static IReadOnlyList<MachineRecord> List(Action<NspawnWarning>? unusable = null)
     {
         if (!Directory.Exists(Dir))
             return [];
         var records = new List<MachineRecord>();
         foreach (var file in Directory.EnumerateFiles(Dir, "*.json"))
         {
+            string? problem;
+            MachineRecord? record = null;
             try
             {
-                if (JsonSerializer.Deserialize<MachineRecord>(File.ReadAllText(file), MachinesFile.JsonOptions) is { } r)
-                    records.Add(r);
+                record = JsonSerializer.Deserialize<MachineRecord>(File.ReadAllText(file), MachinesFile.JsonOptions);
+                problem = record is null ? "it is empty (null)" : record.Problem(Path.GetFileNameWithoutExtension(file));
             }
-            catch (Exception e) when (e is JsonException or IOException)
+            catch (JsonException e)
             {
-                // A record cut short by a crash while it was written: nothing in it can be trusted.
-                File.Delete(file);
+                problem = $"it is not a machine record ({e.Message.Split('\n')[0]})";
             }
+            catch (IOException)
+            {
+                continue; // removed while we looked: its machine was stopped.
+            }
+            if (problem is null)
+                records.Add(record!);
+            else
+                unusable?.Invoke(new NspawnWarning(ErrorCodes.UnusableRecord,
+                    $"The machine record '{file}' was left alone: {problem}. If no build of another Nspawn.Build version runs its machine, delete the file."));
         }
         return records;
     }
 
     /// <summary>
     /// Stops machines whose owner is gone, then removes leftovers in the chroots folders: snapshots and
-    /// half-built images whose lock nobody holds, and empty per-machine cgroups. Returns what it removed.
+    /// half-built images whose lock nobody holds, and empty per-machine cgroups. Returns what it removed; what it
+    /// left alone (a record it cannot use, a link, a leftover it could not remove) goes to <paramref name="warn"/>, once each.
     /// </summary>
-    public static async Task<IReadOnlyList<string>> ReapAsync(IEnumerable<string> chrootsDirs, CancellationToken cancellationToken)
+    public static async Task<IReadOnlyList<string>> ReapAsync(IEnumerable<string> chrootsDirs, Action<NspawnWarning> warn, CancellationToken cancellationToken)
     {
         var reaped = new List<string>();
-        foreach (var record in List().Where(r => !r.OwnerAlive))
+        var told = new HashSet<string>();
+        void Warn(NspawnWarning w)
+        {
+            if (told.Add(w.Message))
+                warn(w);
+        }
+                // A kept machine is left to NspawnStopKept, unless it was powered off from inside.
+        foreach (var record in List(Warn).Where(r => !r.OwnerAlive && !(r.Kept && ProcessInfo.IsRunning(r.Machine.NspawnPid, r.Machine.NspawnStartTime))))
         {
             await MachineLauncher.StopAsync(record.Machine, cancellationToken);
             reaped.Add($"machine {record.Machine.Name} (its build, PID {record.OwnerPid}, is gone)");
         }
+        // Before the half-built images they belong to.
+        foreach (var mount in DeviceMount.Stale(chrootsDirs).ToList())
+        {
+            await mount.DisposeAsync();
+            reaped.Add("device mount " + mount.Where);
+        }
         foreach (var dir in chrootsDirs.Where(Directory.Exists))
         {
-            foreach (var snapshot in Directory.EnumerateDirectories(dir, ".#machine.*"))
+            foreach (var snapshot in StoreEntry.Folders(dir, ".#machine.*", Warn))
             {
-                var lockFile = Path.Combine(dir, ".#" + Path.GetFileName(snapshot) + ".lck");
+                var lockFile = TempNames.SnapshotLock(snapshot);
                 if (LockProbe.IsHeld(lockFile))
                     continue;
-                await Subvolumes.RemoveTreeAsync(snapshot, cancellationToken);
-                File.Delete(lockFile);
-                reaped.Add("snapshot " + snapshot);
+                if (await TryRemoveAsync(dir, snapshot, Warn, cancellationToken))
+                {
+                    File.Delete(lockFile);
+                    reaped.Add("snapshot " + snapshot);
+                }
             }
             foreach (var lockFile in Directory.EnumerateFiles(dir, ".#.#machine.*.lck"))
-                if (TempNames.SnapshotFromLock(lockFile) is { } s && !Directory.Exists(s) && !LockProbe.IsHeld(lockFile))
+                if (TempNames.SnapshotFromLock(lockFile) is { } s && FileStatus.Of(s) is null && !LockProbe.IsHeld(lockFile))
                     File.Delete(lockFile);
-            foreach (var half in TempNames.ImageKinds.SelectMany(kind => Directory.EnumerateDirectories(dir, $".#*{kind}*")).ToList())
+            foreach (var half in TempNames.ImageKinds.SelectMany(kind => StoreEntry.Folders(dir, $".#*{kind}*", Warn)).Distinct().ToList())
             {
-                if (LockProbe.IsHeld(TempNames.BuildLockOf(half)))
+                // Being built, or an old image that overlay machines still run from: left until that is over.
+                if (TempNames.ImageOfTemp(Path.GetFileName(half)) is not { } image
+                    || LockProbe.IsHeld(TempNames.BuildLock(dir, image)) || NspawnLocks.ImageHeld(dir, image))
                     continue;
-                await Subvolumes.RemoveTreeAsync(half, cancellationToken);
-                reaped.Add("unfinished image " + half);
+                if (await TryRemoveAsync(dir, half, Warn, cancellationToken))
+                    reaped.Add("unfinished image " + half);
             }
         }
         foreach (var stale in RunFiles.Stale().ToList())
@@ -97,5 +130,20 @@ internal static class MachineRegistry
             }
         reaped.AddRange(await NetworkRegistry.ReapAsync(cancellationToken));
         return reaped;
+    }
+
+    /// <summary>A leftover that cannot be removed is reported and left: it must not fail every later build.</summary>
+    private static async Task<bool> TryRemoveAsync(string root, string dir, Action<NspawnWarning> warn, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await Subvolumes.RemoveTreeAsync(root, dir, cancellationToken);
+            return true;
+        }
+        catch (NspawnException e)
+        {
+            warn(new NspawnWarning(ErrorCodes.LeftAlone, $"A leftover of an earlier run, '{dir}', could not be removed: {e.Message}"));
+            return false;
+        }
     }
 }

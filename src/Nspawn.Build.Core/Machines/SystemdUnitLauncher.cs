@@ -47,14 +47,16 @@ internal sealed class SystemdUnitLauncher : IMachineLauncher
         {
         }
 
+        // Not ready: keep the whole console (the unit's journal), take down whatever started, then say why with its last lines.
         var journal = await HostCommand.RunAsync(ToolLocator.Require(Tool.Journalctl), ["--unit", unit, "--lines=30", "--output=cat", "--no-pager"], CancellationToken.None);
+        var saved = MachineLogs.Wanted(record, failed: !cancellationToken.IsCancellationRequested) ? await MachineLogs.SaveAsync(record, MachineLogs.StuckLimit, CancellationToken.None) : null;
         await MachineLauncher.StopAsync(record, CancellationToken.None);
         cancellationToken.ThrowIfCancellationRequested();
         throw new NspawnException(failure is null ? ErrorCodes.BootTimedOut : ErrorCodes.BootFailed,
-            $"Machine '{options.LogicalName}' ({options.MachineName}) from image '{options.Image}' did not reach READY=1 {failure ?? $"within {options.BootTimeout.TotalSeconds:0.#} s (NspawnBootTimeout)"}. Last lines of its journal:\n{journal.StandardOutput.Trim()}");
+            $"Machine '{options.LogicalName}' ({options.MachineName}) from image '{options.Image}' did not reach READY=1 {failure ?? $"within {options.BootTimeout.TotalSeconds:0.#} s (NspawnBootTimeout)"}.{(saved is null ? "" : $" The whole console is in {saved.Dir}.")} Last lines of its journal:\n{journal.StandardOutput.Trim()}");
     }
 
-    public async Task<bool> PowerOffAsync(Machine machine, CancellationToken cancellationToken)
+    public async Task<bool> PowerOffAsync(Machine machine, Func<Task>? beforeKill, CancellationToken cancellationToken)
     {
         // machinectl terminate, which with KillMode=mixed sends SIGTERM to nspawn only, so the guest powers off;
         // then the unit is waited for, and stopped (its processes killed) past the timeout.
@@ -63,6 +65,8 @@ internal sealed class SystemdUnitLauncher : IMachineLauncher
         bool active;
         while ((active = await IsActiveAsync(machine.Unit!, cancellationToken)) && DateTime.UtcNow < deadline)
             await Task.Delay(20, cancellationToken);
+        if (active && beforeKill is not null)
+            await beforeKill();
         if (active)
             await HostCommand.RunAsync(ToolLocator.Require(Tool.Systemctl), ["kill", "--signal=SIGKILL", machine.Unit!], cancellationToken);
         await HostCommand.RunAsync(ToolLocator.Require(Tool.Systemctl), ["stop", machine.Unit!], cancellationToken);

@@ -109,11 +109,15 @@ internal static class NetworkRegistry
         return records;
     }
 
-    /// <summary>Removes the networks whose build is gone (after the reaper stopped their machines). Returns what it removed.</summary>
+    /// <summary>
+    /// Removes the networks whose build is gone (after the reaper stopped their machines), but one that a machine
+    /// kept after failed tests is still on (NspawnKeepOnFailure). Returns what it removed.
+    /// </summary>
     public static async Task<IReadOnlyList<string>> ReapAsync(CancellationToken cancellationToken)
     {
         var reaped = new List<string>();
-        foreach (var record in List().Where(r => !r.OwnerAlive))
+        var machines = MachineRegistry.List().Select(m => m.Machine.Name).ToHashSet();
+        foreach (var record in List().Where(r => !r.OwnerAlive && !r.Members.Any(m => machines.Contains(m.Machine))))
         {
             await RemoveAsync(record.Network, cancellationToken);
             reaped.Add($"network {record.Network.Bridge} ({record.Network.Subnet}; its build, PID {record.OwnerPid}, is gone)");
@@ -168,6 +172,8 @@ internal static class NetworkRegistry
     private static async Task<FileLock> LockAsync(CancellationToken cancellationToken)
     {
         Directory.CreateDirectory(Dir);
-        return await FileLock.AcquireAsync(Path.Combine(Dir, ".lock"), () => { }, cancellationToken);
+        // Held only while a network or an address is taken or given back: a minute is ample.
+        var path = Path.Combine(Dir, ".lock");
+        return await FileLock.AcquireAsync(path, () => { }, TimeSpan.FromMinutes(1), $"the wait for the lock of the private networks ({path})", cancellationToken);
     }
 }

@@ -3,7 +3,7 @@ namespace Nspawn.Build;
 /// <summary>
 /// Every default of a setting, in one place. The targets pass what the project wrote (empty when unset) and
 /// the resolver falls back to these; the tests' API falls back to them outside ContainerTest. Only what
-/// MSBuild itself must know (where test_chroots is, NspawnOnVSTest) is defaulted in the targets.
+/// MSBuild itself must know (where test_chroots is, NspawnOnTest) is defaulted in the targets.
 /// </summary>
 internal static class Defaults
 {
@@ -12,7 +12,8 @@ internal static class Defaults
     public const string Variant = "minbase";
     public const string Include = "dbus,systemd";
     public const string LoopFileName = "btrfs.img";
-    public const string LoopFileSize = "2G";
+    /// <summary>A sparse file: the host pays only for what images use (README: the loop file's size).</summary>
+    public const string LoopFileSize = "8G";
     public const string EphemeralMode = "snapshot";
     public const string Launcher = "auto";
     public const string MachineName = "default";
@@ -22,6 +23,12 @@ internal static class Defaults
     public const string NetworkOutbound = "false";
     /// <summary>An NspawnBind is read-only unless it says otherwise.</summary>
     public const string BindReadOnly = "true";
+    public const string KeepLogs = "failure";
+    public const string KeepOnFailure = "false";
+    /// <summary>The test results folder when VSTestResultsDirectory is not set, in the project's folder (where VSTest puts its TRX files too).</summary>
+    public const string ResultsFolder = "TestResults";
+    /// <summary>The folder in the test results folder that holds one folder of logs per machine.</summary>
+    public const string LogsFolder = "nspawn";
     public static readonly TimeSpan BootTimeout = TimeSpan.FromSeconds(60);
     public static readonly TimeSpan StopTimeout = TimeSpan.FromSeconds(15);
     public static readonly TimeSpan ImageBuildTimeout = TimeSpan.FromMinutes(30);

@@ -32,6 +32,10 @@ internal sealed record ProjectSettings
     public string Network { get; init; } = "";
     public string NetworkRange { get; init; } = "";
     public string NetworkOutbound { get; init; } = "";
+    public string KeepLogs { get; init; } = "";
+    public string KeepOnFailure { get; init; } = "";
+    /// <summary>VSTestResultsDirectory: where the tests' results go, and the machines' logs with them.</summary>
+    public string ResultsDir { get; init; } = "";
     /// <summary>The suite's own run settings file (VSTestSetting), which must exist when set.</summary>
     public string RunSettings { get; init; } = "";
     public IReadOnlyList<ProjectItem> Machines { get; init; } = [];

@@ -73,6 +73,10 @@ internal static class SettingsResolver
         var stop = Validate.Timeout(Or(p.StopTimeout, Seconds(Defaults.StopTimeout)), "NspawnStopTimeout");
         var useSystemdRun = Validate.Choice(Or(p.Launcher, Defaults.Launcher), "NspawnLauncher",
             ("auto", LaunchOptions.HostHasSystemd), ("systemd-run", true), ("direct", false));
+        var keepLogs = Validate.Choice(Or(p.KeepLogs, Defaults.KeepLogs), "NspawnKeepLogs",
+            ("failure", KeepLogs.Failure), ("always", KeepLogs.Always), ("never", KeepLogs.Never));
+        var keepOnFailure = Validate.Choice(Or(p.KeepOnFailure, Defaults.KeepOnFailure), "NspawnKeepOnFailure", ("true", true), ("false", false));
+        var results = ResultsDir(p);
         // One machine named 'default' unless the project declares its own.
         var items = p.Machines.Count > 0 ? p.Machines : [new ProjectItem(Defaults.MachineName, new Dictionary<string, string>())];
         var names = items.Select(item => Validate.MachineName(item.Name, "NspawnMachine")).ToList();
@@ -89,6 +93,9 @@ internal static class SettingsResolver
                 Mode = store.Mode,
                 Network = network.Mode,
                 Binds = binds.Where(b => b.Machines.Contains(logical)).Select(b => b.Bind).ToList(),
+                ResultsDir = results,
+                KeepLogs = keepLogs,
+                KeepOnFailure = keepOnFailure,
                 ExtraArguments = item.Get("NspawnArguments").Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
             };
             options.NspawnArguments();
@@ -140,6 +147,15 @@ internal static class SettingsResolver
             Base = baseImage == "" ? null
                 : Image(p, Validate.ImageName(baseImage, $"NspawnImageDefinition '{name}': BaseImage"), mainImage, [.. derivedFrom, name]),
         };
+    }
+
+    /// <summary>VSTestResultsDirectory (relative to the project's folder) when set, else the project's TestResults folder, where VSTest writes too.</summary>
+    private static string ResultsDir(ProjectSettings p)
+    {
+        var baseDir = string.IsNullOrEmpty(p.BaseDir) ? Directory.GetCurrentDirectory() : p.BaseDir;
+        if (p.ResultsDir.Contains('\0'))
+            throw new NspawnException(ErrorCodes.BadPath, $"VSTestResultsDirectory '{p.ResultsDir}' is not a path. Fix it or leave it out.");
+        return Path.GetFullPath(Or(p.ResultsDir, Defaults.ResultsFolder), baseDir).TrimEnd('/');
     }
 
     private static string Or(string? value, string fallback) => string.IsNullOrWhiteSpace(value) ? fallback : value;

@@ -14,5 +14,10 @@ internal sealed record StoreSettings(string ChrootsDir, string ImageFile, long I
 
     public BtrfsStore Store() => new(ChrootsDir, ImageFile, ImageSize);
 
-    public ImageBuilder Builder() => new(ChrootsDir) { MaxAge = MaxAge, BuildTimeout = BuildTimeout, Cache = CacheDir is null ? null : new ImageCache(CacheDir) };
+    /// <summary>The image builder of this store; <paramref name="images"/> are the images the project uses (for what a full store says).</summary>
+    public ImageBuilder Builder(IEnumerable<ImageSpec>? images = null) => new(ChrootsDir)
+    {
+        MaxAge = MaxAge, BuildTimeout = BuildTimeout, Cache = CacheDir is null ? null : new ImageCache(CacheDir) { Limit = BuildTimeout },
+        ProjectImages = ImageHousekeeping.WithBases(images ?? []), KeepImages = KeepImages,
+    };
 }

@@ -4,7 +4,7 @@ namespace Nspawn.Build.Tasks;
 
 /// <summary>
 /// Builds the resolved images with debootstrap (or from the cache, or from a base image), unless their
-/// stamps say they are up to date; or lists the images there are, or removes those the project does not use.
+/// stamps say they are up to date; or lists the images there are (and the machines kept running from them), or removes those the project does not use.
 /// </summary>
 public sealed class DebootstrapChroot : NspawnTask
 {
@@ -12,28 +12,48 @@ public sealed class DebootstrapChroot : NspawnTask
     [Required] public ITaskItem[] Store { get; set; } = [];
     /// <summary>ResolveNspawnSettings' Images: the images the machines use.</summary>
     public ITaskItem[] Images { get; set; } = [];
-    /// <summary>ensure (the default), list (the images and exports there are), or clean (remove those this project does not use).</summary>
+    /// <summary>The project (MSBuildProjectFullPath), for the command that stops kept machines.</summary>
+    public string ProjectFile { get; set; } = "";
+    /// <summary>
+    /// ensure (the default), list (the images and exports there are), clean (remove those this project does not
+    /// use), or plan (say in Planned what ensure would do to each image).
+    /// </summary>
     public string Action { get; set; } = "ensure";
+
+    /// <summary>With plan: the Images, each with Step metadata "up-to-date", "import" or "build".</summary>
+    [Output] public ITaskItem[] Planned { get; private set; } = [];
 
     private protected override async Task ExecuteAsync(CancellationToken cancellationToken)
     {
         var settings = ResolvedItems.ToStore(Store);
         var specs = Images.Select(ResolvedItems.ToImage).ToList();
-        var action = Validate.Choice(Action, "Action", ("ensure", 0), ("list", 1), ("clean", 2));
+        var action = Validate.Choice(Action, "Action", ("ensure", 0), ("list", 1), ("clean", 2), ("plan", 3));
+        if (action == 3)
+        {
+            var planner = settings.Builder();
+            Planned = Images.Select(image =>
+            {
+                var planned = new Microsoft.Build.Utilities.TaskItem(image);
+                planned.SetMetadata("Step", planner.Plan(ResolvedItems.ToImage(image)));
+                return (ITaskItem)planned;
+            }).ToArray();
+            return;
+        }
         if (action > 0)
         {
             Privilege.RequireRoot();
             var housekeeper = new ImageHousekeeping(settings.ChrootsDir, settings.Builder().Cache);
-            var used = specs.SelectMany(Lineage).ToList();
+            var used = ImageHousekeeping.WithBases(specs);
             if (action == 1)
-                foreach (var line in housekeeper.List(used))
+                foreach (var line in (await housekeeper.ListAsync(used, settings.KeepImages, cancellationToken)).Concat(KeptMachines.In(settings.ChrootsDir).Select(m => KeptMachines.Describe(m, ProjectFile))))
                     Log.LogMessage(MessageImportance.High, line);
             else
-                foreach (var removed in await housekeeper.CleanAsync(used, settings.KeepImages, cancellationToken))
+                foreach (var removed in await housekeeper.CleanAsync(used, settings.KeepImages, LogWarning, cancellationToken))
                     Progress($"Removed {removed}.");
             return;
         }
-        var builder = settings.Builder();
+        var builder = settings.Builder(specs);
+        builder.Warn = LogWarning;
         foreach (var spec in specs)
         {
             var started = DateTime.UtcNow;
@@ -44,6 +64,4 @@ public sealed class DebootstrapChroot : NspawnTask
                 Progress($"Image '{spec.Name}' built in {(DateTime.UtcNow - started).TotalSeconds:0} s: {builder.ImageDir(spec)}");
         }
     }
-
-    private static IEnumerable<ImageSpec> Lineage(ImageSpec spec) => spec.Base is null ? [spec] : [spec, .. Lineage(spec.Base)];
 }

@@ -37,7 +37,7 @@ public sealed class EnsureBtrfsImage : NspawnTask
             Log.LogMessage(MessageImportance.Normal, $"{store.ChrootsDir} holds plain image folders for overlay machines.");
             return;
         }
-        var state = await store.EnsureAsync(Progress, cancellationToken);
+        var state = await store.EnsureAsync(Progress, message => Log.LogWarning(null, ErrorCodes.LoopFileKept, null, null, 0, 0, 0, 0, message), cancellationToken);
         if (BuildEngine4.GetRegisteredTaskObject(key, RegisteredTaskObjectLifetime.Build) is null)
             BuildEngine4.RegisterTaskObject(key, store.HoldInUse(), RegisteredTaskObjectLifetime.Build, allowEarlyCollection: false);
         Log.LogMessage(MessageImportance.Normal, $"{store.ChrootsDir} is on btrfs ({state}).");

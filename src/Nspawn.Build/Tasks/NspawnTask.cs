@@ -42,6 +42,8 @@ public abstract class NspawnTask : Microsoft.Build.Utilities.Task, ICancelableTa
 
     private protected void LogError(NspawnException e) => Log.LogError(null, e.Code, null, null, 0, 0, 0, 0, e.Message);
 
+    private protected void LogWarning(NspawnWarning w) => Log.LogWarning(null, w.Code, null, null, 0, 0, 0, 0, w.Message);
+
     /// <summary>A failure of the host rather than of our code, as a coded error; null for a bug, which MSBuild reports with its stack.</summary>
     private protected NspawnException? Expected(Exception e) => e switch
     {

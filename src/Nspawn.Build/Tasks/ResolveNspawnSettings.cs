@@ -35,6 +35,10 @@ public sealed class ResolveNspawnSettings : NspawnTask
     public string Network { get; set; } = "";
     public string NetworkRange { get; set; } = "";
     public string NetworkOutbound { get; set; } = "";
+    public string KeepLogs { get; set; } = "";
+    public string KeepOnFailure { get; set; } = "";
+    /// <summary>VSTestResultsDirectory: the tests' results folder, where the machines' logs go too.</summary>
+    public string ResultsDir { get; set; } = "";
     /// <summary>VSTestSetting: the suite's own run settings, kept in the generated file.</summary>
     public string RunSettings { get; set; } = "";
     public ITaskItem[] Machines { get; set; } = [];
@@ -65,6 +69,7 @@ public sealed class ResolveNspawnSettings : NspawnTask
             SetupScript = SetupScript, SlimBoot = SlimBoot, ImageMaxAge = ImageMaxAge, ImageCacheDir = ImageCacheDir, ImageBuildTimeout = ImageBuildTimeout,
             KeepImages = KeepImages, BootTimeout = BootTimeout, StopTimeout = StopTimeout, Launcher = Launcher, RunSettings = RunSettings,
             Network = Network, NetworkRange = NetworkRange, NetworkOutbound = NetworkOutbound,
+            KeepLogs = KeepLogs, KeepOnFailure = KeepOnFailure, ResultsDir = ResultsDir,
             Machines = Machines.Select(ResolvedItems.ToProjectItem).ToList(),
             ImageDefinitions = ImageDefinitions.Select(ResolvedItems.ToProjectItem).ToList(),
             ImageFiles = ImageFiles.Select(ResolvedItems.ToProjectItem).ToList(),

@@ -37,7 +37,8 @@ internal static class ResolvedItems
     public static ITaskItem FromLaunch(LaunchOptions o) => Item(o.LogicalName,
         ("Image", o.Image), ("ImageDir", o.ImageDir), ("Mode", o.Mode.ToString().ToLowerInvariant()), ("Launcher", o.UseSystemdRun ? "systemd-run" : "direct"),
         ("BootTimeout", Seconds(o.BootTimeout)), ("StopTimeout", Seconds(o.StopTimeout)), ("NspawnArguments", string.Join(';', o.ExtraArguments)),
-        ("Network", o.Network.ToString().ToLowerInvariant()), ("Binds", JsonSerializer.Serialize(o.Binds, MachinesFile.JsonOptions)));
+        ("Network", o.Network.ToString().ToLowerInvariant()), ("Binds", JsonSerializer.Serialize(o.Binds, MachinesFile.JsonOptions)),
+        ("ResultsDir", o.ResultsDir ?? ""), ("KeepLogs", o.KeepLogs.ToString().ToLowerInvariant()), ("KeepOnFailure", o.KeepOnFailure ? "true" : "false"));
 
     /// <summary>Options for one start: each start gets a new unique machine name.</summary>
     public static LaunchOptions ToLaunch(ITaskItem item) => new(item.ItemSpec, item.GetMetadata("ImageDir"))
@@ -49,6 +50,9 @@ internal static class ResolvedItems
         ExtraArguments = item.GetMetadata("NspawnArguments").Split(';', StringSplitOptions.RemoveEmptyEntries),
         Network = Enum.Parse<NetworkMode>(item.GetMetadata("Network"), ignoreCase: true),
         Binds = JsonSerializer.Deserialize<List<BindMount>>(item.GetMetadata("Binds"), MachinesFile.JsonOptions) ?? [],
+        ResultsDir = item.GetMetadata("ResultsDir") is { Length: > 0 } results ? results : null,
+        KeepLogs = Enum.Parse<KeepLogs>(item.GetMetadata("KeepLogs"), ignoreCase: true),
+        KeepOnFailure = item.GetMetadata("KeepOnFailure") == "true",
     };
 
     public static ITaskItem FromNetwork(NetworkSettings n) => Item(n.Mode.ToString().ToLowerInvariant(),
@@ -70,6 +74,9 @@ internal static class ResolvedItems
         ("NspawnPid", m.NspawnPid.ToString(CultureInfo.InvariantCulture)), ("Machine", MachinesFile.SerializeOne(m)));
 
     public static Machine ToMachine(ITaskItem item) => MachinesFile.DeserializeOne(item.GetMetadata("Machine"));
+
+    /// <summary>An environment variable as MSBuild items carry them for MTP: the name, and its value as metadata.</summary>
+    public static ITaskItem Variable(string name, string value) => Item(name, ("Value", value));
 
     public static ProjectItem ToProjectItem(ITaskItem item) => new(item.ItemSpec,
         item.MetadataNames.Cast<string>().ToDictionary(name => name, item.GetMetadata));

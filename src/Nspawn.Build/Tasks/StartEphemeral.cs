@@ -14,6 +14,10 @@ public sealed class StartEphemeral : NspawnTask
     public ITaskItem[] Network { get; set; } = [];
     /// <summary>The suite's own run settings (VSTestSetting), kept in the generated file.</summary>
     public string BaseRunSettings { get; set; } = "";
+    /// <summary>The project (MSBuildProjectFullPath), for the command that stops kept machines.</summary>
+    public string ProjectFile { get; set; } = "";
+    /// <summary>NspawnOnVSTest: a machine that the targets did not stop by the end of the build is one whose tests failed.</summary>
+    public bool LeftMeansFailed { get; set; }
 
     [Output] public ITaskItem[] StartedMachines { get; private set; } = [];
     /// <summary>The run settings for the test host: the suite's own with our variables (see RunFiles for where).</summary>
@@ -22,6 +26,8 @@ public sealed class StartEphemeral : NspawnTask
     [Output] public string RunDir { get; private set; } = "";
     /// <summary>The private network made for the machines, for StopEphemeral to remove; none on the host's network.</summary>
     [Output] public ITaskItem[] StartedNetwork { get; private set; } = [];
+    /// <summary>The same variables as items (metadata Value), for an MTP test application (TestingPlatformEnvironmentVariable).</summary>
+    [Output] public ITaskItem[] Environment { get; private set; } = [];
 
     private protected override async Task ExecuteAsync(CancellationToken cancellationToken)
     {
@@ -43,16 +49,13 @@ public sealed class StartEphemeral : NspawnTask
             Progress($"Made the private network {privateNetwork.Bridge} ({privateNetwork.Subnet}, the host at {privateNetwork.Gateway}{(privateNetwork.Outbound ? ", with a way out" : "")}).");
         }
         RunDir = RunFiles.Create();
-        var starts = options.Select(o => MachineLauncher.StartAsync(o, cancellationToken)).ToList();
+        IReadOnlyList<Machine> machines;
         try
         {
-            await Task.WhenAll(starts);
+            machines = await MachineLauncher.StartAllAsync(options, Progress, cancellationToken);
         }
         catch
         {
-            // Leave nothing running: stop the machines that did come up, then report the first failure.
-            foreach (var stopped in await Task.WhenAll(starts.Where(t => t.IsCompletedSuccessfully).Select(t => MachineLauncher.StopAsync(t.Result, CancellationToken.None))))
-                Progress($"Stopped {stopped}, since another machine did not start.");
             RunFiles.Remove(RunDir);
             if (privateNetwork is not null)
             {
@@ -60,17 +63,16 @@ public sealed class StartEphemeral : NspawnTask
                 NetworkGuard.Unregister(BuildEngine4, privateNetwork);
                 StartedNetwork = [];
             }
-            throw starts.Select(t => t.Exception?.InnerException).OfType<NspawnException>().FirstOrDefault()
-                ?? starts.First(t => t.IsFaulted || t.IsCanceled).Exception?.InnerException ?? new OperationCanceledException();
+            throw;
         }
-
-        var machines = starts.Select(t => t.Result).ToList();
         foreach (var m in machines)
-            MachineGuard.Register(BuildEngine4, m, RunDir);
-        Progress($"Started {string.Join(", ", machines.Select(m => $"'{m.LogicalName}' ({m.Name}, {(m.Unit is null ? "" : $"unit {m.Unit}, ")}image {m.Image}, {(m.Address is null ? "" : $"address {m.Address}, ")}leader PID {m.LeaderPid})"))} in {(DateTime.UtcNow - started).TotalSeconds:0.0} s.");
+            MachineGuard.Register(BuildEngine4, m, RunDir, LeftMeansFailed, ProjectFile);
+        Progress(MachineLauncher.Describe(machines, DateTime.UtcNow - started));
 
         StartedMachines = machines.Select(ResolvedItems.FromMachine).ToArray();
         var machinesFile = RunFiles.Write(RunDir, "machines.json", s => s.Write(System.Text.Encoding.UTF8.GetBytes(MachinesFile.Serialize(machines, network?.Mode ?? NetworkMode.Host, privateNetwork))));
-        RunSettingsFile = RunFiles.Write(RunDir, "nspawn.runsettings", s => RunSettings.Merge(suiteSettings, MachinesFile.Environment(machines, machinesFile)).Save(s));
+        var environment = MachinesFile.Environment(machines, machinesFile);
+        RunSettingsFile = RunFiles.Write(RunDir, "nspawn.runsettings", s => RunSettings.Merge(suiteSettings, environment).Save(s));
+        Environment = environment.Select(v => ResolvedItems.Variable(v.Key, v.Value)).ToArray();
     }
 }

@@ -1,0 +1,119 @@
+using System.Text;
+
+namespace Nspawn.Build;
+
+/// <summary>
+/// Saves a machine's journal (the guest's own, read inside it by its journalctl) and its console into its logs
+/// folder, TestResults/nspawn/LOGICAL, before its snapshot goes. What cannot be read is reported, not fatal:
+/// the stop goes on.
+/// </summary>
+internal static class MachineLogs
+{
+    public const string JournalFile = "journal.txt";
+    public const string ConsoleFile = "console.txt";
+
+    /// <summary>Enough for the journal of a long test run.</summary>
+    public static readonly TimeSpan Limit = TimeSpan.FromSeconds(60);
+
+    /// <summary>For a guest stuck booting or powering off, whose systemd may not answer: a stop waits no longer than this for it.</summary>
+    public static readonly TimeSpan StuckLimit = TimeSpan.FromSeconds(5);
+
+    /// <summary>Whether NspawnKeepLogs wants the logs of this machine, given whether something failed.</summary>
+    public static bool Wanted(Machine machine, bool failed) =>
+        machine.LogsDir is not null && machine.KeepLogs switch
+        {
+            KeepLogs.Always => true,
+            KeepLogs.Failure => failed,
+            _ => false,
+        };
+
+    /// <summary>Saves what can be read, within <paramref name="limit"/> for each; never throws for what the host refuses (a file, a command), but says it.</summary>
+    public static async Task<SavedLogs> SaveAsync(Machine machine, TimeSpan limit, CancellationToken cancellationToken)
+    {
+        var dir = machine.LogsDir ?? throw new InvalidOperationException($"Machine {machine.Name} has no logs folder.");
+        var made = new List<string>();
+        var files = new List<string>();
+        var problems = new List<string>();
+        try
+        {
+            made.AddRange(UserFiles.CreateDirectory(machine.ResultsDir!, dir));
+            var journal = Path.Combine(dir, JournalFile);
+            string? failure;
+            if (!ProcessInfo.IsRunning(machine.LeaderPid, machine.LeaderStartTime))
+            {
+                File.Delete(journal);
+                failure = "the guest's init is not running";
+            }
+            else
+            {
+                var argv = GuestCommand.AsUnit(machine, GuestCommand.NewUnitName("journal"), GuestCommand.Journal());
+                failure = await WriteAsync(journal, argv[0], argv.Skip(1).ToList(), limit, cancellationToken);
+            }
+            if (File.Exists(journal))
+                files.Add(journal);
+            if (failure is not null)
+                problems.Add($"its journal could not be read: {failure}");
+
+            var console = Path.Combine(dir, ConsoleFile);
+            if (machine.ConsoleFile is { } source && File.Exists(source))
+            {
+                await using (var writer = new StreamWriter(UserFiles.Create(console), new UTF8Encoding(false)))
+                    foreach (var line in ConsoleLog.Lines(source))
+                        await writer.WriteLineAsync(line);
+                files.Add(console);
+            }
+            else if (machine.Unit is { } unit)
+            {
+                // nspawn's output, the console, went to the unit's journal on the host.
+                failure = await WriteAsync(console, ToolLocator.Require(Tool.Journalctl), [$"--unit={unit}", "--output=cat", "--all", "--no-pager", "--quiet"], limit, cancellationToken);
+                if (File.Exists(console))
+                    files.Add(console);
+                if (failure is not null)
+                    problems.Add($"its console could not be read: {failure}");
+            }
+            else
+            {
+                File.Delete(console);
+                problems.Add("its console is gone");
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or NspawnException or System.ComponentModel.Win32Exception)
+        {
+            problems.Add(e.Message);
+        }
+        try
+        {
+            UserFiles.GiveToSudoUser([.. made, .. files]);
+        }
+        catch (NspawnException e)
+        {
+            problems.Add(e.Message);
+        }
+        return new SavedLogs(machine, dir, files, problems);
+    }
+
+    /// <summary>Writes the command's output, line by line as plain text, into a new file; the reason when it failed (a file with some output is kept).</summary>
+    private static async Task<string?> WriteAsync(string path, string tool, IReadOnlyList<string> args, TimeSpan limit, CancellationToken cancellationToken)
+    {
+        (int ExitCode, string StandardError) result;
+        bool empty;
+        await using (var writer = new StreamWriter(UserFiles.Create(path), new UTF8Encoding(false)))
+        {
+            try
+            {
+                result = await HostCommand.RunLinesAsync(tool, args, line => writer.WriteLine(ConsoleLog.Clean(line)), cancellationToken, limit);
+            }
+            catch (NspawnException e) when (e.Code == ErrorCodes.CommandFailed)
+            {
+                result = (-1, e.Message);
+            }
+            await writer.FlushAsync(cancellationToken);
+            empty = writer.BaseStream.Length == 0;
+        }
+        if (result.ExitCode == 0)
+            return null;
+        if (empty)
+            File.Delete(path);
+        return $"exit code {result.ExitCode}: {result.StandardError.Trim()}";
+    }
+}

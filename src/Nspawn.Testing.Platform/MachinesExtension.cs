@@ -1,0 +1,69 @@
+using System.Reflection;
+using Microsoft.Testing.Platform.Extensions;
+using Microsoft.Testing.Platform.Extensions.OutputDevice;
+using Microsoft.Testing.Platform.Extensions.TestHostControllers;
+using Microsoft.Testing.Platform.OutputDevice;
+using Microsoft.Testing.Platform.Services;
+using Nspawn.Build;
+
+namespace Nspawn.Testing.Platform;
+
+/// <summary>
+/// Runs in the test host controller, the process that starts the test host and sees it exit (passed, failed,
+/// Ctrl+C or crashed): boots the machines of the launch file next to the application before the test host
+/// starts, gives the test host the NSPAWN_* variables, and stops the machines when it has exited. Enabled only
+/// when the build wrote a launch file (NspawnOnTest) and no machines were handed in already (ContainerTest).
+/// </summary>
+internal sealed class MachinesExtension(IServiceProvider services) : ITestHostEnvironmentVariableProvider, ITestHostProcessLifetimeHandler, IOutputDeviceDataProducer
+{
+    private readonly IOutputDevice _output = services.GetOutputDevice();
+    private readonly Lazy<MachineSession?> _session = new(() =>
+        Environment.GetEnvironmentVariable("NSPAWN_MACHINES_FILE") is { Length: > 0 } ? null : MachineSession.FromLaunchFile(LaunchFilePath));
+    private readonly CancellationTokenSource _cancel = new();
+
+    public string Uid => "Nspawn.Build.Machines";
+    public string Version => typeof(MachinesExtension).Assembly.GetName().Version?.ToString() ?? "0";
+    public string DisplayName => "Nspawn.Build machines";
+    public string Description => "Boots the systemd-nspawn machines of Nspawn.Build before the test host starts and stops them when it exits.";
+
+    private static string LaunchFilePath => Path.Combine(AppContext.BaseDirectory, LaunchFile.NameFor(Assembly.GetEntryAssembly()?.GetName().Name ?? ""));
+
+    public Task<bool> IsEnabledAsync() => Task.FromResult(_session.Value is not null);
+
+    public async Task UpdateAsync(IEnvironmentVariables environmentVariables)
+    {
+        // MTP passes no token here: Ctrl+C during the boot cancels it through our own.
+        Console.CancelKeyPress += (_, _) => _cancel.Cancel();
+        try
+        {
+            foreach (var (name, value) in await _session.Value!.StartAsync(Say, _cancel.Token))
+                environmentVariables.SetVariable(new EnvironmentVariable(name, value, isSecret: false, isLocked: true));
+        }
+        catch (NspawnException e)
+        {
+            await _output.DisplayAsync(this, new ErrorMessageOutputDeviceData($"error {e.Code}: {e.Message}"), CancellationToken.None);
+            throw;
+        }
+    }
+
+    public Task<ValidationResult> ValidateTestHostEnvironmentVariablesAsync(IReadOnlyEnvironmentVariables environmentVariables) => ValidationResult.ValidTask;
+
+    public Task BeforeTestHostProcessStartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public Task OnTestHostProcessStartedAsync(ITestHostProcessInformation testHostProcessInformation, CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public async Task OnTestHostProcessExitedAsync(ITestHostProcessInformation testHostProcessInformation, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await _session.Value!.StopAsync(Say);
+        }
+        catch (NspawnException e)
+        {
+            await _output.DisplayAsync(this, new ErrorMessageOutputDeviceData($"error {e.Code}: {e.Message}"), CancellationToken.None);
+            throw;
+        }
+    }
+
+    private void Say(string message) => _output.DisplayAsync(this, new TextOutputDeviceData(message), CancellationToken.None).GetAwaiter().GetResult();
+}

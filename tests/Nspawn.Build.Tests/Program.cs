@@ -1,0 +1,23 @@
+namespace Nspawn.Build.Tests;
+
+/// <summary>
+/// The test assembly also runs as a program, for checks that must have a process of their own: credentials
+/// belong to a whole process, so what runs as a sudo user (the privilege scenario, a copy) never runs inside the test host.
+/// </summary>
+public static class Program
+{
+    public static async Task<int> Main(string[] args)
+    {
+        switch (args)
+        {
+            case ["privileges"]:
+                return PrivilegeScenario.Run();
+            case ["copy-from", var machinePath, var hostDirectory]:
+                // As the tests of a sudo user run: the API drops to that user on first use.
+                await EphemeralMachine.FromEnvironment().CopyFromAsync(machinePath, hostDirectory);
+                return 0;
+            default:
+                return 2;
+        }
+    }
+}
