@@ -76,7 +76,8 @@ internal sealed class MachineSession(IReadOnlyList<LaunchOptions> options, Netwo
         if (stops.Any(t => t.IsCompletedSuccessfully))
             progress($"Stopped {string.Join("; ", stops.Where(t => t.IsCompletedSuccessfully).Select(t => t.Result))}.");
         // The test host's own machines, when it was killed before it could stop them.
-        foreach (var what in await MachineRegistry.ReapAsync(ChrootsDirs, w => progress("warning " + w.Code + ": " + w.Message), CancellationToken.None))
+        // Its warnings were given at the start (said once a run).
+        foreach (var what in await MachineRegistry.ReapAsync(ChrootsDirs, _ => { }, CancellationToken.None))
             progress($"Removed a leftover of a process that is gone: {what}.");
         ReturnOwnership();
         if (stops.FirstOrDefault(t => t.IsFaulted) is { } failed)

@@ -61,7 +61,8 @@ public sealed class StopEphemeral : NspawnTask
             RunFiles.Remove(RunDir);
         // The machines a test host booted for itself, when it was killed before it could stop them.
         if (chrootsDir is not null && machines.Count > 0)
-            foreach (var what in await MachineRegistry.ReapAsync([chrootsDir], LogWarning, CancellationToken.None))
+            // Its warnings were given by the reaper at the start (said once a run).
+            foreach (var what in await MachineRegistry.ReapAsync([chrootsDir], _ => { }, CancellationToken.None))
                 Progress($"Removed a leftover of a process that is gone: {what}.");
         var done = ends.Where(t => t.IsCompletedSuccessfully).Select(t => t.Result).ToList();
         Ownership.ReturnBinds(Ownership.SudoUser, done.Where(e => !e.Kept).Select(e => e.Machine), chrootsDir);
