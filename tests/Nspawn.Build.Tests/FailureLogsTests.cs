@@ -22,8 +22,8 @@ public sealed class FailureLogsTests(PackageFixture package) : IAsyncLifetime
 
     private const string FailingTests = """<Error Text="the tests failed" />""";
 
-    // A precise timestamp (microseconds) and the guest's host name, its image's name.
-    private static readonly Regex JournalLine = new(@"^\w{3} [ \d]\d \d\d:\d\d:\d\d\.\d{6} bookworm ", RegexOptions.Multiline);
+    // A precise timestamp (microseconds) and the guest's host name: its image's name, or on a private network its logical name.
+    private static readonly Regex JournalLine = new(@"^\w{3} [ \d]\d \d\d:\d\d:\d\d\.\d{6} (bookworm|server) ", RegexOptions.Multiline);
 
     [Fact]
     public async Task A_failing_test_leaves_the_guests_journal_and_console_named_by_the_error_and_listed_in_the_TRX()
@@ -33,10 +33,11 @@ public sealed class FailureLogsTests(PackageFixture package) : IAsyncLifetime
         Assert.NotEqual(0, run.ExitCode);
         Assert.Contains($"error NSPAWN0050: The tests failed or could not run (see above). Their machines were stopped; their logs are in {results}/nspawn.", run.Output);
 
-        var logs = Path.Combine(results, "nspawn/default");
+        // The sample's machines are 'server' and 'client' on a private network (hostnames their logical names).
+        var logs = Path.Combine(results, "nspawn/server");
         var journal = File.ReadAllText(Path.Combine(logs, "journal.txt"));
         // The line the failing test logged inside the machine with logger, with the guest's own lines from its boot on.
-        Assert.Matches(@"bookworm sample\[\d+\]: checking SAMPLE_FAIL\n", journal);
+        Assert.Matches(@"server sample\[\d+\]: checking SAMPLE_FAIL\n", journal);
         Assert.Contains("systemd[1]: Reached target multi-user.target", journal);
         Assert.Matches(JournalLine, journal);
         var console = File.ReadAllText(Path.Combine(logs, "console.txt"));
@@ -44,14 +45,14 @@ public sealed class FailureLogsTests(PackageFixture package) : IAsyncLifetime
         Assert.DoesNotContain('\x1b', console);
         Assert.DoesNotContain('\r', console);
         // The sample's failing test wrote the journal of its own duration to its output, which the test runner shows.
-        Assert.Matches(@"The journal of machine nspawn-default-[0-9a-f]{8} during the test:\s+\w{3} [ \d]\d [\d:.]+ bookworm systemd", run.Output);
+        Assert.Matches(@"The journal of machine nspawn-server-[0-9a-f]{8} during the test:\s+\w{3} [ \d]\d [\d:.]+ server systemd", run.Output);
 
         XNamespace ns = "http://microsoft.com/schemas/VisualStudio/TeamTest/2010";
         var trx = XDocument.Load(Assert.Single(Directory.GetFiles(results, "*.trx")));
         var listed = trx.Root!.Element(ns + "ResultSummary")!.Element(ns + "ResultFiles")!.Elements(ns + "ResultFile").Select(e => (string)e.Attribute("path")!).ToList();
-        Assert.Equal(["nspawn/default/journal.txt", "nspawn/default/console.txt"], listed);
+        Assert.Equal(["nspawn/client/console.txt", "nspawn/client/journal.txt", "nspawn/server/console.txt", "nspawn/server/journal.txt"], listed.Order());
         var root = (string)trx.Root.Element(ns + "TestSettings")!.Element(ns + "Deployment")!.Attribute("runDeploymentRoot")!;
-        Assert.Equal(journal, File.ReadAllText(Path.Combine(results, root, "In", listed[0])));
+        Assert.Equal(journal, File.ReadAllText(Path.Combine(results, root, "In", "nspawn/server/journal.txt")));
         Leaks.AssertNone();
     }
 

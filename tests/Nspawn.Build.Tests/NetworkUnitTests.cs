@@ -1,3 +1,4 @@
+using static Nspawn.Build.Tests.Resolving;
 using TaskItem = Microsoft.Build.Utilities.TaskItem;
 using Nspawn.Build.Tasks;
 
@@ -186,22 +187,6 @@ public sealed class NetworkUnitTests
 [Trait("Category", "Unit")]
 public sealed class NetworkSettingsTests
 {
-    private static (ResolveNspawnSettings Task, FakeBuildEngine Engine) Resolve(Action<ResolveNspawnSettings>? set = null)
-    {
-        var engine = new FakeBuildEngine();
-        var task = new ResolveNspawnSettings { BuildEngine = engine, ChrootsDir = "/srv/test_chroots", EphemeralMode = "snapshot", CheckHost = false, BaseDir = "/work/project" };
-        set?.Invoke(task);
-        return (task, engine);
-    }
-
-    private static TaskItem Item(string name, params (string Name, string Value)[] metadata)
-    {
-        var item = new TaskItem(name);
-        foreach (var (key, value) in metadata)
-            item.SetMetadata(key, value);
-        return item;
-    }
-
     [Fact]
     public void By_default_machines_share_the_hosts_network_and_bind_nothing()
     {

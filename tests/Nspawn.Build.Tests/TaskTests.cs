@@ -1,3 +1,4 @@
+using static Nspawn.Build.Tests.Resolving;
 using Microsoft.Build.Framework;
 using Microsoft.Build.Utilities;
 using Nspawn.Build.Tasks;
@@ -8,22 +9,6 @@ namespace Nspawn.Build.Tests;
 [Trait("Category", "Unit")]
 public sealed class TaskTests
 {
-    private static (ResolveNspawnSettings Task, FakeBuildEngine Engine) Resolve(Action<ResolveNspawnSettings>? set = null)
-    {
-        var engine = new FakeBuildEngine();
-        var task = new ResolveNspawnSettings { BuildEngine = engine, ChrootsDir = "/srv/test_chroots", EphemeralMode = "snapshot", CheckHost = false };
-        set?.Invoke(task);
-        return (task, engine);
-    }
-
-    private static TaskItem Item(string name, params (string Name, string Value)[] metadata)
-    {
-        var item = new TaskItem(name);
-        foreach (var (key, value) in metadata)
-            item.SetMetadata(key, value);
-        return item;
-    }
-
     [Fact]
     public void Unset_properties_take_the_defaults_from_one_place()
     {
