@@ -17,7 +17,7 @@ public sealed class SamplesTests(PackageFixture package)
         { "Nunit", 3 },
         { "Mstest", 3 },
         // xunit v3 in MTP mode (its global.json): the package's MTP extension boots the machines under plain dotnet test.
-        { "Mtp", 5 },
+        { "Mtp", 6 },
     };
 
     private static string Dir(string sample) => Path.Combine(Repo.Samples, sample);
@@ -94,6 +94,17 @@ public sealed class SamplesTests(PackageFixture package)
         {
             Directory.Delete(copy, recursive: true);
         }
+    }
+
+    [Fact]
+    public async Task In_MTP_mode_plain_dotnet_test_makes_the_private_network_and_removes_it()
+    {
+        await package.RequireImageAsync();
+        var run = await package.RunProjectAsync(Dir("Mtp"), "test", ["-p:NspawnOnTest=true", "-p:NspawnNetwork=private"],
+            new Dictionary<string, string?> { ["SAMPLE_NETWORK"] = "private" });
+        Assert.True(run.ExitCode == 0, run.ToString());
+        AssertCounts(run, 0, 6);
+        Leaks.AssertNone();
     }
 
     [Fact]

@@ -53,7 +53,7 @@ public sealed class SudoUserTests(PackageFixture package) : IAsyncLifetime
         // A failing run saves the machine's logs in the user's tree: they are the user's too.
         var failing = await ContainerTestAsync("1");
         Assert.NotEqual(0, failing.ExitCode);
-        Assert.True(File.Exists(Path.Combine(sample, "TestResults/nspawn/default/journal.txt")), failing.Output);
+        Assert.True(File.Exists(Path.Combine(sample, "TestResults/nspawn/server/journal.txt")), failing.Output);
 
         // What the server wrote in its writable bind (NspawnBind, obj/shared) is the user's too.
         var written = Path.Combine(sample, "obj/shared/from-server.txt");
@@ -86,7 +86,7 @@ public sealed class SudoUserTests(PackageFixture package) : IAsyncLifetime
         var run = await Shell.RunAsync("runuser", ["-u", User, "--", "sudo", "env", $"NUGET_PACKAGES={package.NuGetCache}",
             "dotnet", "test", $"-p:NspawnBuildVersion={package.Version}", $"-p:NspawnChrootsDir={Repo.ChrootsDir}", "-p:NspawnOnTest=true"], workingDir: sample);
         Assert.True(run.ExitCode == 0, run.ToString());
-        Assert.Matches(@"succeeded:\s+5\s", run.Output);
+        Assert.Matches(@"succeeded:\s+6\s", run.Output);
 
         // The build gives back what it wrote; the test host controller what the run wrote after it (test results, logs).
         var rootOwned = await Cli.Wrap("find").WithArguments([Home, "-uid", "0"]).ExecuteBufferedAsync();

@@ -35,6 +35,20 @@ public class MachineTests(OwnMachineFixture fixture)
     }
 
     [Fact]
+    public async Task On_a_private_network_the_machines_are_hosts_that_know_each_other()
+    {
+        // The package's tests run it with -p:NspawnNetwork=private and SAMPLE_NETWORK=private.
+        if (Environment.GetEnvironmentVariable("SAMPLE_NETWORK") != "private")
+            return;
+        var machine = EphemeralMachine.FromEnvironment();
+        Assert.NotNull(machine.Address);
+        Assert.Equal("default", (await machine.ExecCheckedAsync(["hostname"], cancellationToken: TestContext.Current.CancellationToken)).StandardOutput.Trim());
+        // The fixture's machine joined the same network and finds the other by name.
+        var seen = await fixture.Machine.ExecCheckedAsync(["getent", "hosts", "default"], cancellationToken: TestContext.Current.CancellationToken);
+        Assert.StartsWith(machine.Address + " ", seen.StandardOutput);
+    }
+
+    [Fact]
     public void Fails_when_asked_to()
     {
         // The package's tests set SAMPLE_FAIL=1 to check that a failing suite fails the run and still stops the machines.
