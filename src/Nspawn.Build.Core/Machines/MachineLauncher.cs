@@ -1,3 +1,5 @@
+using Nspawn.Build.Agent;
+
 namespace Nspawn.Build;
 
 /// <summary>
@@ -28,7 +30,20 @@ internal static class MachineLauncher
         if (MachineRegistry.Contains(options.MachineName))
             throw new NspawnException(ErrorCodes.BadMachineName, $"A machine named '{options.MachineName}' is already running. Stop it first, or give this one another name.");
         Directory.CreateDirectory(StateDir);
-        return await For(options.UseSystemdRun).StartAsync(options, cancellationToken);
+        var (agentOptions, initArguments, problem) = AgentSetup.Prepare(options.MachineName, options.CodeDir);
+        try
+        {
+            var machine = await For(options.UseSystemdRun).StartAsync(options with { AgentArguments = agentOptions, InitArguments = initArguments }, cancellationToken);
+            // Started when its agent answers (or is known not to run there).
+            machine = await AgentSetup.WaitAsync(machine, problem, cancellationToken);
+            MachineRegistry.Add(machine);
+            return machine;
+        }
+        catch
+        {
+            AgentSetup.Remove(options.MachineName);
+            throw;
+        }
     }
 
     /// <summary>
@@ -77,6 +92,7 @@ internal static class MachineLauncher
             File.Delete(TempNames.SnapshotLock(snapshot));
         }
         File.Delete(Path.Combine(StateDir, machine.Name + ".notify"));
+        AgentSetup.Remove(machine.Name);
 
         var stopped = !ProcessInfo.IsRunning(machine.NspawnPid, machine.NspawnStartTime) && !(machine.Snapshot is { } s && FileStatus.Of(s) is not null);
         if (stopped)
