@@ -1,17 +1,20 @@
 using System.Collections.Concurrent;
+using System.Linq.Expressions;
 using System.Text;
 using CliWrap;
 using CliWrap.Buffered;
 using Microsoft.Win32.SafeHandles;
 using Nspawn.Build;
+using Nspawn.Build.Agent;
 
 namespace Nspawn.Testing;
 
 /// <summary>
 /// A running machine, for tests: the one ContainerTest started (<see cref="FromEnvironment"/>) or one of
-/// the test's own (<see cref="StartAsync"/>). Commands run as
-/// transient units of the guest's systemd, so that a timeout kills all they started, and whatever they
-/// leave running dies with the machine.
+/// the test's own (<see cref="StartAsync"/>). Commands, files and <see cref="InvokeAsync{T}(Expression{Func{T}}, TimeSpan?, CancellationToken)"/>
+/// go through the machine's agent, a service of the guest's systemd; a command runs in a cgroup of its own there,
+/// so that a timeout kills all it started. Where the agent cannot run, commands run as transient units of the
+/// guest's systemd and files are reached through the machine's root.
 /// </summary>
 public sealed class EphemeralMachine : IAsyncDisposable
 {
@@ -34,7 +37,13 @@ public sealed class EphemeralMachine : IAsyncDisposable
     {
         _machine = machine;
         IsOwned = owned;
+        Agent = machine.Agent is null ? null : new AgentClient(machine);
     }
+
+    /// <summary>The machine's agent; null where it could not run (then <see cref="Machine.AgentProblem"/> says why).</summary>
+    internal AgentClient? Agent { get; }
+
+    internal string? AgentProblem => _machine.AgentProblem;
 
     public string Name => _machine.Name;
     public string LogicalName => _machine.LogicalName;
@@ -95,6 +104,8 @@ public sealed class EphemeralMachine : IAsyncDisposable
             PrivateNetwork = network == NetworkMode.Private ? privateNetwork : null,
             Binds = options.Binds.Select(ToBindMount).ToList(),
             ExtraArguments = options.NspawnArguments,
+            // The test's own output folder, for InvokeAsync.
+            CodeDir = AppContext.BaseDirectory,
         };
         ProcessPrivileges.Current.DropIfUnderSudo();
         EphemeralMachine started;
@@ -217,6 +228,8 @@ public sealed class EphemeralMachine : IAsyncDisposable
     /// <summary>A regular file of the machine, read by the host through the machine's root: no program of the machine runs.</summary>
     public async Task<byte[]> ReadFileAsync(string path, CancellationToken cancellationToken = default)
     {
+        if (Agent is not null)
+            return await Agent.ReadFileAsync(path, cancellationToken);
         using var content = new MemoryStream();
         FileStream file;
         using (ProcessPrivileges.Current.Root())
@@ -239,6 +252,11 @@ public sealed class EphemeralMachine : IAsyncDisposable
     {
         if (!path.StartsWith('/') || path.EndsWith('/'))
             throw new ArgumentException($"'{path}' is not an absolute path of a file in the machine.", nameof(path));
+        if (Agent is not null)
+        {
+            await Agent.WriteFileAsync(path, content, mode, owner, group, cancellationToken);
+            return;
+        }
         using (ProcessPrivileges.Current.Root())
         using (var root = OpenMachineRoot())
         {
@@ -287,6 +305,50 @@ public sealed class EphemeralMachine : IAsyncDisposable
         return state == "running" || (degradedIsRunning && state == "degraded");
     }
 
+    /// <summary>
+    /// Calls a public static method inside the machine and returns its result: <c>await machine.InvokeAsync(() => Provisioner.Apply(config))</c>.
+    /// The arguments are evaluated here and sent as JSON; the machine's agent loads the method's assembly (and its
+    /// dependencies) from the tests' output folder, which the machine has read-only at the same path. What the method
+    /// throws comes back as <see cref="GuestException"/>. Past <paramref name="timeout"/> (5 minutes by default)
+    /// TimeoutException is thrown; the method itself cannot be stopped and runs on until it returns or the machine stops.
+    /// </summary>
+    public async Task<T> InvokeAsync<T>(Expression<Func<T>> call, TimeSpan? timeout = null, CancellationToken cancellationToken = default) =>
+        InvokeCall.Result<T>(await InvokeCoreAsync(call, timeout, cancellationToken), call.Body.ToString());
+
+    /// <summary>Calls a public static async method inside the machine and returns its result (see <see cref="InvokeAsync{T}(Expression{Func{T}}, TimeSpan?, CancellationToken)"/>).</summary>
+    public async Task<T> InvokeAsync<T>(Expression<Func<Task<T>>> call, TimeSpan? timeout = null, CancellationToken cancellationToken = default) =>
+        InvokeCall.Result<T>(await InvokeCoreAsync(call, timeout, cancellationToken), call.Body.ToString());
+
+    /// <summary>Calls a public static method that returns nothing inside the machine.</summary>
+    public Task InvokeAsync(Expression<Action> call, TimeSpan? timeout = null, CancellationToken cancellationToken = default) =>
+        InvokeCoreAsync(call, timeout, cancellationToken);
+
+    /// <summary>Calls a public static async method that returns a Task inside the machine.</summary>
+    public Task InvokeAsync(Expression<Func<Task>> call, TimeSpan? timeout = null, CancellationToken cancellationToken = default) =>
+        InvokeCoreAsync(call, timeout, cancellationToken);
+
+    private async Task<string?> InvokeCoreAsync(LambdaExpression call, TimeSpan? timeout, CancellationToken cancellationToken)
+    {
+        var request = InvokeCall.From(call, _machine.CodeDir);
+        if (Agent is null)
+            throw new InvalidOperationException($"InvokeAsync needs the machine's agent, which does not run in machine {Name}: {_machine.AgentProblem}.{await AgentStatusAsync()}");
+        return await Agent.InvokeAsync(request, timeout ?? HostCommand.DefaultLimit, cancellationToken);
+    }
+
+    /// <summary>What the guest's systemd says of the agent's unit (for example, a runtime that cannot run there).</summary>
+    private async Task<string> AgentStatusAsync()
+    {
+        try
+        {
+            var status = await SystemctlAsync(["status", "--no-pager", "--lines=10", AgentSetup.UnitName], TimeSpan.FromSeconds(10), CancellationToken.None);
+            return "\n" + status.StandardOutput.Trim();
+        }
+        catch (Exception e) when (e is TimeoutException or InvalidOperationException)
+        {
+            return "";
+        }
+    }
+
     /// <summary>Stops a machine this process started; a machine from the environment is left to the targets.</summary>
     public async Task StopAsync(CancellationToken cancellationToken = default)
     {
@@ -327,6 +389,8 @@ public sealed class EphemeralMachine : IAsyncDisposable
     private async Task<int> RunUnitAsync(IReadOnlyList<string> command, ExecOptions options, PipeSource input, PipeTarget output, PipeTarget error,
         CancellationToken cancellationToken)
     {
+        if (Agent is not null)
+            return await Agent.ExecAsync(command, options, input, output, error, options.Timeout, cancellationToken);
         var unit = $"nspawn-exec-{Guid.NewGuid():N}"[..24];
         var argv = ExecArguments(_machine, unit, command, options);
         using var forceful = new CancellationTokenSource();
@@ -362,8 +426,10 @@ public sealed class EphemeralMachine : IAsyncDisposable
     }
 
     /// <summary>systemctl of the machine with a time limit: a guest that does not answer cannot hang a test.</summary>
-    private async Task<BufferedCommandResult> SystemctlAsync(IReadOnlyList<string> args, TimeSpan limit, CancellationToken cancellationToken)
+    private async Task<ExecResult> SystemctlAsync(IReadOnlyList<string> args, TimeSpan limit, CancellationToken cancellationToken)
     {
+        if (Agent is not null)
+            return await ExecAsync(["systemctl", .. args], new ExecOptions { Timeout = limit }, cancellationToken);
         var argv = SystemctlArguments(_machine, args);
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(limit);
@@ -372,7 +438,8 @@ public sealed class EphemeralMachine : IAsyncDisposable
             running = Cli.Wrap(argv[0]).WithArguments(argv.Skip(1)).WithValidation(CommandResultValidation.None).ExecuteBufferedAsync(timeout.Token);
         try
         {
-            return await running;
+            var result = await running;
+            return new ExecResult(result.ExitCode, result.StandardOutput, result.StandardError);
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {

@@ -1,5 +1,5 @@
 // The benchmark: where the time goes, against bare systemd-nspawn and a peer, in whole-process timings and ratios.
-// Usage (root): dotnet run --project tests/Nspawn.Build.Benchmark -c Release -- [--repeat N] [--quick]
+// Usage (root): dotnet run --project tests/Nspawn.Build.Benchmark -c Release -- [--repeat N] [--quick] [--agent]
 // It asserts nothing about time; it prints a table and writes artifacts/benchmark/result.{json,md}.
 using System.Diagnostics;
 using System.Text.Json;
@@ -25,6 +25,14 @@ var sw = Stopwatch.StartNew();
 if (await builder.EnsureAsync(spec, m => Console.WriteLine("  " + m), CancellationToken.None) == ImageResult.Built)
     report.Add("image: full debootstrap (first build)", [sw.Elapsed]);
 var image = builder.ImageDir(spec);
+
+// 0. The agent in every machine. --agent: this part alone.
+await AgentBench.RunAsync(image, report, repeat);
+if (args.Contains("--agent"))
+{
+    await report.WriteAsync(Path.Combine(root, "artifacts/benchmark"));
+    return;
+}
 
 // 1. Boot to READY=1 and stop: ours (the launcher StartEphemeral calls) against bare nspawn, interleaved A B A B.
 Console.WriteLine("boot and stop, ours against bare systemd-nspawn");

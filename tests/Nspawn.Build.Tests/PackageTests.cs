@@ -25,7 +25,7 @@ public sealed class PackageTests(PackageFixture package)
     public void The_tests_API_references_no_MSBuild_assembly()
     {
         var dlls = Directory.GetFiles(Lib, "*.dll").Select(Path.GetFileName).Order().ToList();
-        Assert.Equal(["Nspawn.Build.Core.dll", "Nspawn.Testing.dll", "Nspawn.Testing.Platform.dll"], dlls);
+        Assert.Equal(["Nspawn.Build.Core.dll", "Nspawn.Testing.Agent.dll", "Nspawn.Testing.dll", "Nspawn.Testing.Platform.dll"], dlls);
         foreach (var dll in dlls)
             Assert.DoesNotContain(Read(Path.Combine(Lib, dll!)).References, r => r.StartsWith("Microsoft.Build", StringComparison.Ordinal));
     }
@@ -46,7 +46,9 @@ public sealed class PackageTests(PackageFixture package)
     {
         Assert.Equal(["Nspawn.Build.EphemeralMode", "Nspawn.Build.NetworkMode", "Nspawn.Build.NspawnException"], Read(Path.Combine(Lib, "Nspawn.Build.Core.dll")).PublicTypes);
         Assert.Equal(["Nspawn.Testing.Bind", "Nspawn.Testing.EphemeralMachine", "Nspawn.Testing.ExecException", "Nspawn.Testing.ExecOptions", "Nspawn.Testing.ExecResult",
-            "Nspawn.Testing.ProcessPrivileges", "Nspawn.Testing.StartOptions"], Read(Path.Combine(Lib, "Nspawn.Testing.dll")).PublicTypes);
+            "Nspawn.Testing.GuestException", "Nspawn.Testing.ProcessPrivileges", "Nspawn.Testing.StartOptions"], Read(Path.Combine(Lib, "Nspawn.Testing.dll")).PublicTypes);
+        // The agent is a program the machines run, nothing a test calls.
+        Assert.Empty(Read(Path.Combine(Lib, "Nspawn.Testing.Agent.dll")).PublicTypes);
         // What MTP's generated entry point calls.
         Assert.Equal(["Nspawn.Testing.Platform.TestingPlatformBuilderHook"], Read(Path.Combine(Lib, "Nspawn.Testing.Platform.dll")).PublicTypes);
     }
@@ -55,7 +57,8 @@ public sealed class PackageTests(PackageFixture package)
     public void The_tasks_load_from_their_own_folder()
     {
         var tasks = Path.Combine(package.PackageDir, "tasks/net8.0");
-        foreach (var dll in new[] { "Nspawn.Build.dll", "Nspawn.Build.Core.dll", "CliWrap.dll", "NuGet.Versioning.dll" })
+        // The agent next to the core, which binds it into the machines that ContainerTest starts.
+        foreach (var dll in new[] { "Nspawn.Build.dll", "Nspawn.Build.Core.dll", "Nspawn.Testing.Agent.dll", "CliWrap.dll", "NuGet.Versioning.dll" })
             Assert.True(File.Exists(Path.Combine(tasks, dll)), dll + " is missing from tasks/net8.0");
         Assert.False(File.Exists(Path.Combine(tasks, "Nspawn.Testing.dll")));
         Assert.False(File.Exists(Path.Combine(tasks, "Nspawn.Testing.Platform.dll")));

@@ -37,6 +37,8 @@ public static class Leaks
         {
             found.AddRange(Directory.EnumerateFiles(MachineLauncher.StateDir, "*.notify").Select(s => "socket " + s));
             found.AddRange(Directory.EnumerateFiles(MachineLauncher.StateDir, "*.console").Select(s => "console file " + s));
+            if (Directory.Exists(Nspawn.Build.Agent.AgentSetup.AgentsDir))
+                found.AddRange(Directory.EnumerateDirectories(Nspawn.Build.Agent.AgentSetup.AgentsDir).Select(s => "agent folder " + s));
         }
         found.AddRange(MachineRegistry.List().Select(r => $"record of {r.Machine.Name} (owner PID {r.OwnerPid})"));
         found.AddRange(MountTable.Read().Where(m => MountTable.IsUnder(m.MountPoint, DeviceMount.Root)).Select(m => "device mount " + m.MountPoint));
@@ -108,7 +110,7 @@ public static class Shell
 public sealed class PackageFixture : IAsyncLifetime
 {
     /// <summary>How many tests the sample has (tests/Sample).</summary>
-    public const int SampleTests = 19;
+    public const int SampleTests = 21;
 
     public string Version { get; } = $"0.1.0-test.{DateTime.UtcNow:yyyyMMddHHmmss}.{Environment.ProcessId}";
     public string NuGetCache { get; } = Directory.CreateTempSubdirectory("nspawn-nuget-").FullName;

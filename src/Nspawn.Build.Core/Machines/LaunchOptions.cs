@@ -28,6 +28,12 @@ internal sealed record LaunchOptions(string LogicalName, string ImageDir)
     /// <summary>More nspawn options (such as --bind-ro=...), after ours.</summary>
     public IReadOnlyList<string> ExtraArguments { get; init; } = [];
 
+    /// <summary>The tests' output folder, bound read-only at the same path (InvokeAsync loads the test assembly from it).</summary>
+    public string? CodeDir { get; init; }
+    /// <summary>The agent's nspawn options and the guest init's arguments (<see cref="Agent.AgentSetup"/>).</summary>
+    public IReadOnlyList<string> AgentArguments { get; init; } = [];
+    public IReadOnlyList<string> InitArguments { get; init; } = [];
+
     /// <summary>Whether PID 1 is systemd (sd_booted): then nspawn runs in a unit and machined registers the machine.</summary>
     public static bool HostHasSystemd => Directory.Exists("/run/systemd/system");
 
@@ -45,9 +51,13 @@ internal sealed record LaunchOptions(string LogicalName, string ImageDir)
         if (Attachment is { } attachment)
             args.AddRange(attachment.NspawnArguments());
         args.AddRange(Binds.Select(b => b.Argument()));
+        // Before the extra options, so that a machine's own can hide what the agent needs (a guest without the runtime).
+        args.AddRange(AgentArguments);
         foreach (var extra in ExtraArguments)
             args.Add(extra.StartsWith("--", StringComparison.Ordinal) ? extra
                 : throw new NspawnException(ErrorCodes.BadOption, $"NspawnArguments of machine '{LogicalName}': '{extra}' is not an option. Give options such as '--bind-ro=/srv/data'."));
+        // After every option: the guest's init takes them as its command line.
+        args.AddRange(InitArguments);
         return args;
     }
 

@@ -41,6 +41,18 @@ internal sealed record Machine(
     /// <summary>Left running when its tests fail (NspawnKeepOnFailure).</summary>
     public bool KeepOnFailure { get; init; }
 
+    /// <summary>The folder of its agent's socket (on the host), once the agent answered; null: commands take the confined path, and InvokeAsync cannot run.</summary>
+    public string? Agent { get; init; }
+
+    /// <summary>The runtime version the agent runs on.</summary>
+    public string? AgentRuntime { get; init; }
+
+    /// <summary>Why the machine has no agent.</summary>
+    public string? AgentProblem { get; init; }
+
+    /// <summary>The tests' output folder, bound read-only at the same path for InvokeAsync.</summary>
+    public string? CodeDir { get; init; }
+
     /// <summary>Where its journal and console are saved: TestResults/nspawn/LOGICAL.</summary>
     [JsonIgnore]
     public string? LogsDir => ResultsDir is null ? null : Path.Combine(ResultsDir, Defaults.LogsFolder, LogicalName);
@@ -53,6 +65,6 @@ internal sealed record Machine(
             Network = options.Attachment?.Network.Bridge,
             WritableBinds = options.Binds.Where(b => !b.ReadOnly).Select(b => b.Source).ToList(),
             StopTimeout = options.StopTimeout, Started = DateTime.UtcNow,
-            ResultsDir = options.ResultsDir, KeepLogs = options.KeepLogs, KeepOnFailure = options.KeepOnFailure,
+            ResultsDir = options.ResultsDir, KeepLogs = options.KeepLogs, KeepOnFailure = options.KeepOnFailure, CodeDir = options.CodeDir,
         };
 }

@@ -1,3 +1,5 @@
+using Nspawn.Build.Agent;
+
 namespace Nspawn.Build;
 
 /// <summary>
@@ -41,28 +43,33 @@ internal static class MachineLauncher
                 Attachment = await NetworkRegistry.JoinAsync(options.PrivateNetwork ?? throw new InvalidOperationException("A machine on a private network needs the network."),
                     options.MachineName, options.LogicalName, cancellationToken),
             };
+        var (agentOptions, initArguments, problem) = AgentSetup.Prepare(options.MachineName, options.CodeDir);
         Machine machine;
         try
         {
-            machine = await For(options.UseSystemdRun).StartAsync(options, cancellationToken);
+            machine = await For(options.UseSystemdRun).StartAsync(options with { AgentArguments = agentOptions, InitArguments = initArguments }, cancellationToken);
         }
-        catch when (options.Attachment is { } attachment)
+        catch
         {
-            await NetworkRegistry.LeaveAsync(attachment.Network.Bridge, options.MachineName, CancellationToken.None);
+            AgentSetup.Remove(options.MachineName);
+            if (options.Attachment is { } attachment)
+                await NetworkRegistry.LeaveAsync(attachment.Network.Bridge, options.MachineName, CancellationToken.None);
             throw;
         }
-        if (options.Attachment is { } joined)
+        try
         {
-            try
-            {
+            if (options.Attachment is { } joined)
                 await GuestNetwork.ConfigureAsync(machine, joined, cancellationToken);
-            }
-            catch
-            {
-                await StopAsync(machine, CancellationToken.None);
-                throw;
-            }
+            // Started when its agent answers (or is known not to run there).
+            machine = await AgentSetup.WaitAsync(machine, problem, cancellationToken);
         }
+        catch
+        {
+            // Stopping it gives back its address and removes its agent folder too.
+            await StopAsync(machine, CancellationToken.None);
+            throw;
+        }
+        MachineRegistry.Add(machine);
         return machine;
     }
 
@@ -112,6 +119,7 @@ internal static class MachineLauncher
             File.Delete(TempNames.SnapshotLock(snapshot));
         }
         File.Delete(Path.Combine(StateDir, machine.Name + ".notify"));
+        AgentSetup.Remove(machine.Name);
 
         var stopped = !ProcessInfo.IsRunning(machine.NspawnPid, machine.NspawnStartTime) && !(machine.Snapshot is { } s && FileStatus.Of(s) is not null);
         if (stopped)

@@ -19,7 +19,9 @@ internal sealed class MachineSession(IReadOnlyList<LaunchOptions> options, Netwo
 
     /// <summary>The session a launch file describes, or null when there is none.</summary>
     public static MachineSession? FromLaunchFile(string path) =>
-        LaunchFile.Read(path) is { Machines.Count: > 0 } launch ? new MachineSession(launch.Machines, launch.Network, launch.ReturnOwnership) : null;
+        LaunchFile.Read(path) is { Machines.Count: > 0 } launch
+            // The launch file sits next to the test application: its folder is the tests' output folder, for InvokeAsync.
+            ? new MachineSession(launch.Machines.Select(o => o with { CodeDir = Path.GetDirectoryName(Path.GetFullPath(path)) }).ToList(), launch.Network, launch.ReturnOwnership) : null;
 
     /// <summary>Removes what killed runs left, boots every machine at once, and returns the variables the tests get (NSPAWN_*).</summary>
     public async Task<IReadOnlyDictionary<string, string>> StartAsync(Action<string> progress, CancellationToken cancellationToken)

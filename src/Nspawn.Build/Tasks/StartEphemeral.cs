@@ -19,6 +19,9 @@ public sealed class StartEphemeral : NspawnTask
     /// <summary>NspawnOnVSTest: a machine that the targets did not stop by the end of the build is one whose tests failed.</summary>
     public bool LeftMeansFailed { get; set; }
 
+    /// <summary>The tests' output folder (TargetDir), bound read-only into each machine at the same path for InvokeAsync.</summary>
+    public string CodeDir { get; set; } = "";
+
     [Output] public ITaskItem[] StartedMachines { get; private set; } = [];
     /// <summary>The run settings for the test host: the suite's own with our variables (see RunFiles for where).</summary>
     [Output] public string RunSettingsFile { get; private set; } = "";
@@ -31,7 +34,7 @@ public sealed class StartEphemeral : NspawnTask
 
     private protected override async Task ExecuteAsync(CancellationToken cancellationToken)
     {
-        var options = Machines.Select(ResolvedItems.ToLaunch).ToList();
+        var options = Machines.Select(ResolvedItems.ToLaunch).Select(o => o with { CodeDir = CodeDir.Length > 0 ? Path.GetFullPath(CodeDir) : null }).ToList();
         var network = Network.Length > 0 ? ResolvedItems.ToNetwork(Network) : null;
         var suiteSettings = RunSettings.Load(BaseRunSettings);
         // Build may have made them only now ($(OutDir)): checked before anything starts.

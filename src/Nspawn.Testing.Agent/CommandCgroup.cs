@@ -1,0 +1,101 @@
+namespace Nspawn.Testing.Agent;
+
+/// <summary>
+/// A cgroup of its own for each command, below the agent's (its unit has Delegate=yes): killing it kills all the
+/// command started, as stopping a unit would, at the cost of a mkdir rather than a unit.
+/// </summary>
+internal sealed class CommandCgroup : IDisposable
+{
+    private static readonly string? Parent = FindOwn();
+    private static long _next;
+    private readonly string _dir;
+
+    private CommandCgroup(string dir) => _dir = dir;
+
+    /// <summary>cgroup.procs, which the command's first process writes itself into before it becomes the command.</summary>
+    public string ProcsFile => Path.Combine(_dir, "cgroup.procs");
+
+    /// <summary>A new cgroup, or null where none can be made (then only the command's own process tree is killed).</summary>
+    public static CommandCgroup? Create()
+    {
+        if (Parent is null)
+            return null;
+        var dir = Path.Combine(Parent, $"cmd-{Environment.ProcessId}-{Interlocked.Increment(ref _next)}");
+        try
+        {
+            Directory.CreateDirectory(dir);
+            return new CommandCgroup(dir);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return null;
+        }
+    }
+
+    public void Kill()
+    {
+        try
+        {
+            File.WriteAllText(Path.Combine(_dir, "cgroup.kill"), "1");
+            return;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // No cgroup.kill before Linux 5.14: each process in turn.
+        }
+        for (var round = 0; round < 10 && Pids() is { Count: > 0 } pids; round++)
+            foreach (var pid in pids)
+                Native.Kill(pid, 9);
+    }
+
+    /// <summary>Removes the cgroup once it is empty (a killed process takes a moment to leave it).</summary>
+    public void Dispose()
+    {
+        for (var attempt = 0; attempt < 200; attempt++)
+        {
+            try
+            {
+                Directory.Delete(_dir);
+                return;
+            }
+            catch (IOException)
+            {
+                Thread.Sleep(5);
+            }
+            catch (UnauthorizedAccessException)
+            {
+                return;
+            }
+        }
+    }
+
+    private List<int> Pids()
+    {
+        try
+        {
+            return File.ReadAllLines(ProcsFile).Select(int.Parse).ToList();
+        }
+        catch (Exception e) when (e is IOException or FormatException)
+        {
+            return [];
+        }
+    }
+
+    private static string? FindOwn()
+    {
+        try
+        {
+            // "ID:CONTROLLERS:PATH". systemd's own hierarchy: the named one where the guest has legacy cgroups
+            // (a host with v1 cgroups), else the unified one ("0::/system.slice/nspawn-agent.service").
+            var entries = File.ReadAllLines("/proc/self/cgroup").Select(l => l.Split(':', 3)).Where(f => f.Length == 3).ToList();
+            var dir = entries.FirstOrDefault(f => f[1] == "name=systemd") is { } legacy ? "/sys/fs/cgroup/systemd" + legacy[2]
+                : entries.FirstOrDefault(f => f[0] == "0" && f[1] == "") is { } unified ? "/sys/fs/cgroup" + unified[2] : null;
+            dir = dir?.TrimEnd('/');
+            return dir is not null && File.Exists(Path.Combine(dir, "cgroup.procs")) ? dir : null;
+        }
+        catch (IOException)
+        {
+            return null;
+        }
+    }
+}

@@ -1,0 +1,192 @@
+using System.Text.Json;
+using CliWrap;
+using Nspawn.Build;
+using Nspawn.Build.Agent;
+
+namespace Nspawn.Testing;
+
+/// <summary>
+/// The host's side of a machine's agent: commands, files and calls, one connection each. Every reply comes from the
+/// guest and is treated as such: frames are capped, a file read is capped, a failure becomes our own exception.
+/// </summary>
+internal sealed class AgentClient(Machine machine)
+{
+    /// <summary>The largest file <see cref="ReadFileAsync"/> takes from a machine.</summary>
+    private const long MaxFile = 1L << 30;
+
+    /// <summary>
+    /// Runs a command. Past <paramref name="timeout"/>, or on cancellation, the agent kills it and all it started
+    /// (its cgroup), and TimeoutException (or OperationCanceledException) is thrown.
+    /// </summary>
+    public async Task<int> ExecAsync(IReadOnlyList<string> command, ExecOptions options, PipeSource input, PipeTarget output, PipeTarget error,
+        TimeSpan? timeout, CancellationToken cancellationToken)
+    {
+        if (command.Count == 0)
+            throw new ArgumentException("The command is empty.", nameof(command));
+        foreach (var variable in options.Environment?.Keys ?? [])
+            if (variable.Length == 0 || variable.Contains('='))
+                throw new ArgumentException($"'{variable}' is not an environment variable name.", nameof(options));
+        var hasStdin = !ReferenceEquals(input, PipeSource.Null);
+        await using var connection = Connect();
+        await connection.SendAsync(new AgentRequest(AgentRequest.Exec)
+        {
+            Command = command, User = options.User, Environment = options.Environment, WorkingDirectory = options.WorkingDirectory,
+            HasStdin = hasStdin, TimeoutSeconds = timeout?.TotalSeconds,
+        }, CancellationToken.None);
+
+        var stdout = new ChunkStream();
+        var stderr = new ChunkStream();
+        var outputs = Task.WhenAll(output.CopyFromAsync(stdout, CancellationToken.None), error.CopyFromAsync(stderr, CancellationToken.None));
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        if (timeout is { } limit)
+            stop.CancelAfter(limit);
+        var feeding = hasStdin ? FeedAsync(connection, input, stop.Token) : Task.CompletedTask;
+        using var forceful = new CancellationTokenSource();
+        AgentReply? reply;
+        using (stop.Token.Register(() =>
+               {
+                   // The agent kills the command's cgroup and answers; a guest that does not is cut off.
+                   _ = connection.SendAsync(AgentFrame.Kill, ReadOnlyMemory<byte>.Empty, CancellationToken.None).ContinueWith(_ => { }, TaskScheduler.Default);
+                   forceful.CancelAfter(machine.StopTimeout);
+               }))
+        {
+            try
+            {
+                reply = await ReadReplyAsync(connection, (kind, data) =>
+                {
+                    (kind == AgentFrame.Stderr ? stderr : stdout).Add(data);
+                    return Task.CompletedTask;
+                }, forceful.Token);
+            }
+            catch (OperationCanceledException) when (stop.IsCancellationRequested)
+            {
+                reply = null;
+            }
+            finally
+            {
+                stdout.Complete();
+                stderr.Complete();
+            }
+        }
+        await outputs;
+        await feeding;
+        if (stop.IsCancellationRequested)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            throw new TimeoutException($"'{string.Join(' ', command)}' did not finish within {timeout!.Value.TotalSeconds:0.#} s in machine {machine.Name}; it was killed there.");
+        }
+        return reply!.Ok ? reply.ExitCode : throw Failure(reply, $"run '{string.Join(' ', command)}'");
+    }
+
+    public async Task<byte[]> ReadFileAsync(string path, CancellationToken cancellationToken)
+    {
+        using var content = new MemoryStream();
+        var reply = await RequestAsync(new AgentRequest(AgentRequest.Read) { Path = path }, null, (_, data) =>
+        {
+            if (content.Length + data.Length > MaxFile)
+                throw new IOException($"{machine.Name}:{path} is larger than {MaxFile} bytes.");
+            content.Write(data);
+            return Task.CompletedTask;
+        }, cancellationToken);
+        return reply.Ok ? content.ToArray() : throw Failure(reply, $"read {path}");
+    }
+
+    public async Task WriteFileAsync(string path, byte[] content, UnixFileMode mode, string owner, string group, CancellationToken cancellationToken)
+    {
+        var reply = await RequestAsync(new AgentRequest(AgentRequest.Write) { Path = path, Mode = (int)mode, Owner = owner, Group = group }, async connection =>
+        {
+            await new FrameWriteStream(connection).WriteAsync(content, cancellationToken);
+            await connection.SendAsync(AgentFrame.StdinEnd, ReadOnlyMemory<byte>.Empty, cancellationToken);
+        }, null, cancellationToken);
+        if (!reply.Ok)
+            throw Failure(reply, $"write {path}");
+    }
+
+    /// <summary>A call of a public static method (<see cref="InvokeCall"/>); its result as JSON, or what it threw as <see cref="GuestException"/>.</summary>
+    public async Task<string?> InvokeAsync(AgentRequest call, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        using var limit = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        limit.CancelAfter(timeout);
+        AgentReply reply;
+        try
+        {
+            reply = await RequestAsync(call, null, null, limit.Token);
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            throw new TimeoutException($"'{call.Type}.{call.Method}' did not return within {timeout.TotalSeconds:0.#} s in machine {machine.Name}.");
+        }
+        if (reply.Ok)
+            return reply.Json;
+        throw reply.ErrorKind switch
+        {
+            AgentReply.Guest => new GuestException(reply.ErrorType ?? "an exception", reply.Error ?? "", reply.StackTrace),
+            AgentReply.Result => new NotSupportedException($"The result of '{call.Type}.{call.Method}' cannot be sent back as JSON: {reply.Error}"),
+            _ => new InvalidOperationException($"Machine {machine.Name} could not call '{call.Type}.{call.Method}': {reply.ErrorType}: {reply.Error}"),
+        };
+    }
+
+    private AgentConnection Connect()
+    {
+        // The agent's folder is root's only: this is where a test dropped to the sudo user needs root.
+        using (ProcessPrivileges.Current.Root())
+            return AgentConnection.Connect(machine.Name);
+    }
+
+    /// <summary>One request: its input (sent while the reply is read), its data frames, its reply.</summary>
+    private async Task<AgentReply> RequestAsync(AgentRequest request, Func<AgentConnection, Task>? send, Func<byte, byte[], Task>? onData, CancellationToken cancellationToken)
+    {
+        using var limit = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        limit.CancelAfter(HostCommand.DefaultLimit);
+        await using var connection = Connect();
+        await connection.SendAsync(request, limit.Token);
+        var sending = send is null ? Task.CompletedTask : send(connection);
+        try
+        {
+            var reply = await ReadReplyAsync(connection, onData ?? ((_, _) => Task.CompletedTask), limit.Token);
+            await sending;
+            return reply;
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            throw new TimeoutException($"The agent of machine {machine.Name} did not answer within {HostCommand.DefaultLimit.TotalMinutes:0} minutes.");
+        }
+    }
+
+    private async Task<AgentReply> ReadReplyAsync(AgentConnection connection, Func<byte, byte[], Task> onData, CancellationToken cancellationToken)
+    {
+        while (await AgentFrame.ReadAsync(connection.Stream, cancellationToken) is { } frame)
+        {
+            if (frame.Kind == AgentFrame.Json)
+                return JsonSerializer.Deserialize(frame.Payload, AgentJson.Default.AgentReply) ?? throw new InvalidDataException("An empty reply.");
+            if (frame.Kind is AgentFrame.Stdout or AgentFrame.Stderr)
+                await onData(frame.Kind, frame.Payload);
+        }
+        throw new IOException($"The agent of machine {machine.Name} closed the connection without a reply.");
+    }
+
+    private static async Task FeedAsync(AgentConnection connection, PipeSource input, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await input.CopyToAsync(new FrameWriteStream(connection), cancellationToken);
+            await connection.SendAsync(AgentFrame.StdinEnd, ReadOnlyMemory<byte>.Empty, cancellationToken);
+        }
+        catch (Exception e) when (e is OperationCanceledException or IOException or ObjectDisposedException)
+        {
+            // The command ended, or was killed, before it took all its input.
+        }
+    }
+
+    /// <summary>A failure the agent reported, as the exception the API has always thrown for it.</summary>
+    private Exception Failure(AgentReply reply, string what)
+    {
+        var message = $"Could not {what} in machine {machine.Name}: {reply.Error}";
+        return reply.ErrorKind switch
+        {
+            AgentReply.Missing => new FileNotFoundException(message),
+            AgentReply.Refused when reply.ErrorType == typeof(ArgumentException).FullName => new ArgumentException(message),
+            _ => new IOException(message),
+        };
+    }
+}

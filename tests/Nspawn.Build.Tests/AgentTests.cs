@@ -1,0 +1,98 @@
+using Nspawn.Build.Agent;
+
+namespace Nspawn.Build.Tests;
+
+/// <summary>The agent in every machine: commands, files and InvokeAsync through it, and the confined path without it.</summary>
+[Collection(MachinesCollection.Name)]
+public sealed class AgentTests(PackageFixture package) : IAsyncLifetime
+{
+    private EphemeralMachine _machine = null!;
+
+    public async Task InitializeAsync()
+    {
+        await package.FirstRunAsync();
+        _machine = await EphemeralMachine.StartAsync(new StartOptions { ImageDir = Repo.ImageDir, LogicalName = "agent" });
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _machine.DisposeAsync();
+        Leaks.AssertNone();
+    }
+
+    [Fact]
+    public async Task The_agent_runs_as_a_confined_service_of_the_guest_and_serves_commands()
+    {
+        Assert.True(_machine.Agent is not null, _machine.AgentProblem);
+        Assert.Equal("active", (await _machine.ExecAsync("systemctl", "is-active", AgentSetup.UnitName)).StandardOutput.Trim());
+        // A command runs in a cgroup of its own below the agent's unit.
+        var cgroup = (await _machine.ExecCheckedAsync("cat", "/proc/self/cgroup")).StandardOutput;
+        Assert.Contains($"/system.slice/{AgentSetup.UnitName}/cmd-", cgroup);
+        // Its socket folder is root's only, on the host.
+        var dir = FileStatus.Of(AgentSetup.SocketDirOf(_machine.Name))!;
+        Assert.Equal((0u, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute), (dir.Uid, dir.Permissions));
+    }
+
+    [Fact]
+    public async Task A_link_planted_for_the_socket_is_not_followed()
+    {
+        // The guest replaces its socket with a link to a socket of the host: the host refuses to connect.
+        await _machine.ExecCheckedAsync("sh", "-c", "mv /run/nspawn-agent/agent.sock /run/nspawn-agent/real.sock && ln -s /run/systemd/private /run/nspawn-agent/agent.sock");
+        await Assert.ThrowsAnyAsync<IOException>(() => _machine.ExecAsync("true"));
+    }
+
+    [Fact]
+    public async Task InvokeAsync_calls_static_methods_inside_the_machine()
+    {
+        Assert.Equal(5, await _machine.InvokeAsync(() => GuestCode.Add(2, 3)));
+        Assert.Equal(_machine.Image, await _machine.InvokeAsync(() => GuestCode.Hostname()));
+        var path = "/etc/os-release";
+        Assert.Equal((await _machine.ReadAllTextAsync(path)).Split('\n').Take(2), await _machine.InvokeAsync(() => GuestCode.LinesAsync(path)));
+        Assert.Equal(new GuestCode.Config("web", 81), await _machine.InvokeAsync(() => GuestCode.Echo(new GuestCode.Config("web", 80))));
+        await _machine.InvokeAsync(() => GuestCode.Touch("/srv/touched"));
+        Assert.Equal("touched", await _machine.ReadAllTextAsync("/srv/touched"));
+        await _machine.InvokeAsync(() => GuestCode.TouchAsync("/srv/touched"));
+        Assert.Equal("touched async", await _machine.ReadAllTextAsync("/srv/touched"));
+        Assert.False(File.Exists("/srv/touched"));
+    }
+
+    [Fact]
+    public async Task What_the_method_throws_comes_back_with_the_guest_stack_trace()
+    {
+        var e = await Assert.ThrowsAsync<GuestException>(() => _machine.InvokeAsync(() => GuestCode.Fail("broken inside")));
+        Assert.Equal(typeof(InvalidOperationException).FullName, e.GuestType);
+        Assert.Equal("broken inside", e.GuestMessage);
+        Assert.Contains(nameof(GuestCode.Fail), e.GuestStackTrace);
+    }
+
+    [Fact]
+    public async Task What_cannot_be_sent_is_refused_with_a_clear_message()
+    {
+        var text = "abc";
+        var instance = await Assert.ThrowsAsync<ArgumentException>(() => _machine.InvokeAsync(() => text.Trim()));
+        Assert.Contains("instance method", instance.Message);
+        var notACall = await Assert.ThrowsAsync<ArgumentException>(() => _machine.InvokeAsync(() => GuestCode.Add(1, 2) + 1));
+        Assert.Contains("single call", notACall.Message);
+        var argument = await Assert.ThrowsAsync<NotSupportedException>(() => _machine.InvokeAsync(() => GuestCode.Call(() => 1)));
+        Assert.Contains("cannot be sent", argument.Message);
+        var result = await Assert.ThrowsAsync<NotSupportedException>(() => _machine.InvokeAsync(() => GuestCode.TypeOfInt()));
+        Assert.Contains("cannot be sent back", result.Message);
+    }
+
+    [Fact]
+    public async Task Without_the_runtime_in_the_guest_commands_and_files_still_work_and_InvokeAsync_says_why()
+    {
+        // A tmpfs over the runtime's folder: the agent's unit cannot start, as in a guest without glibc.
+        await using var machine = await EphemeralMachine.StartAsync(new StartOptions
+        {
+            ImageDir = Repo.ImageDir, LogicalName = "no-agent", NspawnArguments = ["--tmpfs=/run/nspawn-agent-dotnet"],
+        });
+        Assert.Null(machine.Agent);
+        Assert.Equal("out\n", (await machine.ExecCheckedAsync("echo", "out")).StandardOutput);
+        await machine.WriteAllTextAsync("/srv/file", "content");
+        Assert.Equal("content", await machine.ReadAllTextAsync("/srv/file"));
+        var e = await Assert.ThrowsAsync<InvalidOperationException>(() => machine.InvokeAsync(() => GuestCode.Add(1, 2)));
+        Assert.Contains("agent", e.Message);
+        Assert.Contains(AgentSetup.UnitName, e.Message);
+    }
+}
