@@ -69,7 +69,8 @@ public sealed class EphemeralMachine : IAsyncDisposable
 
     /// <summary>
     /// Boots a machine of the test's own (the seed's Chroot.create), by default from the image of the machine
-    /// ContainerTest started; stop it with DisposeAsync.
+    /// ContainerTest started; stop it with DisposeAsync. With NspawnPoolSize, a request like the pool's machines
+    /// (that image, no other options) takes one the build booted ahead, which no other test gets.
     /// </summary>
     public static async Task<EphemeralMachine> StartAsync(StartOptions? options = null, CancellationToken cancellationToken = default)
     {
@@ -86,10 +87,12 @@ public sealed class EphemeralMachine : IAsyncDisposable
             ExtraArguments = options.NspawnArguments,
         };
         ProcessPrivileges.Current.DropIfUnderSudo();
+        var pooled = await PoolClient.TryTakeAsync(options, dir, cancellationToken);
         EphemeralMachine started;
         using (ProcessPrivileges.Current.Root())
         {
-            started = new EphemeralMachine(await MachineLauncher.StartAsync(launch, cancellationToken), owned: true);
+            // A pool's machine answers to the name the test gave.
+            started = new EphemeralMachine(pooled is null ? await MachineLauncher.StartAsync(launch, cancellationToken) : pooled with { LogicalName = launch.LogicalName }, owned: true);
             // Read from the console's start: the boot's lines come first.
             if (options.OnConsole is { } onConsole)
                 started._console = ConsoleFollower.Start(started._machine, onConsole);

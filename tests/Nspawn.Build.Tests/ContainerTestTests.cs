@@ -12,6 +12,9 @@ public sealed class ContainerTestTests(PackageFixture package)
         Assert.Contains("Started 'default' (nspawn-default-", run.Output);
         Assert.Matches($@"Passed!\s+- Failed:\s+0, Passed:\s+{PackageFixture.SampleTests}", run.Output);
         Assert.Contains("Stopped 'default'", run.Output);
+        // The sample keeps a pool of two: its six machines of their own (three per-test, two fixtures, one own) all came from it.
+        Assert.Contains("Keeping 2 machines of image 'bookworm' booted ahead", run.Output);
+        Assert.Matches(@"The pool of 2 booted \d+ machines; the tests took 6;", run.Output);
         Assert.Empty(Directory.GetFiles(Path.Combine(Repo.Sample, "obj"), "machines.json", SearchOption.AllDirectories));
         Leaks.AssertNone();
     }

@@ -55,6 +55,9 @@ public sealed class ErrorTests(PackageFixture package) : IDisposable
     [InlineData("NspawnKeepLogs=sometimes", ErrorCodes.BadOption, "NspawnKeepLogs 'sometimes' is not one of: failure, always, never")]
     [InlineData("NspawnKeepOnFailure=maybe", ErrorCodes.BadOption, "NspawnKeepOnFailure 'maybe'")]
     [InlineData("VSTestSetting=/nonexistent/x.runsettings", ErrorCodes.BadPath, "does not exist")]
+    [InlineData("NspawnPoolSize=two", ErrorCodes.BadPoolSize, "NspawnPoolSize 'two' is not a number of machines from 0 to 16")]
+    [InlineData("NspawnPoolSize=-1", ErrorCodes.BadPoolSize, "NspawnPoolSize '-1'")]
+    [InlineData("NspawnPoolSize=17", ErrorCodes.BadPoolSize, "NspawnPoolSize '17'")]
     public async Task A_bad_property_is_rejected_before_anything_is_created(string property, string code, string hint)
     {
         AssertError(await ContainerTestAsync([$"-p:{property}"]), code, hint);

@@ -90,7 +90,7 @@ public static class Shell
 public sealed class PackageFixture : IAsyncLifetime
 {
     /// <summary>How many tests the sample has (tests/Sample).</summary>
-    public const int SampleTests = 12;
+    public const int SampleTests = 15;
 
     public string Version { get; } = $"0.1.0-test.{DateTime.UtcNow:yyyyMMddHHmmss}.{Environment.ProcessId}";
     public string NuGetCache { get; } = Directory.CreateTempSubdirectory("nspawn-nuget-").FullName;

@@ -22,7 +22,8 @@ internal static class SettingsResolver
         var machines = Machines(p, store, mainImage);
         var images = machines.Select(m => m.Image).Distinct().Select(name => Image(p, name, mainImage, [])).ToList();
         RunSettings.Load(p.RunSettings);
-        return new ResolvedProject(store, images, machines);
+        var poolSize = Validate.PoolSize(Or(p.PoolSize, Defaults.PoolSize.ToString(System.Globalization.CultureInfo.InvariantCulture)), "NspawnPoolSize");
+        return new ResolvedProject(store, images, machines) { PoolSize = poolSize };
     }
 
     private static List<LaunchOptions> Machines(ProjectSettings p, StoreSettings store, string mainImage)

@@ -139,6 +139,15 @@ internal static partial class Validate
             $"{property} '{value}' is not a timeout. Give seconds greater than 0, such as '60' or '2.5'.");
     }
 
+    /// <summary>NspawnPoolSize: how many machines are kept booted ahead for the tests, 0 (none) to <see cref="Defaults.MaxPoolSize"/>.</summary>
+    public static int PoolSize(string? value, string property)
+    {
+        if (int.TryParse((value ?? "").Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n <= Defaults.MaxPoolSize)
+            return n;
+        throw new NspawnException(ErrorCodes.BadPoolSize,
+            $"{property} '{value}' is not a number of machines from 0 to {Defaults.MaxPoolSize}. Give how many machines to keep booted ahead for the tests, such as '2', or 0 for none.");
+    }
+
     public static string AbsolutePath(string? value, string property)
     {
         if (string.IsNullOrWhiteSpace(value) || !Path.IsPathRooted(value) || value.Contains('\0'))

@@ -34,6 +34,7 @@ public sealed class ResolveNspawnSettings : NspawnTask
     public string Launcher { get; set; } = "";
     public string KeepLogs { get; set; } = "";
     public string KeepOnFailure { get; set; } = "";
+    public string PoolSize { get; set; } = "";
     /// <summary>VSTestResultsDirectory: the tests' results folder, where the machines' logs go too.</summary>
     public string ResultsDir { get; set; } = "";
     /// <summary>VSTestSetting: the suite's own run settings, kept in the generated file.</summary>
@@ -51,6 +52,8 @@ public sealed class ResolveNspawnSettings : NspawnTask
     [Output] public ITaskItem[] Store { get; private set; } = [];
     [Output] public ITaskItem[] Images { get; private set; } = [];
     [Output] public ITaskItem[] ResolvedMachines { get; private set; } = [];
+    /// <summary>NspawnPoolSize, checked: StartEphemeral keeps that many machines booted ahead.</summary>
+    [Output] public int ResolvedPoolSize { get; private set; }
 
     private protected override Task ExecuteAsync(CancellationToken cancellationToken)
     {
@@ -62,7 +65,7 @@ public sealed class ResolveNspawnSettings : NspawnTask
             Image = Image, Suite = Suite, Mirror = Mirror, Variant = Variant, Include = Include, Exclude = Exclude, Arch = Arch, Components = Components,
             SetupScript = SetupScript, SlimBoot = SlimBoot, ImageMaxAge = ImageMaxAge, ImageCacheDir = ImageCacheDir, ImageBuildTimeout = ImageBuildTimeout,
             KeepImages = KeepImages, BootTimeout = BootTimeout, StopTimeout = StopTimeout, Launcher = Launcher, RunSettings = RunSettings,
-            KeepLogs = KeepLogs, KeepOnFailure = KeepOnFailure, ResultsDir = ResultsDir,
+            KeepLogs = KeepLogs, KeepOnFailure = KeepOnFailure, ResultsDir = ResultsDir, PoolSize = PoolSize,
             Machines = Machines.Select(ResolvedItems.ToProjectItem).ToList(),
             ImageDefinitions = ImageDefinitions.Select(ResolvedItems.ToProjectItem).ToList(),
             ImageFiles = ImageFiles.Select(ResolvedItems.ToProjectItem).ToList(),
@@ -72,6 +75,7 @@ public sealed class ResolveNspawnSettings : NspawnTask
         Store = [ResolvedItems.FromStore(project.Store)];
         Images = project.Images.Select(ResolvedItems.FromImage).ToArray();
         ResolvedMachines = project.Machines.Select(ResolvedItems.FromLaunch).ToArray();
+        ResolvedPoolSize = project.PoolSize;
         return Task.CompletedTask;
     }
 }

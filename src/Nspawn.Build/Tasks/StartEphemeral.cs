@@ -16,6 +16,8 @@ public sealed class StartEphemeral : NspawnTask
     public string ProjectFile { get; set; } = "";
     /// <summary>NspawnOnVSTest: a machine that the targets did not stop by the end of the build is one whose tests failed.</summary>
     public bool LeftMeansFailed { get; set; }
+    /// <summary>NspawnPoolSize, resolved: that many machines like the first one are kept booted ahead for the tests' own (EphemeralMachine.StartAsync).</summary>
+    public int PoolSize { get; set; }
 
     [Output] public ITaskItem[] StartedMachines { get; private set; } = [];
     /// <summary>The run settings for the test host: the suite's own with our variables (see RunFiles for where).</summary>
@@ -48,6 +50,14 @@ public sealed class StartEphemeral : NspawnTask
         StartedMachines = machines.Select(ResolvedItems.FromMachine).ToArray();
         var machinesFile = RunFiles.Write(RunDir, "machines.json", s => s.Write(System.Text.Encoding.UTF8.GetBytes(MachinesFile.Serialize(machines))));
         var environment = MachinesFile.Environment(machines, machinesFile);
+        if (PoolSize > 0)
+        {
+            // Boots behind the tests' start (the test host's launch, discovery); the first machines are up already.
+            var pool = MachinePool.Start(options[0], PoolSize, RunDir);
+            PoolGuard.Register(BuildEngine4, RunDir, pool);
+            environment = new Dictionary<string, string>(environment) { [PoolDir.Variable] = pool.Dir };
+            Progress($"Keeping {PoolSize} machines of image '{options[0].Image}' booted ahead for the tests (NspawnPoolSize).");
+        }
         RunSettingsFile = RunFiles.Write(RunDir, "nspawn.runsettings", s => RunSettings.Merge(suiteSettings, environment).Save(s));
         Environment = environment.Select(v => ResolvedItems.Variable(v.Key, v.Value)).ToArray();
     }
