@@ -120,6 +120,21 @@ public sealed class LeakTests(PackageFixture package) : IAsyncLifetime
         Leaks.AssertNone();
     }
 
+    [Theory]
+    [InlineData("0")]
+    [InlineData("2")]
+    public async Task A_build_that_fails_while_or_after_its_machine_boots_leaves_nothing(string seconds)
+    {
+        // ContainerTest boots the machines while the project builds: a compile error, at once or once they are up, must take them down.
+        var consumer = new ConsumerProject(package, _dir, Repo.ChrootsDir, vstest: WaitingTests,
+            buildBody: $"""<Exec Command="sleep {seconds}" /><Error Text="a compile error" />""");
+        var run = await consumer.RunAsync(["-t:ContainerTest"]);
+        Assert.NotEqual(0, run.ExitCode);
+        Assert.Contains("a compile error", run.Output);
+        Assert.False(File.Exists(Running), "the tests ran");
+        Leaks.AssertNone();
+    }
+
     /// <summary>The build's machine and a warm pool of two, all up while the tests run.</summary>
     private static Task<bool> PoolIsUpAsync() =>
         Shell.WaitUntilAsync(() => MachineRegistry.List().Count(r => r.Machine.Name.StartsWith("nspawn-pool-") && r.Machine.LeaderPid > 0) == 2, TimeSpan.FromMinutes(1));

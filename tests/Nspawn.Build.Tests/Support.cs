@@ -157,7 +157,7 @@ public sealed class ConsumerProject
     public string Path { get; }
     public string Dir { get; }
 
-    public ConsumerProject(PackageFixture package, string dir, string chrootsDir, string items = "", string vstest = "", string properties = "", string name = "consumer")
+    public ConsumerProject(PackageFixture package, string dir, string chrootsDir, string items = "", string vstest = "", string properties = "", string name = "consumer", string buildBody = "")
     {
         Dir = dir;
         Path = System.IO.Path.Combine(dir, name + ".proj");
@@ -172,7 +172,7 @@ public sealed class ConsumerProject
               </PropertyGroup>
               <ItemGroup>{items}</ItemGroup>
               <Import Project="{build}/Nspawn.Build.targets" />
-              <Target Name="Build" />
+              <Target Name="Build">{buildBody}</Target>
               <Target Name="VSTest">{vstest}</Target>
             </Project>
             """);

@@ -18,6 +18,10 @@ public sealed class StartEphemeral : NspawnTask
     public bool LeftMeansFailed { get; set; }
     /// <summary>NspawnPoolSize, resolved: that many machines like the first one are kept booted ahead for the tests' own (EphemeralMachine.StartAsync).</summary>
     public int PoolSize { get; set; }
+    /// <summary>Only begin the boot and return (ContainerTest, before Build): a later StartEphemeral with <see cref="Pending"/> waits for it.</summary>
+    public bool Begin { get; set; }
+    /// <summary>The <see cref="PendingStart"/> of a StartEphemeral with <see cref="Begin"/>: wait for that boot instead of booting.</summary>
+    public string Pending { get; set; } = "";
 
     [Output] public ITaskItem[] StartedMachines { get; private set; } = [];
     /// <summary>The run settings for the test host: the suite's own with our variables (see RunFiles for where).</summary>
@@ -26,26 +30,34 @@ public sealed class StartEphemeral : NspawnTask
     [Output] public string RunDir { get; private set; } = "";
     /// <summary>The same variables as items (metadata Value), for an MTP test application (TestingPlatformEnvironmentVariable).</summary>
     [Output] public ITaskItem[] Environment { get; private set; } = [];
+    /// <summary>With <see cref="Begin"/>: the boot under way, for <see cref="Pending"/>.</summary>
+    [Output] public string PendingStart { get; private set; } = "";
 
     private protected override async Task ExecuteAsync(CancellationToken cancellationToken)
     {
         var options = Machines.Select(ResolvedItems.ToLaunch).ToList();
         var suiteSettings = RunSettings.Load(BaseRunSettings);
-        var started = DateTime.UtcNow;
-        RunDir = RunFiles.Create();
+        if (Begin)
+        {
+            // The machines boot while the project compiles.
+            PendingStart = BootGuard.Register(BuildEngine4, BackgroundStart.Begin(options));
+            return;
+        }
+        var start = (Pending == "" ? null : BootGuard.Take(BuildEngine4, Pending)) ?? BackgroundStart.Begin(options);
+        RunDir = start.RunDir;
         IReadOnlyList<Machine> machines;
         try
         {
-            machines = await MachineLauncher.StartAllAsync(options, Progress, cancellationToken);
+            machines = await start.WaitAsync(cancellationToken);
         }
-        catch
+        finally
         {
-            RunFiles.Remove(RunDir);
-            throw;
+            foreach (var message in start.Messages)
+                Progress(message);
         }
         foreach (var m in machines)
             MachineGuard.Register(BuildEngine4, m, RunDir, LeftMeansFailed, ProjectFile);
-        Progress(MachineLauncher.Describe(machines, DateTime.UtcNow - started));
+        Progress(MachineLauncher.Describe(machines, DateTime.UtcNow - start.Began));
 
         StartedMachines = machines.Select(ResolvedItems.FromMachine).ToArray();
         var machinesFile = RunFiles.Write(RunDir, "machines.json", s => s.Write(System.Text.Encoding.UTF8.GetBytes(MachinesFile.Serialize(machines))));
