@@ -30,11 +30,15 @@ public sealed class EphemeralMachine : IAsyncDisposable
     private readonly Machine _machine;
     private ConsoleFollower? _console;
 
-    private EphemeralMachine(Machine machine, bool owned)
+    private EphemeralMachine(Machine machine, bool owned, string? poolDir = null)
     {
         _machine = machine;
         IsOwned = owned;
+        _poolDir = poolDir;
     }
+
+    /// <summary>The warm pool's folder when the machine came from it: it goes back there to be stopped.</summary>
+    private readonly string? _poolDir;
 
     public string Name => _machine.Name;
     public string LogicalName => _machine.LogicalName;
@@ -87,12 +91,15 @@ public sealed class EphemeralMachine : IAsyncDisposable
             ExtraArguments = options.NspawnArguments,
         };
         ProcessPrivileges.Current.DropIfUnderSudo();
+        var pool = Environment.GetEnvironmentVariable(PoolDir.Variable);
         var pooled = await PoolClient.TryTakeAsync(options, dir, cancellationToken);
         EphemeralMachine started;
         using (ProcessPrivileges.Current.Root())
         {
             // A pool's machine answers to the name the test gave.
-            started = new EphemeralMachine(pooled is null ? await MachineLauncher.StartAsync(launch, cancellationToken) : pooled with { LogicalName = launch.LogicalName }, owned: true);
+            started = pooled is null
+                ? new EphemeralMachine(await MachineLauncher.StartAsync(launch, cancellationToken), owned: true)
+                : new EphemeralMachine(pooled with { LogicalName = launch.LogicalName }, owned: true, pool);
             // Read from the console's start: the boot's lines come first.
             if (options.OnConsole is { } onConsole)
                 started._console = ConsoleFollower.Start(started._machine, onConsole);
@@ -267,13 +274,17 @@ public sealed class EphemeralMachine : IAsyncDisposable
         return state == "running" || (degradedIsRunning && state == "degraded");
     }
 
-    /// <summary>Stops a machine this process started; a machine from the environment is left to the targets.</summary>
+    /// <summary>
+    /// Stops a machine this process started; a machine from the environment is left to the targets. One from the warm
+    /// pool goes back to it and is stopped there, while the test goes on.
+    /// </summary>
     public async Task StopAsync(CancellationToken cancellationToken = default)
     {
         if (!IsOwned || !Owned.TryRemove(Name, out _))
             return;
         using (ProcessPrivileges.Current.Root())
-            await MachineLauncher.StopAsync(_machine, cancellationToken);
+            if (_poolDir is null || !PoolDir.Return(_poolDir, Name))
+                await MachineLauncher.StopAsync(_machine, cancellationToken);
         if (_console is not null)
             await _console.StopAsync();
     }

@@ -229,6 +229,10 @@ public static class Podman
         Cli.Wrap("podman").WithArguments([.. Global, .. args]).WithValidation(CommandResultValidation.None)
             .ExecuteBufferedAsync(new CancellationTokenSource(TimeSpan.FromMinutes(5)).Token);
 
+    /// <summary>This process's hard limit of open files: a container may not have more.</summary>
+    private static string OpenFilesLimit() =>
+        File.ReadLines("/proc/self/limits").First(l => l.StartsWith("Max open files")).Split(' ', StringSplitOptions.RemoveEmptyEntries)[4];
+
     public static async Task<PeerResult> BootAsync(string image, int rounds)
     {
         if (ToolLocator.Find("podman") is null || ToolLocator.Find("runc") is null)
@@ -247,8 +251,10 @@ public static class Podman
             {
                 var name = "nspawn-bench-" + Guid.NewGuid().ToString("N")[..8];
                 sw.Restart();
-                var run = await RunAsync("run", "-d", "--rm", "--systemd=always", "--ulimit", "nofile=65536:65536", "--ulimit", "nproc=65536:65536",
-                    "--name", name, tag, "/sbin/init");
+                // Explicit limits: podman's defaults (and the host's own nproc) are more than runc may set here.
+                var files = OpenFilesLimit();
+                var run = await RunAsync("run", "-d", "--rm", "--systemd=always", "--ulimit", $"nofile={files}:{files}", "--ulimit", "nproc=4096:4096",
+                    "--name", name, tag, "/lib/systemd/systemd");
                 if (run.ExitCode != 0)
                     return new("podman", null, importTime, $"podman run --systemd=always failed here: {run.StandardError.Trim()}");
                 try

@@ -67,6 +67,12 @@ public sealed class PoolUnitTests : IDisposable
         Assert.Equal(live.Name, Assert.Single(claims, c => c is not null)!.Name);
         Assert.Equal(0, PoolDir.ReadyCount(dir));
         Assert.Equal(2, PoolDir.TakenCount(dir));
+        // Handed back once, for the pool to stop; a second hand-back finds nothing.
+        Assert.True(PoolDir.Return(dir, live.Name));
+        Assert.False(PoolDir.Return(dir, live.Name));
+        Assert.Equal(live.Name, Assert.Single(PoolDir.TakeReturned(dir)).Name);
+        Assert.Empty(PoolDir.TakeReturned(dir));
+        Assert.Equal(1, PoolDir.TakenCount(dir));
         Assert.Null(PoolDir.Failure(dir));
         PoolDir.MarkFailed(dir, "no systemd");
         Assert.Equal("no systemd", PoolDir.Failure(dir));

@@ -19,6 +19,9 @@ internal sealed class MachinePool
     private readonly int _size;
     private readonly CancellationTokenSource _stop = new();
     private readonly List<Task> _boots = [];
+    // Stops of the machines tests handed back: the next test does not wait for them.
+    private readonly List<Task> _stops = [];
+    private int _served;
     private readonly ConcurrentBag<string> _names = [];
     private readonly ConcurrentQueue<string> _problems = new();
     private Task _loop = Task.CompletedTask;
@@ -52,6 +55,11 @@ internal sealed class MachinePool
         {
             lock (_boots)
             {
+                foreach (var machine in PoolDir.TakeReturned(Dir))
+                {
+                    _served++;
+                    _stops.Add(StopReturnedAsync(machine));
+                }
                 _boots.RemoveAll(t => t.IsCompleted);
                 for (var n = PoolDir.ReadyCount(Dir) + _boots.Count; n < _size; n++)
                     _boots.Add(BootAsync());
@@ -88,6 +96,18 @@ internal sealed class MachinePool
         }
     }
 
+    private async Task StopReturnedAsync(Machine machine)
+    {
+        try
+        {
+            await MachineLauncher.StopAsync(machine, CancellationToken.None);
+        }
+        catch (NspawnException e)
+        {
+            _problems.Enqueue(e.Message);
+        }
+    }
+
     /// <summary>Ends the pool: no more boots, and every machine it booted that is still there is stopped (once, however often it is called).</summary>
     public Task<IReadOnlyList<StopOutcome>> StopAsync()
     {
@@ -101,8 +121,10 @@ internal sealed class MachinePool
         await _loop;
         Task[] boots;
         lock (_boots)
-            boots = [.. _boots];
+            boots = [.. _boots, .. _stops];
         await Task.WhenAll(boots);
+        // Handed back since the loop ended: stopped with the rest below.
+        _served += PoolDir.TakeReturned(Dir).Count;
         // Taken or not: a test that was killed before it stopped its machine leaves it to us.
         var left = MachineRegistry.List().Where(r => _names.Contains(r.Machine.Name)).ToList();
         var stops = left.Select(r => MachineLauncher.StopAsync(r.Machine, CancellationToken.None)).ToList();
@@ -117,5 +139,5 @@ internal sealed class MachinePool
 
     /// <summary>What a build says once the pool is over.</summary>
     public string Describe(IReadOnlyList<StopOutcome> stopped) =>
-        $"The pool of {_size} booted {_names.Count} machines; the tests took {PoolDir.TakenCount(Dir)}; stopped {stopped.Count} left at the end.";
+        $"The pool of {_size} booted {_names.Count} machines; the tests took {_served + PoolDir.TakenCount(Dir)}; stopped {stopped.Count} left at the end.";
 }
