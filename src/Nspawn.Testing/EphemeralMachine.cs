@@ -33,17 +33,21 @@ public sealed class EphemeralMachine : IAsyncDisposable
     private readonly Machine _machine;
     private ConsoleFollower? _console;
 
-    private EphemeralMachine(Machine machine, bool owned)
+    private EphemeralMachine(Machine machine, bool owned, string? poolDir = null)
     {
         _machine = machine;
         IsOwned = owned;
         Agent = machine.Agent is null ? null : new AgentClient(machine);
+        _poolDir = poolDir;
     }
 
     /// <summary>The machine's agent; null where it could not run (then <see cref="Machine.AgentProblem"/> says why).</summary>
     internal AgentClient? Agent { get; }
 
     internal string? AgentProblem => _machine.AgentProblem;
+
+    /// <summary>The warm pool's folder when the machine came from it: it goes back there to be stopped.</summary>
+    private readonly string? _poolDir;
 
     public string Name => _machine.Name;
     public string LogicalName => _machine.LogicalName;
@@ -80,7 +84,8 @@ public sealed class EphemeralMachine : IAsyncDisposable
 
     /// <summary>
     /// Boots a machine of the test's own (the seed's Chroot.create), by default from the image of the machine
-    /// ContainerTest started; stop it with DisposeAsync.
+    /// ContainerTest started; stop it with DisposeAsync. With NspawnPoolSize, a request like the pool's machines
+    /// (that image, no other options) takes one the build booted ahead, which no other test gets.
     /// </summary>
     public static async Task<EphemeralMachine> StartAsync(StartOptions? options = null, CancellationToken cancellationToken = default)
     {
@@ -108,10 +113,15 @@ public sealed class EphemeralMachine : IAsyncDisposable
             CodeDir = AppContext.BaseDirectory,
         };
         ProcessPrivileges.Current.DropIfUnderSudo();
+        var pool = Environment.GetEnvironmentVariable(PoolDir.Variable);
+        var pooled = await PoolClient.TryTakeAsync(options, dir, cancellationToken);
         EphemeralMachine started;
         using (ProcessPrivileges.Current.Root())
         {
-            started = new EphemeralMachine(await MachineLauncher.StartAsync(launch, cancellationToken), owned: true);
+            // A pool's machine answers to the name the test gave.
+            started = pooled is null
+                ? new EphemeralMachine(await MachineLauncher.StartAsync(launch, cancellationToken), owned: true)
+                : new EphemeralMachine(pooled with { LogicalName = launch.LogicalName }, owned: true, pool);
             // Read from the console's start: the boot's lines come first.
             if (options.OnConsole is { } onConsole)
                 started._console = ConsoleFollower.Start(started._machine, onConsole);
@@ -349,16 +359,22 @@ public sealed class EphemeralMachine : IAsyncDisposable
         }
     }
 
-    /// <summary>Stops a machine this process started; a machine from the environment is left to the targets.</summary>
+    /// <summary>
+    /// Stops a machine this process started; a machine from the environment is left to the targets. One from the warm
+    /// pool goes back to it and is stopped there, while the test goes on.
+    /// </summary>
     public async Task StopAsync(CancellationToken cancellationToken = default)
     {
         if (!IsOwned || !Owned.TryRemove(Name, out _))
             return;
         using (ProcessPrivileges.Current.Root())
         {
-            await MachineLauncher.StopAsync(_machine, cancellationToken);
-            var privileges = ProcessPrivileges.Current;
-            Ownership.ReturnBinds(privileges.UnderSudo ? (privileges.UserId!.Value, privileges.GroupId!.Value) : null, [_machine], Path.GetDirectoryName(ImageDir));
+            if (_poolDir is null || !PoolDir.Return(_poolDir, Name))
+            {
+                await MachineLauncher.StopAsync(_machine, cancellationToken);
+                var privileges = ProcessPrivileges.Current;
+                Ownership.ReturnBinds(privileges.UnderSudo ? (privileges.UserId!.Value, privileges.GroupId!.Value) : null, [_machine], Path.GetDirectoryName(ImageDir));
+            }
         }
         if (_console is not null)
             await _console.StopAsync();

@@ -6,7 +6,7 @@ public sealed record StartOptions
     /// <summary>The image folder; by default the image of the machine ContainerTest started.</summary>
     public string? ImageDir { get; init; }
     /// <summary>A plain name, part of the machine name.</summary>
-    public string LogicalName { get; init; } = "test";
+    public string LogicalName { get; init; } = Nspawn.Build.Defaults.OwnMachineName;
     /// <summary>By default 60 s.</summary>
     public TimeSpan? BootTimeout { get; init; }
     /// <summary>How long a stop waits for the guest to power off before it kills it; by default ContainerTest's NspawnStopTimeout, else 15 s.</summary>

@@ -79,27 +79,79 @@ report.Add("8 machines in a row: until all ready", inRow);
 report.Ratio("8 at once against 8 in a row", eight, inRow, 1.0);
 report.Note($"8 at once, {rounds} rounds: {failedUnits} guests not 'running' (a failed unit), {hangs} stops over 10 s");
 
+// 2b. A suite of 20 tests, each taking a fresh machine (EphemeralMachine.StartAsync) and running one command: a warm pool of 2 against none.
+Console.WriteLine("20 tests, each with a fresh machine: NspawnPoolSize=2 against no pool");
+var (unpooled, pooled) = (new List<PoolBench.Run>(), new List<PoolBench.Run>());
+for (var i = 0; i < (quick ? 1 : 3); i++)
+{
+    unpooled.Add(await PoolBench.TestsAsync(image, 0, 20));
+    pooled.Add(await PoolBench.TestsAsync(image, 2, 20));
+}
+report.Add("20 tests, a fresh machine and one exec each: no pool", unpooled.Select(r => r.Total).ToList());
+report.Add("20 tests, a fresh machine and one exec each: NspawnPoolSize=2", pooled.Select(r => r.Total).ToList());
+report.Ratio("20 tests: pool of 2 against no pool", pooled.Select(r => r.Total).ToList(), unpooled.Select(r => r.Total).ToList(), 0.5);
+report.Add("a test's wait for its machine: no pool (a boot)", unpooled.SelectMany(r => r.Waits).ToList());
+report.Add("a test's wait for its machine: pool of 2, every test", pooled.SelectMany(r => r.Waits).ToList());
+report.Add("exec of 'true' in a test's machine (ExecAsync)", unpooled.SelectMany(r => r.Execs).ToList());
+report.Add("a test's wait for its machine: pool of 2, one was ready", pooled.SelectMany(r => r.ReadyWaits).ToList(), target: TimeSpan.FromMilliseconds(50));
+
 // 3. ContainerTest on the sample with a cached image, against VSTest on the same project with no machines.
 Console.WriteLine("ContainerTest against plain VSTest");
 await using (var sample = await Sample.PackAsync(root))
 {
+    // One test that uses the build's machine; no pool (the sample keeps one for its tests that take their own).
     var filter = "-p:VSTestTestCaseFilter=FullyQualifiedName~Fails_when_asked_to";
+    const string noPool = "-p:NspawnPoolSize=0";
     var (containerTest, vstest) = (new List<TimeSpan>(), new List<TimeSpan>());
+    var phases = Phases.Map.ToDictionary(p => p.Phase, _ => new List<TimeSpan>());
     long msbuildPeak = 0;
     for (var i = 0; i < repeat + 1; i++)
     {
-        var c = await sample.RunAsync(["build", "-t:ContainerTest", filter]);
+        var c = await sample.RunAsync(["build", "-t:ContainerTest", filter, noPool, "-clp:PerformanceSummary"]);
         var v = await sample.RunAsync(["build", "-t:VSTest", filter]);
         if (i == 0)
             continue;
         containerTest.Add(c.Elapsed);
         vstest.Add(v.Elapsed);
         msbuildPeak = Math.Max(msbuildPeak, c.PeakRss);
+        var times = Phases.Parse(c.Output);
+        foreach (var (phase, targets) in Phases.Map)
+            phases[phase].Add(TimeSpan.FromMilliseconds(targets.Sum(t => times.GetValueOrDefault(t))));
     }
     report.Add("dotnet build -t:ContainerTest (cached image)", containerTest);
     report.Add("dotnet build -t:VSTest (no machines)", vstest);
+    foreach (var (phase, times) in phases)
+        report.Add("ContainerTest phase: " + phase, times);
+    // Under sudo the build walks the user's folders at its end to give back what it wrote; here timed in process, changing nothing.
+    var walks = new List<TimeSpan>();
+    for (var i = 0; i < repeat; i++)
+    {
+        sw.Restart();
+        Ownership.ReturnTo((65534, 65534), DateTimeOffset.UtcNow.ToUnixTimeSeconds() + 3600, [Path.Combine(root, "tests/Sample")], chroots, recursive: true);
+        walks.Add(sw.Elapsed);
+    }
+    report.Add("ContainerTest phase: ownership walk under sudo (in process, nothing to give back)", walks);
     report.Difference("seconds ContainerTest adds to a test run", containerTest, vstest, 1.5);
+    report.Difference("our overhead: ContainerTest - VSTest - bare boot - bare stop", containerTest,
+        vstest.Select(v => v + Stats.Median(bareBoot) + Stats.Median(bareStop)).ToList(), 0.2);
     report.Memory("peak RSS: the dotnet build process of ContainerTest, 1 machine", msbuildPeak);
+
+    // A project that needs compiling (a new DefineConstants each run): the boot can overlap the build, so the whole should
+    // take about the longer of build + tests and boot + tests, not their sum.
+    var (compiled, buildAndTests) = (new List<TimeSpan>(), new List<TimeSpan>());
+    for (var i = 0; i < Math.Max(2, repeat / 2) + 1; i++)
+    {
+        var c = await sample.RunAsync(["build", "-t:ContainerTest", filter, noPool, $"-p:DefineConstants=BENCH_C{i}_{Environment.ProcessId}"]);
+        var b = await sample.RunAsync(["build", "-t:Build;VSTest", filter, $"-p:DefineConstants=BENCH_B{i}_{Environment.ProcessId}"]);
+        if (i == 0)
+            continue;
+        compiled.Add(c.Elapsed);
+        buildAndTests.Add(b.Elapsed);
+    }
+    report.Add("ContainerTest, the project needs compiling", compiled);
+    report.Add("build + VSTest, the project needs compiling (no machines)", buildAndTests);
+    var longer = TimeSpan.FromTicks(Math.Max(Stats.Median(buildAndTests).Ticks, (Stats.Median(bareBoot) + Stats.Median(vstest)).Ticks));
+    report.Ratio("ContainerTest compiling against max(build + tests, boot + tests)", compiled, [longer], 1.1);
 }
 
 // 4. Images: the check when nothing changed, an import from the cache, a full debootstrap.
@@ -154,7 +206,7 @@ if (!quick && !report.Has("image: full debootstrap (first build)"))
 
 // 5. A peer: podman booting the same root file system with systemd.
 Console.WriteLine("podman");
-report.Peer(await Podman.BootAsync(image, quick ? 1 : Math.Min(repeat, 5)));
+report.Peer(await Podman.BootAsync(image, quick ? 3 : Math.Min(repeat, 5)));
 
 // 6. Memory of the nspawn processes, for one and for eight machines.
 var (rss1, _) = await Ours.NspawnMemoryAsync(image, 1);

@@ -178,7 +178,7 @@ public sealed class Sample : IAsyncDisposable
         return sample;
     }
 
-    public async Task<(TimeSpan Elapsed, long PeakRss)> RunAsync(IEnumerable<string> args)
+    public async Task<(TimeSpan Elapsed, long PeakRss, string Output)> RunAsync(IEnumerable<string> args)
     {
         var sw = Stopwatch.StartNew();
         var running = Cli.Wrap("dotnet").WithArguments([.. args, Path.Combine(_root, "tests/Sample"), $"-p:NspawnBuildVersion={_version}", "-nologo", "-v:q"])
@@ -194,7 +194,7 @@ public sealed class Sample : IAsyncDisposable
         var result = await running;
         if (result.ExitCode != 0 && !result.StandardOutput.Contains("Failed!"))
             Console.WriteLine($"  warning: dotnet {string.Join(' ', args)} exited with {result.ExitCode}:\n{result.StandardOutput}");
-        return (sw.Elapsed, peak);
+        return (sw.Elapsed, peak, result.StandardOutput);
     }
 
     public ValueTask DisposeAsync()
@@ -205,55 +205,93 @@ public sealed class Sample : IAsyncDisposable
     }
 }
 
-public sealed record PeerResult(string Name, IReadOnlyList<TimeSpan>? Boot, TimeSpan? Import, string Note);
+public sealed record PeerResult(string Name, IReadOnlyList<TimeSpan>? Boot, TimeSpan? Import, string Note)
+{
+    public IReadOnlyList<TimeSpan> Exec { get; init; } = [];
+    public IReadOnlyList<TimeSpan> Stop { get; init; } = [];
+}
 
-/// <summary>The peer: podman (Debian's package) booting the same root file system with systemd as PID 1.</summary>
+public static class Stats
+{
+    public static TimeSpan Median(IReadOnlyList<TimeSpan> s) => s.Order().ElementAt(s.Count / 2);
+}
+
+/// <summary>
+/// The peer: podman (Debian's package, with runc) booting the same root file system with systemd as PID 1. On a host
+/// whose PID 1 is not systemd it needs runc (crun fails on this cgroup layout), cgroupfs, and explicit limits (the
+/// defaults ask for more than the sandbox allows). Installs nothing: without podman it says so.
+/// </summary>
 public static class Podman
 {
+    private static readonly string[] Global = ["--cgroup-manager=cgroupfs", "--runtime=runc"];
+
+    private static Task<BufferedCommandResult> RunAsync(params string[] args) =>
+        Cli.Wrap("podman").WithArguments([.. Global, .. args]).WithValidation(CommandResultValidation.None)
+            .ExecuteBufferedAsync(new CancellationTokenSource(TimeSpan.FromMinutes(5)).Token);
+
+    /// <summary>This process's hard limit of open files: a container may not have more.</summary>
+    private static string OpenFilesLimit() =>
+        File.ReadLines("/proc/self/limits").First(l => l.StartsWith("Max open files")).Split(' ', StringSplitOptions.RemoveEmptyEntries)[4];
+
     public static async Task<PeerResult> BootAsync(string image, int rounds)
     {
-        if (ToolLocator.Find("podman") is null)
-            return new("podman", null, null, "podman is not installed (apt-get install podman), so it was not measured");
+        if (ToolLocator.Find("podman") is null || ToolLocator.Find("runc") is null)
+            return new("podman", null, null, "podman or runc is not installed (apt-get install podman runc), so it was not measured");
         var tag = "localhost/nspawn-bench:latest";
         var sw = Stopwatch.StartNew();
-        var import = await (Cli.Wrap("tar").WithArguments(["-C", image, "-cf", "-", "."]) | Cli.Wrap("podman").WithArguments(["import", "-", tag]))
+        var import = await (Cli.Wrap("tar").WithArguments(["-C", image, "-cf", "-", "."]) | Cli.Wrap("podman").WithArguments([.. Global, "import", "-", tag]))
             .WithValidation(CommandResultValidation.None).ExecuteBufferedAsync();
         var importTime = sw.Elapsed;
         if (import.ExitCode != 0)
             return new("podman", null, null, $"podman import failed: {import.StandardError.Trim()}");
-        var boots = new List<TimeSpan>();
+        var (boots, execs, stops) = (new List<TimeSpan>(), new List<TimeSpan>(), new List<TimeSpan>());
         try
         {
-            for (var i = 0; i < rounds; i++)
+            for (var i = 0; i < rounds + 1; i++)
             {
                 var name = "nspawn-bench-" + Guid.NewGuid().ToString("N")[..8];
                 sw.Restart();
-                var run = await Cli.Wrap("podman").WithArguments(["run", "-d", "--rm", "--systemd=always", "--name", name, tag, "/sbin/init"])
-                    .WithValidation(CommandResultValidation.None).ExecuteBufferedAsync();
+                // Explicit limits: podman's defaults (and the host's own nproc) are more than runc may set here.
+                var files = OpenFilesLimit();
+                var run = await RunAsync("run", "-d", "--rm", "--systemd=always", "--ulimit", $"nofile={files}:{files}", "--ulimit", "nproc=4096:4096",
+                    "--name", name, tag, "/lib/systemd/systemd");
                 if (run.ExitCode != 0)
                     return new("podman", null, importTime, $"podman run --systemd=always failed here: {run.StandardError.Trim()}");
                 try
                 {
                     string state;
                     do
-                        state = (await Cli.Wrap("podman").WithArguments(["exec", name, "systemctl", "is-system-running"])
-                            .WithValidation(CommandResultValidation.None).ExecuteBufferedAsync()).StandardOutput.Trim();
+                        state = (await RunAsync("exec", name, "systemctl", "is-system-running")).StandardOutput.Trim();
                     while (state is not ("running" or "degraded") && sw.Elapsed < TimeSpan.FromSeconds(60));
                     if (state is not ("running" or "degraded"))
                         return new("podman", null, importTime, $"the guest's systemd did not reach running within 60 s under podman (last state '{state}')");
-                    boots.Add(sw.Elapsed);
+                    var boot = sw.Elapsed;
+                    sw.Restart();
+                    await RunAsync("exec", name, "true");
+                    var exec = sw.Elapsed;
+                    sw.Restart();
+                    await RunAsync("stop", "-t", "15", name);
+                    if (i > 0)
+                    {
+                        boots.Add(boot);
+                        execs.Add(exec);
+                        stops.Add(sw.Elapsed);
+                    }
                 }
                 finally
                 {
-                    await Cli.Wrap("podman").WithArguments(["rm", "-f", "-t", "5", name]).WithValidation(CommandResultValidation.None).ExecuteBufferedAsync();
+                    await RunAsync("rm", "-f", "-t", "5", name);
                 }
             }
         }
         finally
         {
-            await Cli.Wrap("podman").WithArguments(["rmi", "-f", tag]).WithValidation(CommandResultValidation.None).ExecuteBufferedAsync();
+            await RunAsync("rmi", "-f", tag);
         }
-        return new("podman", boots, importTime, "podman run --systemd=always, until systemctl is-system-running says running (polled with podman exec)");
+        return new("podman", boots, importTime, "podman run --systemd=always (runc, cgroupfs, explicit ulimits), until systemctl is-system-running says running (polled with podman exec)")
+        {
+            Exec = execs, Stop = stops,
+        };
     }
 }
 
@@ -264,7 +302,7 @@ public sealed class Report(Dictionary<string, string> host, int repeat)
     private readonly List<string> _lines = [];
 
     private static double Ms(TimeSpan t) => Math.Round(t.TotalMilliseconds, 1);
-    private static TimeSpan Median(IReadOnlyList<TimeSpan> s) => s.Order().ElementAt(s.Count / 2);
+    private static TimeSpan Median(IReadOnlyList<TimeSpan> s) => Stats.Median(s);
 
     public bool Has(string name) => _lines.Any(l => l.StartsWith($"| {name} |"));
 
@@ -308,6 +346,10 @@ public sealed class Report(Dictionary<string, string> host, int repeat)
             Add($"{peer.Name}: import of the root file system", [import]);
         if (peer.Boot is { Count: > 0 } boot)
             Add($"{peer.Name}: boot until systemd is running", boot);
+        if (peer.Exec.Count > 0)
+            Add($"{peer.Name}: exec of 'true' (podman exec)", peer.Exec);
+        if (peer.Stop.Count > 0)
+            Add($"{peer.Name}: stop (podman stop)", peer.Stop);
         Note($"{peer.Name}: {peer.Note}");
     }
 
@@ -334,5 +376,80 @@ public sealed class Report(Dictionary<string, string> host, int repeat)
         Console.WriteLine();
         Console.WriteLine(md);
         Console.WriteLine($"Written to {dir}/result.json and result.md");
+    }
+}
+
+/// <summary>A suite whose tests each take a fresh machine (EphemeralMachine.StartAsync) and run one command, with a warm pool or without.</summary>
+public static class PoolBench
+{
+    public sealed record Run(TimeSpan Total, List<TimeSpan> Waits, List<TimeSpan> ReadyWaits, List<TimeSpan> Execs);
+
+    public static async Task<Run> TestsAsync(string image, int poolSize, int tests)
+    {
+        // The benchmark stays root: the tests' API would drop to a sudo user.
+        Environment.SetEnvironmentVariable("SUDO_UID", null);
+        var (waits, readyWaits, execs) = (new List<TimeSpan>(), new List<TimeSpan>(), new List<TimeSpan>());
+        var sw = Stopwatch.StartNew();
+        // As StartEphemeral does it, when the tests begin.
+        var runDir = poolSize > 0 ? RunFiles.Create() : null;
+        var pool = runDir is null ? null : MachinePool.Start(new LaunchOptions("pool", image) { UseSystemdRun = LaunchOptions.HostHasSystemd }, poolSize, runDir);
+        Environment.SetEnvironmentVariable(PoolDir.Variable, pool?.Dir);
+        try
+        {
+            for (var i = 0; i < tests; i++)
+            {
+                var ready = pool is not null && PoolDir.ReadyCount(pool.Dir) > 0;
+                var wait = Stopwatch.StartNew();
+                await using var machine = await Nspawn.Testing.EphemeralMachine.StartAsync(new() { ImageDir = image, LogicalName = "test" });
+                waits.Add(wait.Elapsed);
+                if (ready)
+                    readyWaits.Add(wait.Elapsed);
+                var exec = Stopwatch.StartNew();
+                await machine.ExecCheckedAsync("true");
+                execs.Add(exec.Elapsed);
+            }
+            return new Run(sw.Elapsed, waits, readyWaits, execs);
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable(PoolDir.Variable, null);
+            // The pool's last machines stop beside the build's own, at the end of the run.
+            if (pool is not null)
+                await pool.StopAsync();
+            if (runDir is not null)
+                RunFiles.Remove(runDir);
+        }
+    }
+}
+
+/// <summary>Where ContainerTest's time goes: MSBuild's performance summary of our targets, one row per phase.</summary>
+public static class Phases
+{
+    /// <summary>Each phase and the targets whose (exclusive) time it is.</summary>
+    public static readonly (string Phase, string[] Targets)[] Map =
+    [
+        ("validation (ResolveNspawnSettings)", ["_NspawnResolve", "_NspawnCheckOnVSTest"]),
+        ("reaper", ["_NspawnReapLeftovers"]),
+        ("image check (mount, plan, up to date)", ["_NspawnMountStore", "_NspawnPlanImages", "NspawnPrepareImages"]),
+        ("boot (NspawnStartMachines)", ["NspawnStartMachines"]),
+        ("tests (VSTest)", ["VSTest"]),
+        ("stop (NspawnStopMachines)", ["NspawnStopMachines"]),
+    ];
+
+    /// <summary>Target name to milliseconds, from the "Target Performance Summary" that -clp:PerformanceSummary prints.</summary>
+    public static Dictionary<string, double> Parse(string output)
+    {
+        var times = new Dictionary<string, double>();
+        var inTargets = false;
+        foreach (var line in output.Split('\n'))
+        {
+            if (line.Contains("Target Performance Summary"))
+                inTargets = true;
+            else if (line.Contains("Task Performance Summary"))
+                inTargets = false;
+            else if (inTargets && System.Text.RegularExpressions.Regex.Match(line, @"^\s*(\d+) ms\s+(\S+)\s+\d+ calls") is { Success: true } m)
+                times[m.Groups[2].Value] = double.Parse(m.Groups[1].Value);
+        }
+        return times;
     }
 }

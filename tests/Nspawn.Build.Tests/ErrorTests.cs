@@ -59,6 +59,9 @@ public sealed class ErrorTests(PackageFixture package) : IDisposable
     [InlineData("NspawnNetworkRange=8.8.8.0/24", ErrorCodes.BadNetworkRange, "is not a private IPv4 range")]
     [InlineData("NspawnNetworkOutbound=yes", ErrorCodes.BadOption, "NspawnNetworkOutbound 'yes'")]
     [InlineData("NspawnNetworkOutbound=true", ErrorCodes.BadOption, "for NspawnNetwork=private only")]
+    [InlineData("NspawnPoolSize=two", ErrorCodes.BadPoolSize, "NspawnPoolSize 'two' is not a number of machines from 0 to 16")]
+    [InlineData("NspawnPoolSize=-1", ErrorCodes.BadPoolSize, "NspawnPoolSize '-1'")]
+    [InlineData("NspawnPoolSize=17", ErrorCodes.BadPoolSize, "NspawnPoolSize '17'")]
     public async Task A_bad_property_is_rejected_before_anything_is_created(string property, string code, string hint)
     {
         AssertError(await ContainerTestAsync([$"-p:{property}"]), code, hint);

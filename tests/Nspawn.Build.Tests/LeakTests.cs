@@ -143,6 +143,55 @@ public sealed class LeakTests(PackageFixture package) : IAsyncLifetime
         Assert.Equal(forwarding, Forwarding);
     }
 
+    [Theory]
+    [InlineData("0")]
+    [InlineData("2")]
+    public async Task A_build_that_fails_while_or_after_its_machine_boots_leaves_nothing(string seconds)
+    {
+        // ContainerTest boots the machines while the project builds: a compile error, at once or once they are up, must take them down.
+        var consumer = new ConsumerProject(package, _dir, Repo.ChrootsDir, vstest: WaitingTests,
+            buildBody: $"""<Exec Command="sleep {seconds}" /><Error Text="a compile error" />""");
+        var run = await consumer.RunAsync(["-t:ContainerTest"]);
+        Assert.NotEqual(0, run.ExitCode);
+        Assert.Contains("a compile error", run.Output);
+        Assert.False(File.Exists(Running), "the tests ran");
+        Leaks.AssertNone();
+    }
+
+    /// <summary>The build's machine and a warm pool of two, all up while the tests run.</summary>
+    private static Task<bool> PoolIsUpAsync() =>
+        Shell.WaitUntilAsync(() => MachineRegistry.List().Count(r => r.Machine.Name.StartsWith("nspawn-pool-") && r.Machine.LeaderPid > 0) == 2, TimeSpan.FromMinutes(1));
+
+    [Fact]
+    public async Task Ctrl_C_while_tests_run_stops_the_pools_machines_too()
+    {
+        var run = BackgroundRun.Start(Consumer(WaitingTests).Command(["-t:ContainerTest", "-p:NspawnPoolSize=2"]));
+        Assert.True(await Shell.WaitUntilAsync(() => File.Exists(Running), TimeSpan.FromMinutes(2)), run.Output);
+        Assert.True(await PoolIsUpAsync(), run.Output);
+        run.Signal(ProcessInfo.SigInt);
+        var result = await run.WaitForExitAsync(TimeSpan.FromSeconds(15));
+        Assert.True(result is not null, "the build did not end within 15 s of SIGINT:\n" + run.Output);
+        Assert.NotEqual(0, result.ExitCode);
+        Leaks.AssertNone();
+    }
+
+    [Fact]
+    public async Task A_killed_builds_pool_machines_go_to_the_next_runs_reaper()
+    {
+        var run = BackgroundRun.Start(Consumer(WaitingTests).Command(["-t:ContainerTest", "-p:NspawnPoolSize=2"]));
+        Assert.True(await Shell.WaitUntilAsync(() => File.Exists(Running), TimeSpan.FromMinutes(2)), run.Output);
+        Assert.True(await PoolIsUpAsync(), run.Output);
+        run.Signal(ProcessInfo.SigKill);
+        Assert.NotNull(await run.WaitForExitAsync(TimeSpan.FromSeconds(5)));
+        File.Delete(Gate);
+        Assert.Equal(3, Leaks.Find().Count(l => l.StartsWith("process ")));
+        var reap = await Consumer(name: "next").RunAsync(["-t:NspawnReap"]);
+        Assert.True(reap.ExitCode == 0, reap.ToString());
+        Assert.Equal(2, reap.Output.Split("Removed a leftover of an earlier run: machine nspawn-pool-").Length - 1);
+        Assert.Contains("Removed a leftover of an earlier run: machine nspawn-default-", reap.Output);
+        Leaks.AssertNone();
+    }
+
     [Fact]
     public async Task The_reaper_leaves_a_live_builds_machine_alone()
     {

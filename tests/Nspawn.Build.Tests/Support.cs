@@ -110,7 +110,7 @@ public static class Shell
 public sealed class PackageFixture : IAsyncLifetime
 {
     /// <summary>How many tests the sample has (tests/Sample).</summary>
-    public const int SampleTests = 21;
+    public const int SampleTests = 24;
 
     public string Version { get; } = $"0.1.0-test.{DateTime.UtcNow:yyyyMMddHHmmss}.{Environment.ProcessId}";
     public string NuGetCache { get; } = Directory.CreateTempSubdirectory("nspawn-nuget-").FullName;
@@ -177,7 +177,7 @@ public sealed class ConsumerProject
     public string Path { get; }
     public string Dir { get; }
 
-    public ConsumerProject(PackageFixture package, string dir, string chrootsDir, string items = "", string vstest = "", string properties = "", string name = "consumer")
+    public ConsumerProject(PackageFixture package, string dir, string chrootsDir, string items = "", string vstest = "", string properties = "", string name = "consumer", string buildBody = "")
     {
         Dir = dir;
         Path = System.IO.Path.Combine(dir, name + ".proj");
@@ -192,7 +192,7 @@ public sealed class ConsumerProject
               </PropertyGroup>
               <ItemGroup>{items}</ItemGroup>
               <Import Project="{build}/Nspawn.Build.targets" />
-              <Target Name="Build" />
+              <Target Name="Build">{buildBody}</Target>
               <Target Name="VSTest">{vstest}</Target>
             </Project>
             """);

@@ -33,10 +33,12 @@ internal static class ErrorCodes
     public const string NetworkFailed = "NSPAWN0034";
     public const string Canceled = "NSPAWN0040";
     public const string TestsFailed = "NSPAWN0050";
+    public const string BadPoolSize = "NSPAWN0080";
 
     // Warnings: the build goes on.
     public const string LeftAlone = "NSPAWN0060";
     public const string UnusableRecord = "NSPAWN0061";
     public const string CacheImportRejected = "NSPAWN0062";
     public const string CacheExportFailed = "NSPAWN0063";
+    public const string PoolBootFailed = "NSPAWN0081";
 }

@@ -9,7 +9,7 @@ internal static class RunFiles
 {
     public static string Root => Path.Combine(MachineLauncher.StateDir, "runs");
 
-    private const UnixFileMode Readable = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute
+    internal const UnixFileMode Readable = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute
         | UnixFileMode.GroupRead | UnixFileMode.GroupExecute | UnixFileMode.OtherRead | UnixFileMode.OtherExecute;
 
     /// <summary>A new folder for this build's files.</summary>

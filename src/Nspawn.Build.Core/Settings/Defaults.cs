@@ -17,6 +17,8 @@ internal static class Defaults
     public const string EphemeralMode = "snapshot";
     public const string Launcher = "auto";
     public const string MachineName = "default";
+    /// <summary>A test's own machine's logical name (StartOptions.LogicalName), the warm pool's machines' too.</summary>
+    public const string OwnMachineName = "test";
     public const string Network = "host";
     /// <summary>Private networks take a free /24 of it: rarely used, inside 10.0.0.0/8.</summary>
     public const string NetworkRange = "10.213.0.0/16";
@@ -29,6 +31,10 @@ internal static class Defaults
     public const string ResultsFolder = "TestResults";
     /// <summary>The folder in the test results folder that holds one folder of logs per machine.</summary>
     public const string LogsFolder = "nspawn";
+    /// <summary>No warm pool: a test's own machine boots when it asks for it.</summary>
+    public const int PoolSize = 0;
+    /// <summary>A pool larger than this would only crowd the host; more machines at once do not boot faster.</summary>
+    public const int MaxPoolSize = 16;
     public static readonly TimeSpan BootTimeout = TimeSpan.FromSeconds(60);
     public static readonly TimeSpan StopTimeout = TimeSpan.FromSeconds(15);
     public static readonly TimeSpan ImageBuildTimeout = TimeSpan.FromMinutes(30);

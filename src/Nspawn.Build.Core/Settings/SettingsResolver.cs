@@ -23,7 +23,8 @@ internal static class SettingsResolver
         var machines = Machines(p, store, mainImage, network);
         var images = machines.Select(m => m.Image).Distinct().Select(name => Image(p, name, mainImage, [])).ToList();
         RunSettings.Load(p.RunSettings);
-        return new ResolvedProject(store, images, machines, network);
+        var poolSize = Validate.PoolSize(Or(p.PoolSize, Defaults.PoolSize.ToString(System.Globalization.CultureInfo.InvariantCulture)), "NspawnPoolSize");
+        return new ResolvedProject(store, images, machines, network) { PoolSize = poolSize };
     }
 
     private static NetworkSettings Network(ProjectSettings p)

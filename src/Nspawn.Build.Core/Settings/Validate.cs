@@ -150,6 +150,15 @@ internal static partial class Validate
             $"{property} '{value}' is not a private IPv4 range from /8 to /29 (inside 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16). Write one such as '{Defaults.NetworkRange}' or '192.168.77.0/24'.");
     }
 
+    /// <summary>NspawnPoolSize: how many machines are kept booted ahead for the tests, 0 (none) to <see cref="Defaults.MaxPoolSize"/>.</summary>
+    public static int PoolSize(string? value, string property)
+    {
+        if (int.TryParse((value ?? "").Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n <= Defaults.MaxPoolSize)
+            return n;
+        throw new NspawnException(ErrorCodes.BadPoolSize,
+            $"{property} '{value}' is not a number of machines from 0 to {Defaults.MaxPoolSize}. Give how many machines to keep booted ahead for the tests, such as '2', or 0 for none.");
+    }
+
     public static string AbsolutePath(string? value, string property)
     {
         if (string.IsNullOrWhiteSpace(value) || !Path.IsPathRooted(value) || value.Contains('\0'))

@@ -37,6 +37,7 @@ public sealed class ResolveNspawnSettings : NspawnTask
     public string NetworkOutbound { get; set; } = "";
     public string KeepLogs { get; set; } = "";
     public string KeepOnFailure { get; set; } = "";
+    public string PoolSize { get; set; } = "";
     /// <summary>VSTestResultsDirectory: the tests' results folder, where the machines' logs go too.</summary>
     public string ResultsDir { get; set; } = "";
     /// <summary>VSTestSetting: the suite's own run settings, kept in the generated file.</summary>
@@ -57,6 +58,8 @@ public sealed class ResolveNspawnSettings : NspawnTask
     [Output] public ITaskItem[] ResolvedMachines { get; private set; } = [];
     /// <summary>One item: the network mode, with the range and whether there is a way out.</summary>
     [Output] public ITaskItem[] ResolvedNetwork { get; private set; } = [];
+    /// <summary>NspawnPoolSize, checked: StartEphemeral keeps that many machines booted ahead.</summary>
+    [Output] public int ResolvedPoolSize { get; private set; }
 
     private protected override Task ExecuteAsync(CancellationToken cancellationToken)
     {
@@ -69,7 +72,7 @@ public sealed class ResolveNspawnSettings : NspawnTask
             SetupScript = SetupScript, SlimBoot = SlimBoot, ImageMaxAge = ImageMaxAge, ImageCacheDir = ImageCacheDir, ImageBuildTimeout = ImageBuildTimeout,
             KeepImages = KeepImages, BootTimeout = BootTimeout, StopTimeout = StopTimeout, Launcher = Launcher, RunSettings = RunSettings,
             Network = Network, NetworkRange = NetworkRange, NetworkOutbound = NetworkOutbound,
-            KeepLogs = KeepLogs, KeepOnFailure = KeepOnFailure, ResultsDir = ResultsDir,
+            KeepLogs = KeepLogs, KeepOnFailure = KeepOnFailure, ResultsDir = ResultsDir, PoolSize = PoolSize,
             Machines = Machines.Select(ResolvedItems.ToProjectItem).ToList(),
             ImageDefinitions = ImageDefinitions.Select(ResolvedItems.ToProjectItem).ToList(),
             ImageFiles = ImageFiles.Select(ResolvedItems.ToProjectItem).ToList(),
@@ -84,6 +87,7 @@ public sealed class ResolveNspawnSettings : NspawnTask
         Images = project.Images.Select(ResolvedItems.FromImage).ToArray();
         ResolvedMachines = project.Machines.Select(ResolvedItems.FromLaunch).ToArray();
         ResolvedNetwork = [ResolvedItems.FromNetwork(project.Network)];
+        ResolvedPoolSize = project.PoolSize;
         return Task.CompletedTask;
     }
 }

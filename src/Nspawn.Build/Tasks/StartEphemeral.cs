@@ -18,6 +18,12 @@ public sealed class StartEphemeral : NspawnTask
     public string ProjectFile { get; set; } = "";
     /// <summary>NspawnOnVSTest: a machine that the targets did not stop by the end of the build is one whose tests failed.</summary>
     public bool LeftMeansFailed { get; set; }
+    /// <summary>NspawnPoolSize, resolved: that many machines like the first one are kept booted ahead for the tests' own (EphemeralMachine.StartAsync).</summary>
+    public int PoolSize { get; set; }
+    /// <summary>Only begin the boot and return (ContainerTest, before Build): a later StartEphemeral with <see cref="Pending"/> waits for it.</summary>
+    public bool Begin { get; set; }
+    /// <summary>The <see cref="PendingStart"/> of a StartEphemeral with <see cref="Begin"/>: wait for that boot instead of booting.</summary>
+    public string Pending { get; set; } = "";
 
     /// <summary>The tests' output folder (TargetDir), bound read-only into each machine at the same path for InvokeAsync.</summary>
     public string CodeDir { get; set; } = "";
@@ -31,50 +37,61 @@ public sealed class StartEphemeral : NspawnTask
     [Output] public ITaskItem[] StartedNetwork { get; private set; } = [];
     /// <summary>The same variables as items (metadata Value), for an MTP test application (TestingPlatformEnvironmentVariable).</summary>
     [Output] public ITaskItem[] Environment { get; private set; } = [];
+    /// <summary>With <see cref="Begin"/>: the boot under way, for <see cref="Pending"/>.</summary>
+    [Output] public string PendingStart { get; private set; } = "";
 
     private protected override async Task ExecuteAsync(CancellationToken cancellationToken)
     {
-        var options = Machines.Select(ResolvedItems.ToLaunch).Select(o => o with { CodeDir = CodeDir.Length > 0 ? Path.GetFullPath(CodeDir) : null }).ToList();
+        var codeDir = CodeDir.Length > 0 ? Path.GetFullPath(CodeDir) : null;
+        var options = Machines.Select(ResolvedItems.ToLaunch).Select(o => o with { CodeDir = codeDir }).ToList();
         var network = Network.Length > 0 ? ResolvedItems.ToNetwork(Network) : null;
         var suiteSettings = RunSettings.Load(BaseRunSettings);
+        if (Begin)
+        {
+            // The machines boot while the project compiles, when what they bind is there already: the output folder
+            // (for InvokeAsync) and the NspawnBind folders. On a clean tree they boot after Build instead.
+            if ((codeDir is null || Directory.Exists(codeDir)) && options.SelectMany(o => o.Binds).All(b => Path.Exists(b.Source)))
+                PendingStart = BootGuard.Register(BuildEngine4, BackgroundStart.Begin(options, network));
+            return;
+        }
         // Build may have made them only now ($(OutDir)): checked before anything starts.
         foreach (var o in options)
             foreach (var bind in o.Binds)
                 bind.Check($"An NspawnBind of machine '{o.LogicalName}'");
-        var started = DateTime.UtcNow;
-        PrivateNetwork? privateNetwork = null;
-        if (network?.Mode == NetworkMode.Private)
-        {
-            privateNetwork = await NetworkRegistry.CreateAsync(network, cancellationToken);
-            NetworkGuard.Register(BuildEngine4, privateNetwork);
-            options = options.Select(o => o with { PrivateNetwork = privateNetwork }).ToList();
-            StartedNetwork = [ResolvedItems.FromPrivateNetwork(privateNetwork)];
-            Progress($"Made the private network {privateNetwork.Bridge} ({privateNetwork.Subnet}, the host at {privateNetwork.Gateway}{(privateNetwork.Outbound ? ", with a way out" : "")}).");
-        }
-        RunDir = RunFiles.Create();
+        var start = (Pending == "" ? null : BootGuard.Take(BuildEngine4, Pending)) ?? BackgroundStart.Begin(options, network);
+        RunDir = start.RunDir;
         IReadOnlyList<Machine> machines;
         try
         {
-            machines = await MachineLauncher.StartAllAsync(options, Progress, cancellationToken);
+            machines = await start.WaitAsync(cancellationToken);
         }
-        catch
+        finally
         {
-            RunFiles.Remove(RunDir);
-            if (privateNetwork is not null)
-            {
-                await NetworkRegistry.RemoveAsync(privateNetwork, CancellationToken.None);
-                NetworkGuard.Unregister(BuildEngine4, privateNetwork);
-                StartedNetwork = [];
-            }
-            throw;
+            foreach (var message in start.Messages)
+                Progress(message);
+        }
+        var privateNetwork = start.Network;
+        if (privateNetwork is not null)
+        {
+            NetworkGuard.Register(BuildEngine4, privateNetwork);
+            StartedNetwork = [ResolvedItems.FromPrivateNetwork(privateNetwork)];
         }
         foreach (var m in machines)
             MachineGuard.Register(BuildEngine4, m, RunDir, LeftMeansFailed, ProjectFile);
-        Progress(MachineLauncher.Describe(machines, DateTime.UtcNow - started));
+        Progress(MachineLauncher.Describe(machines, DateTime.UtcNow - start.Began));
 
         StartedMachines = machines.Select(ResolvedItems.FromMachine).ToArray();
         var machinesFile = RunFiles.Write(RunDir, "machines.json", s => s.Write(System.Text.Encoding.UTF8.GetBytes(MachinesFile.Serialize(machines, network?.Mode ?? NetworkMode.Host, privateNetwork))));
         var environment = MachinesFile.Environment(machines, machinesFile);
+        if (PoolSize > 0)
+        {
+            // Boots behind the tests' start (the test host's launch, discovery); the first machines are up already.
+            // Like the first machine, but without its binds: a test's own machine gets none unless it asks.
+            var pool = MachinePool.Start(options[0] with { Binds = [], PrivateNetwork = privateNetwork }, PoolSize, RunDir);
+            PoolGuard.Register(BuildEngine4, RunDir, pool);
+            environment = new Dictionary<string, string>(environment) { [PoolDir.Variable] = pool.Dir };
+            Progress($"Keeping {PoolSize} machines of image '{options[0].Image}' booted ahead for the tests (NspawnPoolSize).");
+        }
         RunSettingsFile = RunFiles.Write(RunDir, "nspawn.runsettings", s => RunSettings.Merge(suiteSettings, environment).Save(s));
         Environment = environment.Select(v => ResolvedItems.Variable(v.Key, v.Value)).ToArray();
     }

@@ -48,6 +48,9 @@ public sealed class StopEphemeral : NspawnTask
             return;
         }
         var machines = Machines.Select(ResolvedItems.ToMachine).ToList();
+        // The pool's machines stop beside the others.
+        var pool = RunDir == "" ? null : PoolGuard.Take(BuildEngine4, RunDir);
+        var poolStop = pool?.StopAsync() ?? Task.FromResult<IReadOnlyList<StopOutcome>>([]);
         // End them all even when one fails or the build is canceled: a stop is never cut short. Each failure is logged once.
         var ends = machines.Select(async m =>
         {
@@ -56,7 +59,12 @@ public sealed class StopEphemeral : NspawnTask
             return end;
         }).ToList();
         await Task.WhenAll(ends.Select(t => t.ContinueWith(_ => { }, TaskScheduler.Default)));
-        LogFailures(ends);
+        await poolStop.ContinueWith(_ => { }, TaskScheduler.Default);
+        LogFailures([.. ends, poolStop]);
+        foreach (var problem in pool?.Problems ?? [])
+            LogWarning(new NspawnWarning(ErrorCodes.PoolBootFailed, problem));
+        if (pool is not null && poolStop.IsCompletedSuccessfully)
+            Progress(pool.Describe(poolStop.Result));
         if (RunDir != "")
             RunFiles.Remove(RunDir);
         // The machines a test host booted for itself, when it was killed before it could stop them.
