@@ -285,6 +285,8 @@ public sealed class LeakTests(PackageFixture package) : IAsyncLifetime
     public async Task Plain_dotnet_test_with_NspawnOnTest_boots_and_stops_machines()
     {
         await package.FirstRunAsync();
+        // A clean output folder: the machines boot before compilation, yet the sample's InvokeAsync tests need it in them.
+        Directory.Delete(Path.Combine(Repo.Sample, "bin"), recursive: true);
         var run = await package.RunSampleAsync(["-p:NspawnOnTest=true"], command: "test");
         Assert.True(run.ExitCode == 0, run.ToString());
         Assert.Matches($@"Passed!\s+- Failed:\s+0, Passed:\s+{PackageFixture.SampleTests}", run.Output);

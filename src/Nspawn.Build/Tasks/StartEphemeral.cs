@@ -46,10 +46,11 @@ public sealed class StartEphemeral : NspawnTask
         var options = Machines.Select(ResolvedItems.ToLaunch).Select(o => o with { CodeDir = codeDir }).ToList();
         var network = Network.Length > 0 ? ResolvedItems.ToNetwork(Network) : null;
         var suiteSettings = RunSettings.Load(BaseRunSettings);
+        MakeCodeDir(codeDir);
         if (Begin)
         {
             // The machines boot while the project compiles, when what they bind is there already: the output folder
-            // (for InvokeAsync) and the NspawnBind folders. On a clean tree they boot after Build instead.
+            // (for InvokeAsync, made above) and the NspawnBind folders. Else they boot after Build.
             if ((codeDir is null || Directory.Exists(codeDir)) && options.SelectMany(o => o.Binds).All(b => Path.Exists(b.Source)))
                 PendingStart = BootGuard.Register(BuildEngine4, BackgroundStart.Begin(options, network));
             return;
@@ -94,5 +95,28 @@ public sealed class StartEphemeral : NspawnTask
         }
         RunSettingsFile = RunFiles.Write(RunDir, "nspawn.runsettings", s => RunSettings.Merge(suiteSettings, environment).Save(s));
         Environment = environment.Select(v => ResolvedItems.Variable(v.Key, v.Value)).ToArray();
+    }
+
+    /// <summary>
+    /// The output folder goes into the machines (InvokeAsync) when they boot, which may be before the build makes it
+    /// (a clean tree, the boot during compilation, NspawnOnTest): made now, in the project's folder only, without
+    /// following a link, and the sudo user's at once.
+    /// </summary>
+    private void MakeCodeDir(string? codeDir)
+    {
+        if (codeDir is null || ProjectFile == "" || Directory.Exists(codeDir))
+            return;
+        var project = Path.GetDirectoryName(Path.GetFullPath(ProjectFile))!;
+        if (!MountTable.IsUnder(codeDir, project) || codeDir == project)
+            return;
+        try
+        {
+            UserFiles.GiveToSudoUser(UserFiles.CreateDirectory(project, codeDir));
+        }
+        catch (Exception e) when (e is NspawnException or IOException or UnauthorizedAccessException)
+        {
+            // A link on the way (bin on another disk, say) is not ours to follow: the machines boot after Build instead.
+            Log.LogMessage(MessageImportance.Normal, $"The output folder was not made ahead of the build: {e.Message}");
+        }
     }
 }
