@@ -28,21 +28,28 @@ public sealed class SudoUserTests(PackageFixture package) : IAsyncLifetime
         await Cli.Wrap("userdel").WithArguments(["-r", User]).WithValidation(CommandResultValidation.None).ExecuteBufferedAsync();
     }
 
-    [Fact]
-    public async Task A_user_runs_ContainerTest_with_sudo_and_keeps_their_files()
+    /// <summary>A folder of the user's with these files and a feed config pointing at the packed package, all the user's.</summary>
+    private async Task<string> UserCopyAsync(string name, IEnumerable<string> files)
     {
-        // The user's own copy of the sample (sources only), with a feed config pointing at the packed package.
-        var sample = Path.Combine(Home, "sample");
-        Directory.CreateDirectory(sample);
-        foreach (var file in Directory.EnumerateFiles(Repo.Sample).Where(f => !f.EndsWith("nuget.config")))
-            File.Copy(file, Path.Combine(sample, Path.GetFileName(file)));
-        File.WriteAllText(Path.Combine(sample, "nuget.config"), $"""
+        var copy = Path.Combine(Home, name);
+        Directory.CreateDirectory(copy);
+        foreach (var file in files)
+            File.Copy(file, Path.Combine(copy, Path.GetFileName(file)));
+        File.WriteAllText(Path.Combine(copy, "nuget.config"), $"""
             <configuration><packageSources><clear />
               <add key="local" value="{SecurityElement.Escape(Path.Combine(Repo.Root, "artifacts/feed"))}" />
               <add key="nuget.org" value="https://api.nuget.org/v3/index.json" />
             </packageSources></configuration>
             """);
-        await Cli.Wrap("chown").WithArguments(["-R", $"{User}:{User}", sample]).ExecuteAsync();
+        await Cli.Wrap("chown").WithArguments(["-R", $"{User}:{User}", copy]).ExecuteAsync();
+        return copy;
+    }
+
+    [Fact]
+    public async Task A_user_runs_ContainerTest_with_sudo_and_keeps_their_files()
+    {
+        // The user's own copy of the sample (sources only), with a feed config pointing at the packed package.
+        var sample = await UserCopyAsync("sample", Directory.EnumerateFiles(Repo.Sample).Where(f => !f.EndsWith("nuget.config")));
 
         Task<RunResult> ContainerTestAsync(string fail) => Shell.RunAsync("runuser", ["-u", User, "--", "sudo", "env", $"NUGET_PACKAGES={package.NuGetCache}", $"SAMPLE_FAIL={fail}",
             "dotnet", "build", "-t:ContainerTest", $"-p:NspawnBuildVersion={package.Version}", $"-p:NspawnChrootsDir={Repo.ChrootsDir}"], workingDir: sample);
@@ -71,17 +78,7 @@ public sealed class SudoUserTests(PackageFixture package) : IAsyncLifetime
     public async Task A_user_runs_dotnet_test_in_MTP_mode_with_sudo_and_keeps_their_files()
     {
         // The user's copy of the MTP sample (its global.json puts dotnet test in MTP mode), with the samples' build settings.
-        var sample = Path.Combine(Home, "mtp");
-        Directory.CreateDirectory(sample);
-        foreach (var file in Directory.EnumerateFiles(Path.Combine(Repo.Samples, "Mtp")).Append(Path.Combine(Repo.Samples, "Directory.Build.props")))
-            File.Copy(file, Path.Combine(sample, Path.GetFileName(file)));
-        File.WriteAllText(Path.Combine(sample, "nuget.config"), $"""
-            <configuration><packageSources><clear />
-              <add key="local" value="{SecurityElement.Escape(Path.Combine(Repo.Root, "artifacts/feed"))}" />
-              <add key="nuget.org" value="https://api.nuget.org/v3/index.json" />
-            </packageSources></configuration>
-            """);
-        await Cli.Wrap("chown").WithArguments(["-R", $"{User}:{User}", sample]).ExecuteAsync();
+        var sample = await UserCopyAsync("mtp", Directory.EnumerateFiles(Path.Combine(Repo.Samples, "Mtp")).Append(Path.Combine(Repo.Samples, "Directory.Build.props")));
 
         var run = await Shell.RunAsync("runuser", ["-u", User, "--", "sudo", "env", $"NUGET_PACKAGES={package.NuGetCache}",
             "dotnet", "test", $"-p:NspawnBuildVersion={package.Version}", $"-p:NspawnChrootsDir={Repo.ChrootsDir}", "-p:NspawnOnTest=true"], workingDir: sample);

@@ -4,7 +4,8 @@ namespace Nspawn.Build;
 
 /// <summary>
 /// The machines booting while the project compiles (ContainerTest begins the boot before Build and waits for it
-/// after). What the boot says is kept until someone can log it; <see cref="AbandonAsync"/> takes down what it started
+/// after), or while MTP's test host controller waits for them (MachineSession): the private network, then every
+/// machine at once. What the boot says is kept until someone can log it; <see cref="AbandonAsync"/> takes down what it started
 /// when nobody waits for it (the build failed or was canceled first).
 /// </summary>
 internal sealed class BackgroundStart

@@ -13,7 +13,7 @@ internal sealed class MachineSession(IReadOnlyList<LaunchOptions> options, Netwo
     private PrivateNetwork? _network;
     private Task? _stop;
 
-    public IReadOnlyList<LaunchOptions> Options { get; private set; } = options;
+    public IReadOnlyList<LaunchOptions> Options { get; } = options;
 
     private IEnumerable<string> ChrootsDirs => Options.Select(o => Path.GetDirectoryName(o.ImageDir)!).Distinct();
 
@@ -30,8 +30,9 @@ internal sealed class MachineSession(IReadOnlyList<LaunchOptions> options, Netwo
             MachineLauncher.Check(o);
         foreach (var what in await MachineRegistry.ReapAsync(ChrootsDirs, w => progress("warning " + w.Code + ": " + w.Message), cancellationToken))
             progress($"Removed a leftover of an earlier run: {what}.");
-        var started = DateTime.UtcNow;
-        _runDir = RunFiles.Create();
+        // The same start as the build's (the network first, then every machine at once; on a failure, nothing left).
+        var start = BackgroundStart.Begin(Options, network);
+        _runDir = start.RunDir;
         // A backstop for an exit that skips the normal stop (an error in the host, a SIGTERM).
         AppDomain.CurrentDomain.ProcessExit += (_, _) =>
         {
@@ -40,21 +41,15 @@ internal sealed class MachineSession(IReadOnlyList<LaunchOptions> options, Netwo
         };
         try
         {
-            if (network?.Mode == NetworkMode.Private)
-            {
-                _network = await NetworkRegistry.CreateAsync(network, cancellationToken);
-                Options = Options.Select(o => o with { PrivateNetwork = _network }).ToList();
-                progress($"Made the private network {_network.Bridge} ({_network.Subnet}).");
-            }
-            _machines = await MachineLauncher.StartAllAsync(Options, progress, cancellationToken);
+            _machines = await start.WaitAsync(cancellationToken);
+            _network = start.Network;
         }
-        catch
+        finally
         {
-            RunFiles.Remove(_runDir);
-            await RemoveNetworkAsync();
-            throw;
+            foreach (var message in start.Messages)
+                progress(message);
         }
-        progress(MachineLauncher.Describe(_machines, DateTime.UtcNow - started));
+        progress(MachineLauncher.Describe(_machines, DateTime.UtcNow - start.Began));
         var file = RunFiles.Write(_runDir, "machines.json", s => s.Write(System.Text.Encoding.UTF8.GetBytes(MachinesFile.Serialize(_machines, network?.Mode ?? NetworkMode.Host, _network))));
         return MachinesFile.Environment(_machines, file);
     }
