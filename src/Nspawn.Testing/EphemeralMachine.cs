@@ -109,6 +109,7 @@ public sealed class EphemeralMachine : IAsyncDisposable
             PrivateNetwork = network == NetworkMode.Private ? privateNetwork : null,
             Binds = options.Binds.Select(ToBindMount).ToList(),
             ExtraArguments = options.NspawnArguments,
+            PrivateUsers = options.PrivateUsers ?? (model is null ? Defaults.PrivateUsersOn : model._machine.UidShift is not null),
             // The test's own output folder, for InvokeAsync.
             CodeDir = AppContext.BaseDirectory,
         };
@@ -396,7 +397,7 @@ public sealed class EphemeralMachine : IAsyncDisposable
     internal static IReadOnlyList<string> SystemctlArguments(Machine machine, IReadOnlyList<string> args) =>
         machine.Unit is not null
             ? [ToolLocator.Require(Tool.Systemctl), $"--machine={machine.Name}", .. args]
-            : GuestCommand.Arguments(machine, ["systemctl", .. args]);
+            : throw GuestCommand.NoChannel(machine);
 
     /// <summary>
     /// Runs <paramref name="command"/> as a transient unit of the machine. Past <see cref="ExecOptions.Timeout"/>

@@ -40,6 +40,7 @@ internal static class PoolClient
         && (options.Mode is null || options.Mode == template.Mode)
         && (options.StopTimeout is null || options.StopTimeout == template.StopTimeout)
         && (options.Network is null || options.Network == template.Network)
+        && (options.PrivateUsers is null || options.PrivateUsers == template.PrivateUsers)
         && (template.Network != NetworkMode.Private || options.LogicalName == template.LogicalName)
         && options.Binds.Count == 0
         && options.NspawnArguments.Count == 0;

@@ -20,6 +20,12 @@ public sealed record StartOptions
     public Nspawn.Build.NetworkMode? Network { get; init; }
     /// <summary>Host folders or files in the machine, read-only unless a bind says otherwise.</summary>
     public IReadOnlyList<Bind> Binds { get; init; } = [];
+    /// <summary>
+    /// Whether the guest's root is an unprivileged host UID (a user namespace). By default as ContainerTest's machines
+    /// (NspawnPrivateUsers), else true. false is unsafe: the guest's root is then the host's root, which only a machine
+    /// that must do what only host root can (mount the host's file systems, make devices) should be given.
+    /// </summary>
+    public bool? PrivateUsers { get; init; }
     /// <summary>More nspawn options, such as "--bind-ro=/srv/data".</summary>
     public IReadOnlyList<string> NspawnArguments { get; init; } = [];
     /// <summary>

@@ -64,13 +64,13 @@ public sealed class FailureLogsUnitTests : IDisposable
     public void The_journal_is_read_in_the_guest_as_a_unit_of_its_systemd()
     {
         var direct = new Machine("web", "nspawn-web-1", "bookworm", "/c/bookworm", 4242, 1, 4241, 1, null, null, []);
-        // Without machined, the guest's systemd-run runs confined in the machine (GuestCommand.Arguments), which needs a running leader.
-        Assert.Throws<InvalidOperationException>(() => GuestCommand.AsUnit(direct, "u", GuestCommand.Journal()));
+        // Without machined, only the agent runs it: the host starts no program of the guest.
+        Assert.Throws<NspawnException>(() => GuestCommand.AsUnit(direct, "u", GuestCommand.Journal()));
         var registered = direct with { Unit = "nspawn-web-1.service" };
         Assert.Equal(["systemd-run", "--machine=nspawn-web-1"], GuestCommand.AsUnit(registered, "u", GuestCommand.Journal()).Take(2));
         Assert.Equal(["journalctl", "--no-pager", "--quiet", "--all", "--output=short-precise", "--since=@1700000000.250", "--unit=dbus.service"],
             GuestCommand.Journal(DateTimeOffset.FromUnixTimeMilliseconds(1_700_000_000_250), "dbus.service"));
-        Assert.Equal("nsenter -t 4242 -m -u -i -n -p -- /bin/bash -l", GuestCommand.Shell(direct));
+        Assert.Equal("nsenter -t 4242 --all -- /bin/bash -l", GuestCommand.Shell(direct));
         Assert.Equal("machinectl shell nspawn-web-1", GuestCommand.Shell(registered));
     }
 
@@ -175,7 +175,7 @@ public sealed class FailureLogsUnitTests : IDisposable
     {
         var machine = new Machine("web", "nspawn-web-1", "bookworm", "/c/bookworm", 4242, 1, 4241, 1, null, null, []);
         var text = KeptMachines.Describe(machine, "/home/u/my proj/app.csproj");
-        Assert.Contains("nsenter -t 4242 -m -u -i -n -p -- /bin/bash -l", text);
+        Assert.Contains("nsenter -t 4242 --all -- /bin/bash -l", text);
         Assert.Contains("dotnet build \"/home/u/my proj/app.csproj\" -t:NspawnStopKept", text);
     }
 

@@ -145,8 +145,10 @@ public sealed class NetworkUnitTests
     [Fact]
     public void Binds_become_nspawn_options_with_colons_escaped()
     {
-        Assert.Equal("--bind-ro=/srv/a\\:b:/opt/app", new BindMount("/srv/a:b", "/opt/app", ReadOnly: true).Argument());
-        Assert.Equal("--bind=/srv/shared:/srv/shared", new BindMount("/srv/shared", "/srv/shared", ReadOnly: false).Argument());
+        Assert.Equal("--bind-ro=/srv/a\\:b:/opt/app", new BindMount("/srv/a:b", "/opt/app", ReadOnly: true).Argument(privateUsers: true));
+        Assert.Equal("--bind=/srv/shared:/srv/shared", new BindMount("/srv/shared", "/srv/shared", ReadOnly: false).Argument(privateUsers: false));
+        // In a user namespace the guest's root writes as the folder's owner, never as host root.
+        Assert.Equal("--bind=/srv/shared:/srv/shared:rootidmap", new BindMount("/srv/shared", "/srv/shared", ReadOnly: false).Argument(privateUsers: true));
         var options = new LaunchOptions("web", "/c/bookworm") { Binds = [new BindMount("/srv/shared", "/data", false), new BindMount("/srv/app", "/opt/app", true)] };
         Assert.Equal(["/srv/shared"], Machine.Starting(options, null, []).WritableBinds);
         Assert.Contains("--bind-ro=/srv/app:/opt/app", options.NspawnArguments());

@@ -6,7 +6,7 @@ namespace Nspawn.Build.Agent;
 /// <summary>
 /// The agent of a machine, from the host's side: a root-only folder per machine (its unit, its runtime settings and
 /// the folder of its socket), the binds that give the guest the agent, the host's .NET runtime (read-only) and the
-/// unit under /run/systemd/system, and the wait for its answer. Nothing is added to the image.
+/// unit in /etc/systemd/system, and the wait for its answer. Nothing is added to the image.
 /// </summary>
 internal static class AgentSetup
 {
@@ -29,7 +29,8 @@ internal static class AgentSetup
     /// Makes the machine's agent folder and returns nspawn's options for it, then the arguments for the guest's init;
     /// none when there is no agent to offer (then a reason), and the machine works without it.
     /// </summary>
-    public static (IReadOnlyList<string> Options, IReadOnlyList<string> InitArguments, string? Problem) Prepare(string machineName, string? codeDir)
+    /// <remarks><paramref name="guestRootUid"/>: the host UID of the guest's root in a user namespace, which must own the socket folder.</remarks>
+    public static (IReadOnlyList<string> Options, IReadOnlyList<string> InitArguments, string? Problem) Prepare(string machineName, string? codeDir, uint? guestRootUid = null)
     {
         var agent = Path.Combine(Path.GetDirectoryName(typeof(AgentSetup).Assembly.Location)!, AgentFile);
         if (!File.Exists(agent))
@@ -41,8 +42,14 @@ internal static class AgentSetup
         var dir = DirOf(machineName);
         Remove(machineName);
         Directory.CreateDirectory(dir, RootOnly);
-        var etc = Directory.CreateDirectory(Path.Combine(dir, "etc"), RootOnly).FullName;
+        // Read by the guest's systemd, which is not host root in a user namespace: root's, readable by all, written by none.
+        var etc = Directory.CreateDirectory(Path.Combine(dir, "etc"), RootOnly | UnixFileMode.GroupRead | UnixFileMode.GroupExecute | UnixFileMode.OtherRead | UnixFileMode.OtherExecute).FullName;
         Directory.CreateDirectory(SocketDirOf(machineName), RootOnly);
+        if (guestRootUid is { } uid)
+        {
+            using var socketDir = NativeFile.Open(SocketDirOf(machineName), NativeFile.Path | NativeFile.Directory);
+            NativeFile.Chown(socketDir, uid, uid);
+        }
         File.WriteAllText(Path.Combine(etc, "agent.runtimeconfig.json"), RuntimeConfig());
         File.WriteAllText(Path.Combine(etc, UnitName), Unit());
         var options = new List<string>
@@ -50,7 +57,9 @@ internal static class AgentSetup
             $"--bind-ro={dotnet}:{GuestDotnet}",
             $"--bind-ro={Path.GetDirectoryName(agent)}:{GuestBin}",
             $"--bind-ro={etc}:{GuestEtc}",
-            $"--bind-ro={Path.Combine(etc, UnitName)}:/run/systemd/system/{UnitName}",
+            // In /etc/systemd/system, which the image has: a mount point under /run/systemd would be made there by nspawn as
+            // host root, which the guest's root (in a user namespace) could then not write, and its systemd would not start.
+            $"--bind-ro={Path.Combine(etc, UnitName)}:/etc/systemd/system/{UnitName}",
             $"--bind={SocketDirOf(machineName)}:{GuestSocketDir}",
         };
         // The test's output folder at the same path, for InvokeAsync (nspawn's bind syntax cannot carry ':' in a path).

@@ -31,6 +31,10 @@ internal static class ErrorCodes
     public const string BootTimedOut = "NSPAWN0032";
     public const string StopFailed = "NSPAWN0033";
     public const string NetworkFailed = "NSPAWN0034";
+    /// <summary>Machines need a user namespace (NspawnPrivateUsers) that this host cannot give.</summary>
+    public const string NoPrivateUsers = "NSPAWN0035";
+    /// <summary>A command in a machine that has no agent, on a host without systemd.</summary>
+    public const string NoAgent = "NSPAWN0036";
     public const string Canceled = "NSPAWN0040";
     public const string TestsFailed = "NSPAWN0050";
     public const string BadPoolSize = "NSPAWN0080";

@@ -11,7 +11,22 @@ internal sealed class CgroupScope(IReadOnlyList<string> dirs)
 
     public IEnumerable<string> ProcsFiles => Dirs.Select(d => Path.Combine(d, "cgroup.procs"));
 
-    public static CgroupScope Create(string name)
+    /// <summary>
+    /// nspawn's device allow list (systemd-nspawn@.service's DevicePolicy=closed and DeviceAllow): the standard
+    /// pseudo devices, terminals and tun, as cgroup v1 device rules. No disk, no mknod of anything else.
+    /// </summary>
+    public static readonly IReadOnlyList<string> AllowedDevices =
+    [
+        "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm", // null, zero, full, random, urandom
+        "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm", "c 136:* rw", "c 10:200 rwm", // tty, console, ptmx, pts, net/tun
+    ];
+
+    /// <summary>
+    /// Makes the scope. <paramref name="owner"/> is the host UID of the guest's root in a user namespace: the
+    /// cgroup2 folder is delegated to it (as systemd delegates a unit's), which the guest's systemd needs to run
+    /// its own cgroups there. Where a v1 devices hierarchy is mounted, the scope gets nspawn's device policy.
+    /// </summary>
+    public static CgroupScope Create(string name, uint? owner = null)
     {
         var dirs = new List<string>();
         foreach (var parent in OwnCgroups(File.ReadAllText("/proc/self/cgroup"), MountTable.Read()))
@@ -25,6 +40,15 @@ internal sealed class CgroupScope(IReadOnlyList<string> dirs)
                     if (File.Exists(Path.Combine(parent, file)))
                         File.WriteAllText(Path.Combine(dir, file), File.ReadAllText(Path.Combine(parent, file)).Trim());
                 dirs.Add(dir);
+                if (File.Exists(Path.Combine(dir, "devices.deny")))
+                    CloseDevices(dir);
+                // cgroup.subtree_control exists only in cgroup2: the one hierarchy a guest in a user namespace runs its cgroups in.
+                if (owner is { } uid && File.Exists(Path.Combine(dir, "cgroup.subtree_control")))
+                    foreach (var path in new[] { dir, Path.Combine(dir, "cgroup.procs"), Path.Combine(dir, "cgroup.threads"), Path.Combine(dir, "cgroup.subtree_control") })
+                    {
+                        using var handle = NativeFile.Open(path, NativeFile.Path);
+                        NativeFile.Chown(handle, uid, uid);
+                    }
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
@@ -32,6 +56,14 @@ internal sealed class CgroupScope(IReadOnlyList<string> dirs)
             }
         }
         return new CgroupScope(dirs);
+    }
+
+    /// <summary>Denies every device, then allows nspawn's list; a failure fails the scope (never a machine with every device).</summary>
+    private static void CloseDevices(string dir)
+    {
+        File.WriteAllText(Path.Combine(dir, "devices.deny"), "a");
+        foreach (var rule in AllowedDevices)
+            File.WriteAllText(Path.Combine(dir, "devices.allow"), rule);
     }
 
     /// <summary>For each line of /proc/self/cgroup, the folder of that cgroup under the hierarchy's mount point.</summary>

@@ -4,10 +4,13 @@ namespace Nspawn.Build;
 internal sealed record BindMount(string Source, string Destination, bool ReadOnly)
 {
     /// <summary>
-    /// The nspawn option: a plain bind, not 'rootidmap' (which would make the guest's root write as the folder's
-    /// owner, but fails every write of the guest's other users with EOVERFLOW); root's files go back to the user when the machine stops.
+    /// The nspawn option. In a user namespace a writable bind is 'rootidmap': the guest's root writes as the folder's
+    /// owner (never as host root; 'idmap' would be host root), and the guest's other users cannot write there
+    /// (EOVERFLOW). Without one, a plain bind: root's files go back to the user when the machine stops.
+    /// A read-only bind is plain: the guest cannot remount it writable, since it does not own that mount.
     /// </summary>
-    public string Argument() => $"{(ReadOnly ? "--bind-ro" : "--bind")}={Escape(Source)}:{Escape(Destination)}";
+    public string Argument(bool privateUsers) =>
+        $"{(ReadOnly ? "--bind-ro" : "--bind")}={Escape(Source)}:{Escape(Destination)}{(privateUsers && !ReadOnly ? ":rootidmap" : "")}";
 
     /// <summary>The source must exist when the machine starts (Build may make it, so this is checked then, not when the settings are).</summary>
     public void Check(string what)

@@ -13,14 +13,20 @@ internal sealed class DirectLauncher : IMachineLauncher
     public async Task<Machine> StartAsync(LaunchOptions options, CancellationToken cancellationToken)
     {
         var nspawn = ToolLocator.Require(Tool.SystemdNspawn);
-        var cgroups = CgroupScope.Create(options.MachineName);
+        var cgroups = CgroupScope.Create(options.MachineName, options.UidShift);
         // Recorded before nspawn runs (and before its console file is made), so that a build killed at any moment leaves a record the next run can reap.
         var record = Machine.Starting(options, unit: null, cgroups.Dirs) with { ConsoleFile = ConsoleLog.PathOf(options.MachineName) };
         MachineRegistry.Add(record);
         ConsoleLog.Create(record.ConsoleFile!);
         using var notify = NotifyListener.Bind(Path.Combine(MachineLauncher.StateDir, options.MachineName + ".notify"));
         var child = ScopedChild.Start(cgroups, [nspawn, .. options.NspawnArguments()], onLine: null, tailLines: 30,
-            new Dictionary<string, string?> { ["NOTIFY_SOCKET"] = notify.Path }, outputFile: record.ConsoleFile);
+            new Dictionary<string, string?>
+            {
+                ["NOTIFY_SOCKET"] = notify.Path,
+                // The guest runs its cgroups in our cgroup2 scope (delegated to its root in a user namespace), whatever
+                // mix of hierarchies the host has: a v1 hierarchy cannot be delegated to a user namespace.
+                ["SYSTEMD_NSPAWN_UNIFIED_HIERARCHY"] = "1",
+            }, outputFile: record.ConsoleFile);
         var pid = child.ProcessId;
         MachineRegistry.Add(record = record with { NspawnPid = pid, NspawnStartTime = ProcessInfo.StartTime(pid) ?? 0 });
 

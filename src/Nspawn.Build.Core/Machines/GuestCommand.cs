@@ -3,51 +3,16 @@ using System.Globalization;
 namespace Nspawn.Build;
 
 /// <summary>
-/// A command started from the host in a machine's namespaces (nsenter on its leader), confined as the guest's
-/// own processes are: in the leader's cgroups (so under its device policy and limits) and cgroup namespace,
-/// with the leader's capability bounding set, no new privileges and none of our environment. nsenter alone
-/// would run the guest's binary with every capability of the host, outside the machine's cgroups.
+/// Commands in a machine without its agent: only through machined (systemd-run --machine), where the guest's own
+/// systemd starts them, confined as its processes are (its seccomp filter, cgroups and user namespace). The host
+/// never starts a program of the guest itself: one started from outside would run without the guest's seccomp filter.
 /// </summary>
 internal static class GuestCommand
 {
-    // Enters each cgroup given before "--", failing when one cannot be entered, then becomes the command after it: a fixed script, arguments stay a list.
-    private const string EnterCgroupsAndExec =
-        "while [ \"$1\" != -- ]; do echo $$ > \"$1\" || { echo \"cannot enter the machine's cgroup $1\" >&2; exit 125; }; shift; done; shift; exec \"$@\"";
-
-    /// <summary>The command line that runs <paramref name="command"/> (a program of the guest and its arguments) in the machine.</summary>
-    public static IReadOnlyList<string> Arguments(Machine machine, IReadOnlyList<string> command)
-    {
-        var pid = machine.LeaderPid;
-        string status, cgroups;
-        try
-        {
-            status = File.ReadAllText($"/proc/{pid}/status");
-            cgroups = File.ReadAllText($"/proc/{pid}/cgroup");
-        }
-        catch (IOException)
-        {
-            status = cgroups = "";
-        }
-        // The start time rules out a reused PID: never enter the namespaces of a process that is not the machine's.
-        if (status.Length == 0 || !ProcessInfo.IsRunning(pid, machine.LeaderStartTime))
-            throw new InvalidOperationException($"Machine {machine.Name} is not running: its leader (PID {pid}) is gone.");
-        var procs = CgroupScope.OwnCgroups(cgroups, MountTable.Read()).Select(dir => Path.Combine(dir, "cgroup.procs"));
-        return
-        [
-            ToolLocator.Require(Tool.Sh), "-c", EnterCgroupsAndExec, "sh", .. procs, "--",
-            ToolLocator.Require(Tool.Setpriv), "--no-new-privs", "--reset-env", $"--bounding-set={BoundingSet(status)}", "--",
-            ToolLocator.Require(Tool.Nsenter), "-t", pid.ToString(CultureInfo.InvariantCulture), "-m", "-u", "-i", "-n", "-p", "-C", "--", .. command,
-        ];
-    }
-
-    /// <summary>setpriv's --bounding-set for the capabilities in the CapBnd line of a /proc/PID/status: exactly those.</summary>
-    public static string BoundingSet(string procStatus)
-    {
-        var line = procStatus.Split('\n').FirstOrDefault(l => l.StartsWith("CapBnd:", StringComparison.Ordinal))
-            ?? throw new InvalidOperationException("The machine's leader has no CapBnd line in /proc/PID/status.");
-        var mask = ulong.Parse(line["CapBnd:".Length..].Trim(), NumberStyles.HexNumber, CultureInfo.InvariantCulture);
-        return string.Join(',', Enumerable.Range(0, 64).Where(bit => (mask >> bit & 1) != 0).Select(bit => $"+cap_{bit}").Prepend("-all"));
-    }
+    /// <summary>Why a machine without its agent and without machined takes no command.</summary>
+    public static NspawnException NoChannel(Machine machine) => new(ErrorCodes.NoAgent,
+        $"Machine '{machine.LogicalName}' ({machine.Name}) has no agent ({machine.AgentProblem ?? "it did not answer"}), and without host systemd no command can run in it: "
+        + "the host never starts a program of the guest from outside, where it would escape the guest's seccomp filter. Fix what keeps the agent from running, or run on a host with systemd (NspawnLauncher=systemd-run).");
 
     /// <summary>A unit name of our own in the guest, such as nspawn-exec-1a2b3c4d5e6f7a8b.</summary>
     public static string NewUnitName(string kind) => $"nspawn-{kind}-{Guid.NewGuid():N}"[..(8 + kind.Length + 16)];
@@ -77,11 +42,8 @@ internal static class GuestCommand
             run.Add($"--property=RuntimeMaxSec={Math.Ceiling(limit.TotalSeconds) + 5}");
         run.Add("--");
         run.AddRange(command);
-        // Through machined where the machine is registered (no program of the guest runs on the host), else the
-        // guest's own systemd-run, confined as the guest is (Arguments).
-        return machine.Unit is not null
-            ? ["systemd-run", $"--machine={machine.Name}", .. run]
-            : Arguments(machine, ["systemd-run", .. run]);
+        // Through machined: no program of the guest runs on the host.
+        return machine.Unit is not null ? ["systemd-run", $"--machine={machine.Name}", .. run] : throw NoChannel(machine);
     }
 
 
@@ -100,7 +62,7 @@ internal static class GuestCommand
         return args;
     }
 
-    /// <summary>How to get a shell in the machine, for a user at a terminal.</summary>
+    /// <summary>How to get a shell in the machine, for a user at a terminal: in all its namespaces, its user namespace too.</summary>
     public static string Shell(Machine machine) =>
-        machine.Unit is not null ? $"machinectl shell {machine.Name}" : $"nsenter -t {machine.LeaderPid.ToString(CultureInfo.InvariantCulture)} -m -u -i -n -p -- /bin/bash -l";
+        machine.Unit is not null ? $"machinectl shell {machine.Name}" : $"nsenter -t {machine.LeaderPid.ToString(CultureInfo.InvariantCulture)} --all -- /bin/bash -l";
 }

@@ -14,7 +14,7 @@ internal static class LaunchFile
     public static string NameFor(string assemblyName) => assemblyName + ".nspawn.json";
 
     private sealed record Entry(string LogicalName, string ImageDir, EphemeralMode Mode, bool UseSystemdRun, double BootTimeout, double StopTimeout, IReadOnlyList<string> ExtraArguments,
-        NetworkMode Network, IReadOnlyList<BindMount>? Binds);
+        NetworkMode Network, IReadOnlyList<BindMount>? Binds, bool? PrivateUsers);
 
     private sealed record NetworkEntry(NetworkMode Mode, string Range, bool Outbound);
 
@@ -24,7 +24,7 @@ internal static class LaunchFile
     public static void Write(string path, IReadOnlyList<LaunchOptions> machines, NetworkSettings? network, IReadOnlyList<string> returnOwnership)
     {
         var json = JsonSerializer.SerializeToUtf8Bytes(new Document(machines.Select(o =>
-            new Entry(o.LogicalName, o.ImageDir, o.Mode, o.UseSystemdRun, o.BootTimeout.TotalSeconds, o.StopTimeout.TotalSeconds, o.ExtraArguments, o.Network, o.Binds)).ToList(),
+            new Entry(o.LogicalName, o.ImageDir, o.Mode, o.UseSystemdRun, o.BootTimeout.TotalSeconds, o.StopTimeout.TotalSeconds, o.ExtraArguments, o.Network, o.Binds, o.PrivateUsers)).ToList(),
             returnOwnership, network is null ? null : new NetworkEntry(network.Mode, network.Range.ToString(), network.Outbound)), MachinesFile.JsonOptions);
         // A new file beside it, then renamed over it: a link planted under its name is replaced, never written through.
         var tmp = $"{path}.{Guid.NewGuid():N}.tmp";
@@ -57,6 +57,8 @@ internal static class LaunchFile
             ExtraArguments = e.ExtraArguments,
             Network = e.Network,
             Binds = e.Binds ?? [],
+            // A file without the setting is an older build's: the safe default.
+            PrivateUsers = e.PrivateUsers ?? Defaults.PrivateUsersOn,
         }).ToList(), document.Network is { } n && Ipv4Range.TryParse(n.Range) is { } range ? new NetworkSettings(n.Mode, range, n.Outbound) : null,
             document.ReturnOwnership ?? []);
     }

@@ -25,6 +25,13 @@ internal sealed record LaunchOptions(string LogicalName, string ImageDir)
     public KeepLogs KeepLogs { get; init; } = KeepLogs.Failure;
     /// <summary>Left running when its tests fail, for a look inside (NspawnKeepOnFailure).</summary>
     public bool KeepOnFailure { get; init; }
+    /// <summary>
+    /// Guest root is an unprivileged host UID (a user namespace, NspawnPrivateUsers): the default. Off, guest root is
+    /// host root, which only a trusted image and trusted tests may have.
+    /// </summary>
+    public bool PrivateUsers { get; init; } = Defaults.PrivateUsersOn;
+    /// <summary>The first host UID of the machine's user namespace (<see cref="UidRange"/>), claimed when it starts.</summary>
+    public uint? UidShift { get; init; }
     /// <summary>More nspawn options (such as --bind-ro=...), after ours.</summary>
     public IReadOnlyList<string> ExtraArguments { get; init; } = [];
 
@@ -33,6 +40,8 @@ internal sealed record LaunchOptions(string LogicalName, string ImageDir)
     /// <summary>The agent's nspawn options and the guest init's arguments (<see cref="Agent.AgentSetup"/>).</summary>
     public IReadOnlyList<string> AgentArguments { get; init; } = [];
     public IReadOnlyList<string> InitArguments { get; init; } = [];
+    /// <summary>Why the machine gets no agent, when it does not.</summary>
+    public string? AgentProblem { get; init; }
 
     /// <summary>Whether PID 1 is systemd (sd_booted): then nspawn runs in a unit and machined registers the machine.</summary>
     public static bool HostHasSystemd => Directory.Exists("/run/systemd/system");
@@ -46,11 +55,14 @@ internal sealed record LaunchOptions(string LogicalName, string ImageDir)
         args.AddRange(["--boot", "--notify-ready=yes", "--console=read-only", "--keep-unit", $"--directory={ImageDir}", $"--machine={MachineName}"]);
         if (!UseSystemdRun)
             args.Add("--register=no");
+        // The image stays root's on disk: an idmapped mount shows it to the guest as its own ('map' fails rather than chown a shared image).
+        if (UidShift is { } shift)
+            args.AddRange([$"--private-users={shift}:{UidRange.Size}", "--private-users-ownership=map"]);
         if (Network == NetworkMode.None)
             args.Add("--private-network");
         if (Attachment is { } attachment)
             args.AddRange(attachment.NspawnArguments());
-        args.AddRange(Binds.Select(b => b.Argument()));
+        args.AddRange(Binds.Select(b => b.Argument(UidShift is not null)));
         // Before the extra options, so that a machine's own can hide what the agent needs (a guest without the runtime).
         args.AddRange(AgentArguments);
         foreach (var extra in ExtraArguments)
@@ -68,6 +80,8 @@ internal sealed record LaunchOptions(string LogicalName, string ImageDir)
         [
             "KillMode=mixed", "Type=notify", "NotifyAccess=all", "RestartForceExitStatus=133", "SuccessExitStatus=133",
             "Slice=machine.slice", "Delegate=yes", "TasksMax=16384", "WatchdogSec=3min",
+            // systemd-nspawn@.service's device policy: the standard pseudo devices, terminals and tun; no disk.
+            "DevicePolicy=closed", "DeviceAllow=/dev/net/tun rwm", "DeviceAllow=char-pts rw",
             $"TimeoutStartSec={Math.Ceiling(BootTimeout.TotalSeconds)}s", $"TimeoutStopSec={Math.Ceiling(StopTimeout.TotalSeconds)}s",
         ];
         return [$"--unit={MachineName}", $"--description=Nspawn.Build machine {MachineName}", "--collect", "--quiet",

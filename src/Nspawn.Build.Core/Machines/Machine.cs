@@ -50,6 +50,9 @@ internal sealed record Machine(
     /// <summary>Why the machine has no agent.</summary>
     public string? AgentProblem { get; init; }
 
+    /// <summary>The first host UID of its user namespace (its root); null when it runs without one (NspawnPrivateUsers=false).</summary>
+    public uint? UidShift { get; init; }
+
     /// <summary>The tests' output folder, bound read-only at the same path for InvokeAsync.</summary>
     public string? CodeDir { get; init; }
 
@@ -66,5 +69,6 @@ internal sealed record Machine(
             WritableBinds = options.Binds.Where(b => !b.ReadOnly).Select(b => b.Source).ToList(),
             StopTimeout = options.StopTimeout, Started = DateTime.UtcNow,
             ResultsDir = options.ResultsDir, KeepLogs = options.KeepLogs, KeepOnFailure = options.KeepOnFailure, CodeDir = options.CodeDir,
+            UidShift = options.UidShift,
         };
 }

@@ -19,6 +19,8 @@ internal static class MachineLauncher
         Privilege.RequireRoot();
         ToolLocator.Require(Tool.SystemdNspawn);
         For(options.UseSystemdRun).Check();
+        if (options.PrivateUsers)
+            PrivateUsersCheck.Require(options.UseSystemdRun);
         if (options.Network == NetworkMode.Private)
         {
             ToolLocator.Require(Tool.Ip);
@@ -43,15 +45,22 @@ internal static class MachineLauncher
                 Attachment = await NetworkRegistry.JoinAsync(options.PrivateNetwork ?? throw new InvalidOperationException("A machine on a private network needs the network."),
                     options.MachineName, options.LogicalName, cancellationToken),
             };
-        var (agentOptions, initArguments, problem) = AgentSetup.Prepare(options.MachineName, options.CodeDir);
         Machine machine;
         try
         {
-            machine = await For(options.UseSystemdRun).StartAsync(options with { AgentArguments = agentOptions, InitArguments = initArguments }, cancellationToken);
+            // Guest root becomes a host UID of its own, nobody on the host.
+            if (options.PrivateUsers)
+                options = options with { UidShift = UidRange.Claim(options.MachineName) };
+            var (agentOptions, initArguments, problem) = AgentSetup.Prepare(options.MachineName, options.CodeDir, options.UidShift);
+            options = options with { AgentArguments = agentOptions, InitArguments = initArguments, AgentProblem = problem };
+            machine = await For(options.UseSystemdRun).StartAsync(options, cancellationToken);
         }
         catch
         {
             AgentSetup.Remove(options.MachineName);
+            // A failed start has stopped what it started (the launcher's own cleanup): the range is free again.
+            if (options.UidShift is { } claimed && !MachineRegistry.Contains(options.MachineName))
+                UidRange.Release(claimed, options.MachineName);
             if (options.Attachment is { } attachment)
                 await NetworkRegistry.LeaveAsync(attachment.Network.Bridge, options.MachineName, CancellationToken.None);
             throw;
@@ -61,7 +70,7 @@ internal static class MachineLauncher
             if (options.Attachment is { } joined)
                 await GuestNetwork.ConfigureAsync(machine, joined, cancellationToken);
             // Started when its agent answers (or is known not to run there).
-            machine = await AgentSetup.WaitAsync(machine, problem, cancellationToken);
+            machine = await AgentSetup.WaitAsync(machine, options.AgentProblem, cancellationToken);
         }
         catch
         {
@@ -129,6 +138,9 @@ internal static class MachineLauncher
                 await NetworkRegistry.LeaveAsync(bridge, machine.Name, CancellationToken.None);
             if (machine.ConsoleFile is { } console)
                 File.Delete(console);
+            // No process of it is left (its cgroups are empty): its UIDs may serve another machine.
+            if (machine.UidShift is { } shift)
+                UidRange.Release(shift, machine.Name);
             MachineRegistry.Remove(machine.Name);
             return new StopOutcome(machine, poweredOff, DateTime.UtcNow - started);
         }

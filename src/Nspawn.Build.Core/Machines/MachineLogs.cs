@@ -3,7 +3,8 @@ using System.Text;
 namespace Nspawn.Build;
 
 /// <summary>
-/// Saves a machine's journal (the guest's own, read inside it by its journalctl) and its console into its logs
+/// Saves a machine's journal (the guest's own, read inside it by its journalctl, which its agent or machined
+/// starts there: never a program of the guest started by the host) and its console into its logs
 /// folder, TestResults/nspawn/LOGICAL, before its snapshot goes. What cannot be read is reported, not fatal:
 /// the stop goes on.
 /// </summary>
@@ -44,10 +45,17 @@ internal static class MachineLogs
                 File.Delete(journal);
                 failure = "the guest's init is not running";
             }
-            else
+            else if (machine.Agent is not null)
+                failure = await WriteAsync(journal, line => Agent.AgentCommand.RunLinesAsync(machine.Name, GuestCommand.Journal(), line, limit, cancellationToken));
+            else if (machine.Unit is not null)
             {
                 var argv = GuestCommand.AsUnit(machine, GuestCommand.NewUnitName("journal"), GuestCommand.Journal());
-                failure = await WriteAsync(journal, argv[0], argv.Skip(1).ToList(), limit, cancellationToken);
+                failure = await WriteAsync(journal, line => HostCommand.RunLinesAsync(argv[0], argv.Skip(1).ToList(), line, cancellationToken, limit));
+            }
+            else
+            {
+                File.Delete(journal);
+                failure = GuestCommand.NoChannel(machine).Message;
             }
             if (File.Exists(journal))
                 files.Add(journal);
@@ -65,7 +73,8 @@ internal static class MachineLogs
             else if (machine.Unit is { } unit)
             {
                 // nspawn's output, the console, went to the unit's journal on the host.
-                failure = await WriteAsync(console, ToolLocator.Require(Tool.Journalctl), [$"--unit={unit}", "--output=cat", "--all", "--no-pager", "--quiet"], limit, cancellationToken);
+                failure = await WriteAsync(console, line => HostCommand.RunLinesAsync(ToolLocator.Require(Tool.Journalctl),
+                    [$"--unit={unit}", "--output=cat", "--all", "--no-pager", "--quiet"], line, cancellationToken, limit));
                 if (File.Exists(console))
                     files.Add(console);
                 if (failure is not null)
@@ -93,7 +102,7 @@ internal static class MachineLogs
     }
 
     /// <summary>Writes the command's output, line by line as plain text, into a new file; the reason when it failed (a file with some output is kept).</summary>
-    private static async Task<string?> WriteAsync(string path, string tool, IReadOnlyList<string> args, TimeSpan limit, CancellationToken cancellationToken)
+    private static async Task<string?> WriteAsync(string path, Func<Action<string>, Task<(int ExitCode, string StandardError)>> run)
     {
         (int ExitCode, string StandardError) result;
         bool empty;
@@ -101,13 +110,13 @@ internal static class MachineLogs
         {
             try
             {
-                result = await HostCommand.RunLinesAsync(tool, args, line => writer.WriteLine(ConsoleLog.Clean(line)), cancellationToken, limit);
+                result = await run(line => writer.WriteLine(ConsoleLog.Clean(line)));
             }
             catch (NspawnException e) when (e.Code == ErrorCodes.CommandFailed)
             {
                 result = (-1, e.Message);
             }
-            await writer.FlushAsync(cancellationToken);
+            await writer.FlushAsync();
             empty = writer.BaseStream.Length == 0;
         }
         if (result.ExitCode == 0)

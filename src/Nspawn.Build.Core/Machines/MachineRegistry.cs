@@ -128,6 +128,7 @@ internal static class MachineRegistry
                 if (!scope.Processes().Any())
                     scope.Remove();
             }
+        reaped.AddRange(UidRange.ReapUnused(known).Select(shift => $"UID range {shift}"));
         reaped.AddRange(await NetworkRegistry.ReapAsync(cancellationToken));
         return reaped;
     }

@@ -1,4 +1,5 @@
 namespace Nspawn.Build;
 
 /// <summary>What every machine of a warm pool is booted with: a test whose options ask for the same gets one of them.</summary>
-internal sealed record PoolTemplate(string ImageDir, EphemeralMode Mode, TimeSpan StopTimeout, NetworkMode Network = NetworkMode.Host, string LogicalName = Defaults.OwnMachineName);
+internal sealed record PoolTemplate(string ImageDir, EphemeralMode Mode, TimeSpan StopTimeout, NetworkMode Network = NetworkMode.Host, string LogicalName = Defaults.OwnMachineName,
+    bool PrivateUsers = Defaults.PrivateUsersOn);

@@ -27,6 +27,9 @@ internal static class Defaults
     public const string BindReadOnly = "true";
     public const string KeepLogs = "failure";
     public const string KeepOnFailure = "false";
+    /// <summary>Guest root is nobody on the host (a user namespace); 'false' is the unsafe opt-out.</summary>
+    public const string PrivateUsers = "true";
+    public const bool PrivateUsersOn = true;
     /// <summary>The test results folder when VSTestResultsDirectory is not set, in the project's folder (where VSTest puts its TRX files too).</summary>
     public const string ResultsFolder = "TestResults";
     /// <summary>The folder in the test results folder that holds one folder of logs per machine.</summary>

@@ -34,6 +34,7 @@ internal sealed record ProjectSettings
     public string NetworkOutbound { get; init; } = "";
     public string KeepLogs { get; init; } = "";
     public string KeepOnFailure { get; init; } = "";
+    public string PrivateUsers { get; init; } = "";
     public string PoolSize { get; init; } = "";
     /// <summary>VSTestResultsDirectory: where the tests' results go, and the machines' logs with them.</summary>
     public string ResultsDir { get; init; } = "";

@@ -77,6 +77,7 @@ internal static class SettingsResolver
         var keepLogs = Validate.Choice(Or(p.KeepLogs, Defaults.KeepLogs), "NspawnKeepLogs",
             ("failure", KeepLogs.Failure), ("always", KeepLogs.Always), ("never", KeepLogs.Never));
         var keepOnFailure = Validate.Choice(Or(p.KeepOnFailure, Defaults.KeepOnFailure), "NspawnKeepOnFailure", ("true", true), ("false", false));
+        var privateUsers = Validate.Choice(Or(p.PrivateUsers, Defaults.PrivateUsers), "NspawnPrivateUsers", ("true", true), ("false", false));
         var results = ResultsDir(p);
         // One machine named 'default' unless the project declares its own.
         var items = p.Machines.Count > 0 ? p.Machines : [new ProjectItem(Defaults.MachineName, new Dictionary<string, string>())];
@@ -97,6 +98,7 @@ internal static class SettingsResolver
                 ResultsDir = results,
                 KeepLogs = keepLogs,
                 KeepOnFailure = keepOnFailure,
+                PrivateUsers = privateUsers,
                 ExtraArguments = item.Get("NspawnArguments").Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
             };
             options.NspawnArguments();

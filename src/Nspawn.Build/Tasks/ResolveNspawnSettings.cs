@@ -37,6 +37,7 @@ public sealed class ResolveNspawnSettings : NspawnTask
     public string NetworkOutbound { get; set; } = "";
     public string KeepLogs { get; set; } = "";
     public string KeepOnFailure { get; set; } = "";
+    public string PrivateUsers { get; set; } = "";
     public string PoolSize { get; set; } = "";
     /// <summary>VSTestResultsDirectory: the tests' results folder, where the machines' logs go too.</summary>
     public string ResultsDir { get; set; } = "";
@@ -72,7 +73,7 @@ public sealed class ResolveNspawnSettings : NspawnTask
             SetupScript = SetupScript, SlimBoot = SlimBoot, ImageMaxAge = ImageMaxAge, ImageCacheDir = ImageCacheDir, ImageBuildTimeout = ImageBuildTimeout,
             KeepImages = KeepImages, BootTimeout = BootTimeout, StopTimeout = StopTimeout, Launcher = Launcher, RunSettings = RunSettings,
             Network = Network, NetworkRange = NetworkRange, NetworkOutbound = NetworkOutbound,
-            KeepLogs = KeepLogs, KeepOnFailure = KeepOnFailure, ResultsDir = ResultsDir, PoolSize = PoolSize,
+            KeepLogs = KeepLogs, KeepOnFailure = KeepOnFailure, PrivateUsers = PrivateUsers, ResultsDir = ResultsDir, PoolSize = PoolSize,
             Machines = Machines.Select(ResolvedItems.ToProjectItem).ToList(),
             ImageDefinitions = ImageDefinitions.Select(ResolvedItems.ToProjectItem).ToList(),
             ImageFiles = ImageFiles.Select(ResolvedItems.ToProjectItem).ToList(),

@@ -38,7 +38,8 @@ internal static class ResolvedItems
         ("Image", o.Image), ("ImageDir", o.ImageDir), ("Mode", o.Mode.ToString().ToLowerInvariant()), ("Launcher", o.UseSystemdRun ? "systemd-run" : "direct"),
         ("BootTimeout", Seconds(o.BootTimeout)), ("StopTimeout", Seconds(o.StopTimeout)), ("NspawnArguments", string.Join(';', o.ExtraArguments)),
         ("Network", o.Network.ToString().ToLowerInvariant()), ("Binds", JsonSerializer.Serialize(o.Binds, MachinesFile.JsonOptions)),
-        ("ResultsDir", o.ResultsDir ?? ""), ("KeepLogs", o.KeepLogs.ToString().ToLowerInvariant()), ("KeepOnFailure", o.KeepOnFailure ? "true" : "false"));
+        ("ResultsDir", o.ResultsDir ?? ""), ("KeepLogs", o.KeepLogs.ToString().ToLowerInvariant()), ("KeepOnFailure", o.KeepOnFailure ? "true" : "false"),
+        ("PrivateUsers", o.PrivateUsers ? "true" : "false"));
 
     /// <summary>Options for one start: each start gets a new unique machine name.</summary>
     public static LaunchOptions ToLaunch(ITaskItem item) => new(item.ItemSpec, item.GetMetadata("ImageDir"))
@@ -53,6 +54,7 @@ internal static class ResolvedItems
         ResultsDir = item.GetMetadata("ResultsDir") is { Length: > 0 } results ? results : null,
         KeepLogs = Enum.Parse<KeepLogs>(item.GetMetadata("KeepLogs"), ignoreCase: true),
         KeepOnFailure = item.GetMetadata("KeepOnFailure") == "true",
+        PrivateUsers = item.GetMetadata("PrivateUsers") != "false",
     };
 
     public static ITaskItem FromNetwork(NetworkSettings n) => Item(n.Mode.ToString().ToLowerInvariant(),
