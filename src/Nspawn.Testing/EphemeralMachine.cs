@@ -202,8 +202,9 @@ public sealed class EphemeralMachine : IAsyncDisposable
     /// <summary>
     /// Copies a file or folder of the machine into a host folder, keeping its name and modes. What the machine
     /// sends is not trusted: every file lands owned by the sudo user (or the calling user), without setuid or
-    /// setgid bits, inside <paramref name="hostDirectory"/>; device files, FIFOs and symbolic links that lead
-    /// out of the copied tree are refused (IOException).
+    /// setgid bits, inside <paramref name="hostDirectory"/>, and no symbolic link is followed while writing;
+    /// device files, FIFOs, entries below a symbolic link and symbolic links that lead out of the copied tree
+    /// are refused (IOException).
     /// </summary>
     public async Task CopyFromAsync(string machinePath, string hostDirectory, CancellationToken cancellationToken = default)
     {

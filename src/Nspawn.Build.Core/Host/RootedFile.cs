@@ -7,12 +7,16 @@ namespace Nspawn.Build;
 /// Files inside a root folder (an image, a machine's /proc/PID/root, the target of a copy), resolved as a
 /// chroot would: '..' and symlinks, absolute or relative, never lead out of the root, and /proc's magic
 /// links are refused (openat2 with RESOLVE_IN_ROOT, Linux 5.6). Only regular files are opened, so that a
-/// device node or a FIFO put in place of a file is never opened, let alone written.
+/// device node or a FIFO put in place of a file is never opened, let alone written. With noSymlinks, no
+/// symlink at all is followed and '..' is refused (RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH): for a root that
+/// is the host's, where a link made by someone else must never be followed.
 /// </summary>
 internal static class RootedFile
 {
     private const int OpenAtSyscall = 437; // openat2: the same number on every architecture
     private const ulong ResolveNoMagicLinks = 0x02;
+    private const ulong ResolveNoSymlinks = 0x04;
+    private const ulong ResolveBeneath = 0x08;
     private const ulong ResolveInRoot = 0x10;
     private const int OWrOnly = 0x1;
     private const int OCreat = 0x40;
@@ -22,6 +26,7 @@ internal static class RootedFile
     private const int OCloExec = 0x80000;
     private const int OPath = 0x200000;
     private const int AtSymlinkNoFollow = 0x100;
+    private const int ELoop = 40;
 
     // O_DIRECTORY and O_NOFOLLOW differ between architectures.
     private static readonly bool ArmLike = RuntimeInformation.ProcessArchitecture is Architecture.Arm or Architecture.Arm64 or Architecture.Armv6 or Architecture.Ppc64le;
@@ -39,9 +44,9 @@ internal static class RootedFile
     }
 
     /// <summary>A regular file of the root, for reading; anything else at <paramref name="path"/> is an IOException.</summary>
-    public static FileStream OpenRead(SafeFileHandle root, string path)
+    public static FileStream OpenRead(SafeFileHandle root, string path, bool noSymlinks = false)
     {
-        using var file = Resolve(root, path, OPath);
+        using var file = Resolve(root, path, OPath, noSymlinks);
         RequireRegular(file, path);
         return new FileStream(Reopen(file, 0, path), FileAccess.Read);
     }
@@ -56,10 +61,10 @@ internal static class RootedFile
     /// A regular file of the root, emptied (or made) for writing, with this owner and mode. Its folder must
     /// exist; anything but a regular file at <paramref name="path"/> is an IOException.
     /// </summary>
-    public static FileStream OpenWrite(SafeFileHandle root, string path, UnixFileMode mode, uint uid, uint gid)
+    public static FileStream OpenWrite(SafeFileHandle root, string path, UnixFileMode mode, uint uid, uint gid, bool noSymlinks = false)
     {
         SafeFileHandle handle;
-        if (TryResolve(root, path, OPath, 0) is { } existing)
+        if (TryResolve(root, path, OPath, noSymlinks) is { } existing)
             using (existing)
             {
                 RequireRegular(existing, path);
@@ -67,8 +72,8 @@ internal static class RootedFile
             }
         else
         {
-            // Made (through a dangling symlink too, inside the root); what appeared there meanwhile is checked before a byte is written.
-            handle = Resolve(root, path, OWrOnly | OCreat | ONoCtty | ONonBlock, 0b110_000_000);
+            // Made (through a dangling symlink too, inside the root, unless noSymlinks); what appeared there meanwhile is checked before a byte is written.
+            handle = Resolve(root, path, OWrOnly | OCreat | ONoCtty | ONonBlock, noSymlinks, 0b110_000_000);
             try
             {
                 RequireRegular(handle, path);
@@ -98,20 +103,20 @@ internal static class RootedFile
     /// Makes each missing folder of <paramref name="path"/> with this owner and mode; folders that exist are
     /// left as they are. True when the last one was made here.
     /// </summary>
-    public static bool CreateDirectory(SafeFileHandle root, string path, UnixFileMode mode, uint uid, uint gid)
+    public static bool CreateDirectory(SafeFileHandle root, string path, UnixFileMode mode, uint uid, uint gid, bool noSymlinks = false)
     {
         var parts = Parts(path);
         var made = false;
         for (var i = 1; i <= parts.Length; i++)
         {
             var sub = string.Join('/', parts[..i]);
-            using (var existing = TryResolve(root, sub, OPath | ODirectory, 0))
+            using (var existing = TryResolve(root, sub, OPath | ODirectory, noSymlinks))
                 if (existing is not null)
                 {
                     made = false;
                     continue;
                 }
-            using var parent = Resolve(root, string.Join('/', parts[..(i - 1)]), OPath | ODirectory);
+            using var parent = Resolve(root, string.Join('/', parts[..(i - 1)]), OPath | ODirectory, noSymlinks);
             if (mkdirat(parent, parts[i - 1], 0b111_000_000) != 0)
                 throw Error(sub);
             using var dir = Opened(openat(parent, parts[i - 1], ODirectory | ONoFollow | OCloExec, 0), sub);
@@ -123,20 +128,50 @@ internal static class RootedFile
     }
 
     /// <summary>Sets the mode of a folder of the root (after its content was written, for folders that the owner may not write).</summary>
-    public static void SetDirectoryMode(SafeFileHandle root, string path, UnixFileMode mode)
+    public static void SetDirectoryMode(SafeFileHandle root, string path, UnixFileMode mode, bool noSymlinks = false)
     {
-        using var dir = Resolve(root, path, ODirectory);
+        using var dir = Resolve(root, path, ODirectory, noSymlinks);
         Check(fchmod(dir, (uint)mode), path);
     }
 
     /// <summary>Makes a symlink (never followed here) with this owner; its folder must exist.</summary>
-    public static void CreateSymbolicLink(SafeFileHandle root, string path, string target, uint uid, uint gid)
+    public static void CreateSymbolicLink(SafeFileHandle root, string path, string target, uint uid, uint gid, bool noSymlinks = false)
     {
         var parts = Parts(path);
-        using var parent = Resolve(root, string.Join('/', parts[..^1]), OPath | ODirectory);
+        using var parent = Resolve(root, string.Join('/', parts[..^1]), OPath | ODirectory, noSymlinks);
         if (symlinkat(target, parent, parts[^1]) != 0)
             throw Error(path);
         Check(fchownat(parent, parts[^1], uid, gid, AtSymlinkNoFollow), path);
+    }
+
+    /// <summary>Removes the symlink at <paramref name="path"/> (never what it leads to), reached without following any symlink.</summary>
+    public static void RemoveSymbolicLink(SafeFileHandle root, string path)
+    {
+        var parts = Parts(path);
+        using var parent = Resolve(root, string.Join('/', parts[..^1]), OPath | ODirectory, noSymlinks: true);
+        if (FileStatus.Of(parent, parts[^1]) is not { IsSymlink: true })
+            throw new IOException($"'{path}' is not a symbolic link.");
+        Check(unlinkat(parent, parts[^1], 0), path);
+    }
+
+    /// <summary>A folder of the root, reached without following any symlink, to resolve paths beneath it.</summary>
+    public static SafeFileHandle OpenDirectory(SafeFileHandle root, string path) => Resolve(root, path, OPath | ODirectory, noSymlinks: true);
+
+    /// <summary>
+    /// Whether <paramref name="path"/>, every symlink on it followed by the kernel, stays beneath
+    /// <paramref name="folder"/> (RESOLVE_BENEATH): true when it does or leads nowhere (a dangling link),
+    /// false when it leads out, loops or cannot be followed for another reason.
+    /// </summary>
+    public static bool StaysBeneath(SafeFileHandle folder, string path)
+    {
+        var how = new OpenHow { Flags = (ulong)(OPath | OCloExec), Resolve = ResolveBeneath | ResolveNoMagicLinks };
+        var fd = (int)syscall(OpenAtSyscall, folder, path, ref how, (nuint)Marshal.SizeOf<OpenHow>());
+        if (fd >= 0)
+        {
+            new SafeFileHandle(fd, ownsHandle: true).Dispose();
+            return true;
+        }
+        return Marshal.GetLastPInvokeError() is 2 or 20; // ENOENT, ENOTDIR; EXDEV is out, ELOOP a loop
     }
 
     private static string[] Parts(string path)
@@ -157,19 +192,22 @@ internal static class RootedFile
     private static SafeFileHandle Reopen(SafeFileHandle file, int flags, string path) =>
         Opened(open($"/proc/self/fd/{file.DangerousGetHandle()}", flags | ONoCtty | OCloExec, 0), path);
 
-    private static SafeFileHandle Resolve(SafeFileHandle root, string path, int flags, uint mode = 0) =>
-        TryResolve(root, path, flags, mode) ?? throw new FileNotFoundException($"'{path}' does not exist.", path);
+    private static SafeFileHandle Resolve(SafeFileHandle root, string path, int flags, bool noSymlinks = false, uint mode = 0) =>
+        TryResolve(root, path, flags, noSymlinks, mode) ?? throw new FileNotFoundException($"'{path}' does not exist.", path);
 
     /// <summary>openat2 in the root; null when the path does not exist, an IOException for any other failure.</summary>
-    private static SafeFileHandle? TryResolve(SafeFileHandle root, string path, int flags, uint mode)
+    private static SafeFileHandle? TryResolve(SafeFileHandle root, string path, int flags, bool noSymlinks, uint mode = 0)
     {
-        var how = new OpenHow { Flags = (ulong)(flags | OCloExec), Mode = mode, Resolve = ResolveInRoot | ResolveNoMagicLinks };
+        var resolve = noSymlinks ? ResolveBeneath | ResolveNoSymlinks : ResolveInRoot | ResolveNoMagicLinks;
+        var how = new OpenHow { Flags = (ulong)(flags | OCloExec), Mode = mode, Resolve = resolve };
         var relative = path.TrimStart('/');
         var fd = (int)syscall(OpenAtSyscall, root, relative.Length == 0 ? "." : relative, ref how, (nuint)Marshal.SizeOf<OpenHow>());
         if (fd >= 0)
             return new SafeFileHandle(fd, ownsHandle: true);
         if (Marshal.GetLastPInvokeError() is 2 or 20) // ENOENT, ENOTDIR
             return null;
+        if (noSymlinks && Marshal.GetLastPInvokeError() == ELoop)
+            throw new IOException($"'{path}' is or goes through a symbolic link, which is not followed here.", ELoop);
         throw Error(path);
     }
 
@@ -204,5 +242,6 @@ internal static class RootedFile
     [DllImport("libc", SetLastError = true)] private static extern int fchown(SafeFileHandle fd, uint uid, uint gid);
     [DllImport("libc", SetLastError = true)] private static extern int fchownat(SafeFileHandle dirfd, string path, uint uid, uint gid, int flags);
     [DllImport("libc", SetLastError = true)] private static extern int fchmod(SafeFileHandle fd, uint mode);
+    [DllImport("libc", SetLastError = true)] private static extern int unlinkat(SafeFileHandle dirfd, string path, int flags);
     [DllImport("libc", SetLastError = true)] private static extern int ftruncate(SafeFileHandle fd, long length);
 }
