@@ -30,6 +30,8 @@ public sealed class NestedSystemdTests(PackageFixture package, ITestOutputHelper
         {
             ImageDir = Repo.ImageDir,
             LogicalName = "systemd-host",
+            // A host for machines must be host root (btrfs snapshots, mounts, links): the unsafe opt-out, for a machine of our own tests.
+            PrivateUsers = false,
             NspawnArguments =
             [
                 $"--bind-ro={dotnetRoot}:/opt/dotnet",

@@ -38,6 +38,8 @@ internal static class MachineLauncher
             throw new NspawnException(ErrorCodes.BadMachineName, $"A machine named '{options.MachineName}' is already running. Stop it first, or give this one another name.");
         foreach (var bind in options.Binds)
             bind.Check($"A bind of machine '{options.LogicalName}'");
+        if (options.PrivateUsers)
+            WritableBinds.GiveToSudoUser(options.Binds);
         Directory.CreateDirectory(StateDir);
         if (options.Network == NetworkMode.Private)
             options = options with
