@@ -3,10 +3,14 @@ using Microsoft.Build.Framework;
 
 namespace Nspawn.Build.Tests;
 
-/// <summary>A build engine for running a task directly in a test: it keeps what the task logged and registered.</summary>
+/// <summary>
+/// A build engine for running a task directly in a test: it keeps what the task logged and registered, and disposes
+/// what was registered for the build's lifetime at <see cref="EndBuild"/>, as MSBuild does when a build ends.
+/// </summary>
 public sealed class FakeBuildEngine : IBuildEngine4
 {
-    private readonly Dictionary<object, object> _registered = new();
+    private readonly Dictionary<object, (object Obj, RegisteredTaskObjectLifetime Lifetime, long Order)> _registered = new();
+    private long _registrations;
 
     public List<BuildErrorEventArgs> Errors { get; } = [];
     public List<BuildWarningEventArgs> Warnings { get; } = [];
@@ -30,9 +34,23 @@ public sealed class FakeBuildEngine : IBuildEngine4
     public void Yield() { }
     public void Reacquire() { }
 
-    public void RegisterTaskObject(object key, object obj, RegisteredTaskObjectLifetime lifetime, bool allowEarlyCollection) => _registered[key] = obj;
-    public object? GetRegisteredTaskObject(object key, RegisteredTaskObjectLifetime lifetime) => _registered.GetValueOrDefault(key);
-    public object? UnregisterTaskObject(object key, RegisteredTaskObjectLifetime lifetime) => _registered.Remove(key, out var obj) ? obj : null;
+    public void RegisterTaskObject(object key, object obj, RegisteredTaskObjectLifetime lifetime, bool allowEarlyCollection) => _registered[key] = (obj, lifetime, _registrations++);
+    public object? GetRegisteredTaskObject(object key, RegisteredTaskObjectLifetime lifetime) => _registered.TryGetValue(key, out var r) ? r.Obj : null;
+    public object? UnregisterTaskObject(object key, RegisteredTaskObjectLifetime lifetime) => _registered.Remove(key, out var r) ? r.Obj : null;
+
+    /// <summary>
+    /// Ends the build: disposes what is registered for the build's lifetime, in registration order rearranged by
+    /// <paramref name="order"/>. MSBuild's own order changes from process to process: a test may choose the worst one.
+    /// </summary>
+    public void EndBuild(Func<IReadOnlyList<object>, IEnumerable<object>>? order = null)
+    {
+        var build = _registered.Where(r => r.Value.Lifetime == RegisteredTaskObjectLifetime.Build).OrderBy(r => r.Value.Order).ToList();
+        foreach (var (key, _) in build)
+            _registered.Remove(key);
+        IReadOnlyList<object> objects = build.Select(r => r.Value.Obj).ToList();
+        foreach (var disposable in (order?.Invoke(objects) ?? objects).OfType<IDisposable>())
+            disposable.Dispose();
+    }
 
     /// <summary>Each error as MSBuild prints it: "error CODE: message".</summary>
     public IEnumerable<string> ErrorLines => Errors.Select(e => $"error {e.Code}: {e.Message}");

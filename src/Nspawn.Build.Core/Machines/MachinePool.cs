@@ -17,45 +17,60 @@ internal sealed class MachinePool
 
     private readonly LaunchOptions _template;
     private readonly int _size;
+    private readonly Func<LaunchOptions, CancellationToken, Task<Machine>> _startMachine;
+    private readonly Func<Machine, CancellationToken, Task<StopOutcome>> _stopMachine;
     private readonly CancellationTokenSource _stop = new();
+    // Set under the lock on _boots, which the loop boots under: once a stop began, no boot begins.
+    private bool _stopping;
     private readonly List<Task> _boots = [];
     // Stops of the machines tests handed back: the next test does not wait for them.
     private readonly List<Task> _stops = [];
     private int _served;
     private readonly ConcurrentBag<string> _names = [];
+    // Every machine it booted and has not stopped yet: its end stops them, whatever became of the hand-off folder.
+    private readonly ConcurrentDictionary<string, Machine> _booted = new();
     private readonly ConcurrentQueue<string> _problems = new();
     private Task _loop = Task.CompletedTask;
     private Task<IReadOnlyList<StopOutcome>>? _stopped;
     private int _failures;
 
-    private MachinePool(LaunchOptions template, int size, string dir)
+    private MachinePool(LaunchOptions template, int size, string dir, Func<LaunchOptions, CancellationToken, Task<Machine>> start, Func<Machine, CancellationToken, Task<StopOutcome>> stop)
     {
         _template = template;
         _size = size;
         Dir = dir;
+        _startMachine = start;
+        _stopMachine = stop;
     }
 
     /// <summary>The folder the tests take machines from (NSPAWN_POOL_DIR).</summary>
     public string Dir { get; }
 
-    /// <summary>Starts booting <paramref name="size"/> machines like <paramref name="model"/> (the first machine), and returns at once.</summary>
-    public static MachinePool Start(LaunchOptions model, int size, string runDir)
+    /// <summary>
+    /// Starts booting <paramref name="size"/> machines like <paramref name="model"/> (the first machine), and returns at once.
+    /// <paramref name="start"/> and <paramref name="stop"/> stand in for the launcher in unit tests.
+    /// </summary>
+    public static MachinePool Start(LaunchOptions model, int size, string runDir,
+        Func<LaunchOptions, CancellationToken, Task<Machine>>? start = null, Func<Machine, CancellationToken, Task<StopOutcome>>? stop = null)
     {
         // A test's own machine: its logs are not saved and it is never kept. Its name is a test's own machine's by
         // default (StartOptions.LogicalName), which on a private network is its hostname and its name in the hosts file.
         var template = model with { LogicalName = Defaults.OwnMachineName, ResultsDir = null, KeepOnFailure = false, KeepLogs = KeepLogs.Never, Binds = [] };
         var dir = PoolDir.Create(runDir, new PoolTemplate(template.ImageDir, template.Mode, template.StopTimeout, template.Network, template.LogicalName, template.PrivateUsers));
-        var pool = new MachinePool(template, size, dir);
+        var pool = new MachinePool(template, size, dir, start ?? MachineLauncher.StartAsync, stop ?? ((m, ct) => MachineLauncher.StopAsync(m, ct)));
         pool._loop = Task.Run(pool.RunAsync);
         return pool;
     }
 
     private async Task RunAsync()
     {
-        while (!_stop.IsCancellationRequested && Volatile.Read(ref _failures) < GiveUpAfter)
+        while (Volatile.Read(ref _failures) < GiveUpAfter)
         {
             lock (_boots)
             {
+                // Stopped, or the run's folder is gone (the run is over): no test can take a machine any more.
+                if (_stopping || !Directory.Exists(Dir))
+                    return;
                 foreach (var machine in PoolDir.TakeReturned(Dir))
                 {
                     _served++;
@@ -82,7 +97,11 @@ internal sealed class MachinePool
         _names.Add(options.MachineName);
         try
         {
-            var machine = await MachineLauncher.StartAsync(options, _stop.Token);
+            var machine = await _startMachine(options, _stop.Token);
+            _booted[machine.Name] = machine;
+            // Up only after the stop began: nobody will take it, the stop's sweep stops it.
+            if (_stop.IsCancellationRequested)
+                return;
             PoolDir.Offer(Dir, machine);
             Interlocked.Exchange(ref _failures, 0);
         }
@@ -90,11 +109,24 @@ internal sealed class MachinePool
         {
             // The launcher took down what it had started.
         }
-        catch (Exception e) when (e is NspawnException or IOException or UnauthorizedAccessException)
+        catch (Exception e)
         {
+            // Whatever went wrong, it is said as a warning when the pool is over, and never thrown out of its stop.
             _problems.Enqueue($"A machine of the warm pool (NspawnPoolSize) did not start; the tests boot their own when the pool has none: {e.Message}");
             if (Interlocked.Increment(ref _failures) == GiveUpAfter)
-                PoolDir.MarkFailed(Dir, e.Message);
+                MarkFailed(e.Message);
+        }
+    }
+
+    private void MarkFailed(string why)
+    {
+        try
+        {
+            PoolDir.MarkFailed(Dir, why);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // The run's folder is gone: no test is left to tell.
         }
     }
 
@@ -102,10 +134,12 @@ internal sealed class MachinePool
     {
         try
         {
-            await MachineLauncher.StopAsync(machine, CancellationToken.None);
+            await _stopMachine(machine, CancellationToken.None);
+            _booted.TryRemove(machine.Name, out _);
         }
         catch (NspawnException e)
         {
+            // Left in _booted: the pool's end tries again.
             _problems.Enqueue(e.Message);
         }
     }
@@ -114,27 +148,64 @@ internal sealed class MachinePool
     public Task<IReadOnlyList<StopOutcome>> StopAsync()
     {
         lock (_boots)
-            return _stopped ??= StopAllAsync();
+        {
+            _stopping = true;
+            return _stopped ??= Task.Run(StopAllAsync);
+        }
     }
 
     private async Task<IReadOnlyList<StopOutcome>> StopAllAsync()
     {
+        // Boots under way are canceled; the launcher takes down what they had started.
         _stop.Cancel();
-        await _loop;
-        Task[] boots;
+        await Observed(_loop);
+        Task[] pending;
         lock (_boots)
-            boots = [.. _boots, .. _stops];
-        await Task.WhenAll(boots);
-        // Handed back since the loop ended: stopped with the rest below.
-        _served += PoolDir.TakeReturned(Dir).Count;
-        // Taken or not: a test that was killed before it stopped its machine leaves it to us.
-        var left = MachineRegistry.List().Where(r => _names.Contains(r.Machine.Name)).ToList();
-        var stops = left.Select(r => MachineLauncher.StopAsync(r.Machine, CancellationToken.None)).ToList();
-        await Task.WhenAll(stops.Select(t => t.ContinueWith(_ => { }, TaskScheduler.Default)));
+            pending = [_loop, .. _boots, .. _stops];
+        // Every boot it began ends before anything else goes, and nothing that failed throws before the sweep.
+        await Task.WhenAll(pending.Select(Observed));
+        foreach (var faulted in pending.Where(t => t.IsFaulted))
+            _problems.Enqueue(faulted.Exception!.InnerException!.Message);
+        // Taken or not: a test that was killed before it handed its machine back leaves it to us; and any machine a
+        // failed boot recorded but could not take down.
+        var left = new Dictionary<string, Machine>(_booted);
+        foreach (var machine in Recorded().Where(m => !left.ContainsKey(m.Name)))
+            left[machine.Name] = machine;
+        var stops = left.Values.Select(StopLeftAsync).ToList();
+        await Task.WhenAll(stops.Select(Observed));
+        try
+        {
+            // Handed back since the loop ended: stopped with the rest above, counted for Describe.
+            _served += PoolDir.TakeReturned(Dir).Count;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or System.Text.Json.JsonException)
+        {
+        }
         return stops.FirstOrDefault(t => t.IsFaulted) is { } failed
             ? throw failed.Exception!.InnerException!
             : stops.Select(t => t.Result).ToList();
     }
+
+    private async Task<StopOutcome> StopLeftAsync(Machine machine)
+    {
+        var stopped = await _stopMachine(machine, CancellationToken.None);
+        _booted.TryRemove(machine.Name, out _);
+        return stopped;
+    }
+
+    private IEnumerable<Machine> Recorded()
+    {
+        try
+        {
+            return MachineRegistry.List().Select(r => r.Machine).Where(m => _names.Contains(m.Name)).ToList();
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return [];
+        }
+    }
+
+    private static Task Observed(Task task) => task.ContinueWith(_ => { }, TaskScheduler.Default);
 
     /// <summary>Why machines of the pool did not start: said by the build as warnings when the pool is over (a task cannot log once it has returned).</summary>
     public IReadOnlyList<string> Problems => [.. _problems];

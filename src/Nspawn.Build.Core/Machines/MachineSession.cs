@@ -54,7 +54,7 @@ internal sealed class MachineSession(IReadOnlyList<LaunchOptions> options, Netwo
         return MachinesFile.Environment(_machines, file);
     }
 
-    /// <summary>Stops every machine (once, however often it is called) and removes the machines file; throws the first failure.</summary>
+    /// <summary>Stops every machine (once, however often it is called) and removes the machines file; throws the first failure once all is done.</summary>
     public Task StopAsync(Action<string> progress)
     {
         lock (_gate)
@@ -63,22 +63,37 @@ internal sealed class MachineSession(IReadOnlyList<LaunchOptions> options, Netwo
 
     private async Task StopAllAsync(Action<string> progress)
     {
-        // A stop is never cut short: each machine gets its stop timeout.
-        var stops = _machines.Select(m => MachineLauncher.StopAsync(m, CancellationToken.None)).ToList();
-        await Task.WhenAll(stops.Select(t => t.ContinueWith(_ => { }, TaskScheduler.Default)));
-        if (_runDir is not null)
-            RunFiles.Remove(_runDir);
-        await RemoveNetworkAsync();
-        Ownership.ReturnBinds(Ownership.SudoUser, stops.Where(t => t.IsCompletedSuccessfully).Select(t => t.Result.Machine), ChrootsDirs.FirstOrDefault());
-        if (stops.Any(t => t.IsCompletedSuccessfully))
-            progress($"Stopped {string.Join("; ", stops.Where(t => t.IsCompletedSuccessfully).Select(t => t.Result))}.");
-        // The test host's own machines, when it was killed before it could stop them.
-        // Its warnings were given at the start (said once a run).
-        foreach (var what in await MachineRegistry.ReapAsync(ChrootsDirs, _ => { }, CancellationToken.None))
-            progress($"Removed a leftover of a process that is gone: {what}.");
-        ReturnOwnership();
-        if (stops.FirstOrDefault(t => t.IsFaulted) is { } failed)
-            throw failed.Exception!.InnerException!;
+        List<Task<StopOutcome>> stops = [];
+        // One end in a fixed order, each step run even when an earlier one failed: the machines, the run's folder,
+        // the network, what their root wrote in the binds, leftovers, the user's files. Then the first failure.
+        var failures = await OrderedEnd.RunAsync(
+            async () =>
+            {
+                // A stop is never cut short: each machine gets its stop timeout.
+                stops = _machines.Select(m => MachineLauncher.StopAsync(m, CancellationToken.None)).ToList();
+                await Task.WhenAll(stops.Select(t => t.ContinueWith(_ => { }, TaskScheduler.Default)));
+                if (stops.Any(t => t.IsCompletedSuccessfully))
+                    progress($"Stopped {string.Join("; ", stops.Where(t => t.IsCompletedSuccessfully).Select(t => t.Result))}.");
+                if (stops.FirstOrDefault(t => t.IsFaulted) is { } failed)
+                    throw failed.Exception!.InnerException!;
+            },
+            () => Task.Run(() =>
+            {
+                if (_runDir is not null)
+                    RunFiles.Remove(_runDir);
+            }),
+            RemoveNetworkAsync,
+            () => Task.Run(() => Ownership.ReturnBinds(Ownership.SudoUser, stops.Where(t => t.IsCompletedSuccessfully).Select(t => t.Result.Machine), ChrootsDirs.FirstOrDefault())),
+            async () =>
+            {
+                // The test host's own machines, when it was killed before it could stop them.
+                // Its warnings were given at the start (said once a run).
+                foreach (var what in await MachineRegistry.ReapAsync(ChrootsDirs, _ => { }, CancellationToken.None))
+                    progress($"Removed a leftover of a process that is gone: {what}.");
+            },
+            () => Task.Run(ReturnOwnership));
+        if (failures.Count > 0)
+            throw failures[0];
     }
 
     private async Task RemoveNetworkAsync()

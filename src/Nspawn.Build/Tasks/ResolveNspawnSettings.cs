@@ -65,7 +65,7 @@ public sealed class ResolveNspawnSettings : NspawnTask
     private protected override Task ExecuteAsync(CancellationToken cancellationToken)
     {
         // First, so that even a build that fails here or later gives the user's files back.
-        OwnershipGuard.Register(BuildEngine4, ReturnOwnership, ReturnOwnershipShallow, string.IsNullOrWhiteSpace(ChrootsDir) ? null : ChrootsDir);
+        RunGuard.Of(BuildEngine4).ReturnOwnership(ReturnOwnership, ReturnOwnershipShallow, string.IsNullOrWhiteSpace(ChrootsDir) ? null : ChrootsDir);
         var project = SettingsResolver.Resolve(new ProjectSettings
         {
             BaseDir = BaseDir, ChrootsDir = ChrootsDir, BtrfsImageFile = BtrfsImageFile, BtrfsImageSize = BtrfsImageSize, EphemeralMode = EphemeralMode,
@@ -81,7 +81,7 @@ public sealed class ResolveNspawnSettings : NspawnTask
         });
         // The writable binds too: what the guests' root writes there is given back however the build ends.
         if (project.Machines.SelectMany(m => m.Binds).Where(b => !b.ReadOnly).Select(b => b.Source).Distinct().ToList() is { Count: > 0 } writable)
-            OwnershipGuard.Register(BuildEngine4, writable, [], string.IsNullOrWhiteSpace(ChrootsDir) ? null : ChrootsDir);
+            RunGuard.Of(BuildEngine4).ReturnOwnership(writable, [], string.IsNullOrWhiteSpace(ChrootsDir) ? null : ChrootsDir);
         if (CheckHost)
             HostChecks.Run(project);
         Store = [ResolvedItems.FromStore(project.Store)];

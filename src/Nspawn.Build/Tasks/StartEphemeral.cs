@@ -52,14 +52,19 @@ public sealed class StartEphemeral : NspawnTask
             // The machines boot while the project compiles, when what they bind is there already: the output folder
             // (for InvokeAsync, made above) and the NspawnBind folders. Else they boot after Build.
             if ((codeDir is null || Directory.Exists(codeDir)) && options.SelectMany(o => o.Binds).All(b => Path.Exists(b.Source)))
-                PendingStart = BootGuard.Register(BuildEngine4, BackgroundStart.Begin(options, network));
+            {
+                // Left to the end of the build until NspawnStartMachines takes it back: a build that fails first takes it down.
+                var begun = BackgroundStart.Begin(options, network);
+                RunGuard.Of(BuildEngine4).Run(begun.RunDir).SetBoot(begun);
+                PendingStart = begun.RunDir;
+            }
             return;
         }
         // Build may have made them only now ($(OutDir)): checked before anything starts.
         foreach (var o in options)
             foreach (var bind in o.Binds)
                 bind.Check($"An NspawnBind of machine '{o.LogicalName}'");
-        var start = (Pending == "" ? null : BootGuard.Take(BuildEngine4, Pending)) ?? BackgroundStart.Begin(options, network);
+        var start = (Pending == "" ? null : RunGuard.Of(BuildEngine4).Find(Pending)?.TakeBoot()) ?? BackgroundStart.Begin(options, network);
         RunDir = start.RunDir;
         IReadOnlyList<Machine> machines;
         try
@@ -72,13 +77,11 @@ public sealed class StartEphemeral : NspawnTask
                 Progress(message);
         }
         var privateNetwork = start.Network;
+        // A backstop: what the targets do not end (a failed VSTest skips them) is ended when the build ends, however it ends.
+        var run = RunGuard.Of(BuildEngine4).Run(RunDir);
+        run.Started(machines, privateNetwork, LeftMeansFailed, ProjectFile);
         if (privateNetwork is not null)
-        {
-            NetworkGuard.Register(BuildEngine4, privateNetwork);
             StartedNetwork = [ResolvedItems.FromPrivateNetwork(privateNetwork)];
-        }
-        foreach (var m in machines)
-            MachineGuard.Register(BuildEngine4, m, RunDir, LeftMeansFailed, ProjectFile);
         Progress(MachineLauncher.Describe(machines, DateTime.UtcNow - start.Began));
 
         StartedMachines = machines.Select(ResolvedItems.FromMachine).ToArray();
@@ -89,7 +92,7 @@ public sealed class StartEphemeral : NspawnTask
             // Boots behind the tests' start (the test host's launch, discovery); the first machines are up already.
             // Like the first machine, but without its binds: a test's own machine gets none unless it asks.
             var pool = MachinePool.Start(options[0] with { Binds = [], PrivateNetwork = privateNetwork }, PoolSize, RunDir);
-            PoolGuard.Register(BuildEngine4, RunDir, pool);
+            run.SetPool(pool);
             environment = new Dictionary<string, string>(environment) { [PoolDir.Variable] = pool.Dir };
             Progress($"Keeping {PoolSize} machines of image '{options[0].Image}' booted ahead for the tests (NspawnPoolSize).");
         }

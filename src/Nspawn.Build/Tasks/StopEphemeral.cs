@@ -48,14 +48,15 @@ public sealed class StopEphemeral : NspawnTask
             return;
         }
         var machines = Machines.Select(ResolvedItems.ToMachine).ToList();
-        // The pool's machines stop beside the others.
-        var pool = RunDir == "" ? null : PoolGuard.Take(BuildEngine4, RunDir);
+        // Taken back from the end of the build as each is ended here; what fails to end is left to it. The pool's machines stop beside the others.
+        var run = RunDir == "" ? null : RunGuard.Of(BuildEngine4).Find(RunDir);
+        var pool = run?.TakePool();
         var poolStop = pool?.StopAsync() ?? Task.FromResult<IReadOnlyList<StopOutcome>>([]);
         // End them all even when one fails or the build is canceled: a stop is never cut short. Each failure is logged once.
         var ends = machines.Select(async m =>
         {
             var end = await MachineEnd.FinishAsync(m, TestsFailed, CancellationToken.None);
-            MachineGuard.Unregister(BuildEngine4, m);
+            run?.Forget(m);
             return end;
         }).ToList();
         await Task.WhenAll(ends.Select(t => t.ContinueWith(_ => { }, TaskScheduler.Default)));
@@ -74,6 +75,8 @@ public sealed class StopEphemeral : NspawnTask
                 Progress($"Removed a leftover of a process that is gone: {what}.");
         var done = ends.Where(t => t.IsCompletedSuccessfully).Select(t => t.Result).ToList();
         Ownership.ReturnBinds(Ownership.SudoUser, done.Where(e => !e.Kept).Select(e => e.Machine), chrootsDir);
+        if (Network.Length > 0)
+            run?.ForgetNetwork();
         await RemoveNetworksAsync(keep: done.Any(e => e.Kept));
         var saved = done.Select(e => e.Logs).OfType<SavedLogs>().ToList();
         foreach (var logs in saved)
@@ -102,7 +105,6 @@ public sealed class StopEphemeral : NspawnTask
     {
         foreach (var network in Network.Select(ResolvedItems.ToPrivateNetwork))
         {
-            NetworkGuard.Unregister(BuildEngine4, network);
             if (keep)
                 continue;
             await NetworkRegistry.RemoveAsync(network, CancellationToken.None);

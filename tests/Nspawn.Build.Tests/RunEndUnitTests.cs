@@ -1,0 +1,180 @@
+using Microsoft.Build.Framework;
+using Nspawn.Build.Tasks;
+
+namespace Nspawn.Build.Tests;
+
+/// <summary>
+/// The end of a run, however the build ends: the warm pool's stop, the ordered end, the one holder the build engine
+/// disposes. The pool's launcher is a fake: no root, no machine.
+/// </summary>
+[Trait("Category", "Unit")]
+public sealed class RunEndUnitTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("nspawn-runend-").FullName;
+    private static readonly LaunchOptions Model = new("pool", "/srv/test_chroots/bookworm");
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    /// <summary>A run's folder (RunFiles.Create's, which needs root) stands here in the test's own.</summary>
+    private string RunDir(string name = "run") => Directory.CreateDirectory(Path.Combine(_dir, name)).FullName;
+
+    private static MachinePool Pool(int size, string runDir, FakeLauncher launcher) =>
+        MachinePool.Start(Model, size, runDir, launcher.StartAsync, launcher.StopAsync);
+
+    [Fact]
+    public async Task A_pool_whose_boots_fail_once_the_run_folder_is_gone_stops_without_throwing_or_booting_again()
+    {
+        // As on a failed VSTest when the run's folder and network went first: the boots under way fail, the third
+        // failure is told in a folder that is gone, and nothing is there to count as ready.
+        var gate = new TaskCompletionSource();
+        var launcher = new FakeLauncher(async (_, _) =>
+        {
+            await gate.Task;
+            throw new NspawnException(ErrorCodes.NetworkFailed, "The private network is gone.");
+        });
+        var runDir = RunDir();
+        var pool = Pool(3, runDir, launcher);
+        await Until(() => launcher.Begun == 3);
+        Directory.Delete(runDir, recursive: true);
+        gate.SetResult();
+        await Until(() => launcher.Running == 0);
+        // Time for a loop that would boot replacements to do so.
+        await Task.Delay(200);
+        launcher.Stopping = true;
+        var stopped = await pool.StopAsync();
+        Assert.Empty(stopped);
+        Assert.Equal(3, launcher.Begun);
+        Assert.Equal(0, launcher.BegunAfterStop);
+        Assert.Equal(3, pool.Problems.Count(p => p.Contains("The private network is gone.")));
+    }
+
+    [Fact]
+    public async Task A_stop_waits_for_the_boots_under_way_and_then_stops_every_machine_the_pool_booted()
+    {
+        var slow = new TaskCompletionSource();
+        var boots = 0;
+        // The third boot ignores the stop's cancellation: the stop must wait for it all the same.
+        var launcher = new FakeLauncher(async (_, _) =>
+        {
+            if (Interlocked.Increment(ref boots) > 2)
+                await slow.Task;
+        });
+        var pool = Pool(2, RunDir(), launcher);
+        await Until(() => PoolDir.ReadyCount(pool.Dir) == 2);
+        // A test takes one and still holds it: the pool boots a replacement.
+        Assert.NotNull(PoolDir.TryClaim(pool.Dir));
+        await Until(() => launcher.Begun == 3);
+        launcher.Stopping = true;
+        var stop = pool.StopAsync();
+        await Task.Delay(200);
+        Assert.False(stop.IsCompleted);
+        slow.SetResult();
+        var stopped = await stop;
+        // Ready, taken and late alike.
+        Assert.Equal(launcher.Started.Order(), stopped.Select(s => s.Machine.Name).Order());
+        Assert.Equal(3, stopped.Count);
+        Assert.Equal(0, launcher.Running);
+        Assert.Equal(0, launcher.BegunAfterStop);
+        Assert.Same(stop, pool.StopAsync());
+    }
+
+    [Fact]
+    public async Task A_failed_stop_is_thrown_only_once_every_other_machine_is_stopped()
+    {
+        var launcher = new FakeLauncher();
+        var pool = Pool(2, RunDir(), launcher);
+        await Until(() => PoolDir.ReadyCount(pool.Dir) == 2);
+        var failing = launcher.Started.First();
+        launcher.FailStop = m => m.Name == failing;
+        var e = await Assert.ThrowsAsync<NspawnException>(() => pool.StopAsync());
+        Assert.Equal(ErrorCodes.StopFailed, e.Code);
+        Assert.Equal(launcher.Started.Single(n => n != failing), Assert.Single(launcher.Stopped));
+    }
+
+    [Fact]
+    public async Task Every_step_of_an_ordered_end_runs_even_after_one_threw()
+    {
+        var ran = new List<string>();
+        var failures = await OrderedEnd.RunAsync(
+            () => throw new IOException("first"),
+            async () =>
+            {
+                await Task.Yield();
+                ran.Add("second");
+            },
+            async () =>
+            {
+                await Task.Yield();
+                throw new InvalidOperationException("third");
+            },
+            () =>
+            {
+                ran.Add("fourth");
+                return Task.CompletedTask;
+            });
+        Assert.Equal(["second", "fourth"], ran);
+        Assert.Equal(["first", "third"], failures.Select(f => f.Message));
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task The_end_of_the_build_ends_every_run_pool_first_and_the_last_steps_after_them_in_any_order(bool reverse)
+    {
+        var engine = new FakeBuildEngine();
+        var first = RunDir("first");
+        var second = RunDir("second");
+        // Something else the build registered, disposed before or after the holder as the engine chooses: it takes the first run's folder.
+        engine.RegisterTaskObject("other", new Disposable(() => Directory.Delete(first, recursive: true)), RegisteredTaskObjectLifetime.Build, allowEarlyCollection: false);
+        var guard = RunGuard.Of(engine);
+        Assert.Same(guard, RunGuard.Of(engine));
+        // The first run's boots are under way at the end and ignore its cancellation; its machines then fail to stop.
+        var gate = new TaskCompletionSource();
+        var failing = new FakeLauncher(async (_, _) => await gate.Task) { FailStop = _ => true };
+        var fine = new FakeLauncher();
+        guard.Run(first).SetPool(Pool(2, first, failing));
+        guard.Run(second).SetPool(Pool(2, second, fine));
+        var seen = new List<string>();
+        guard.AtEnd("last", () => seen.Add($"stopped {fine.Stopped.Count}, booting {failing.Running}"));
+        await Until(() => failing.Begun == 2 && fine.Started.Count == 2);
+        (failing.Stopping, fine.Stopping) = (true, true);
+        _ = Task.Delay(200).ContinueWith(_ => gate.SetResult(), TaskScheduler.Default);
+        engine.EndBuild(reverse ? o => o.Reverse() : null);
+        // The failing run's stop threw, yet the other run ended and the last step ran after both.
+        Assert.Equal(["stopped 2, booting 0"], seen);
+        Assert.Empty(failing.Stopped);
+        Assert.Equal(0, failing.BegunAfterStop + fine.BegunAfterStop);
+        Assert.Equal(2, failing.Started.Count);
+    }
+
+    [Fact]
+    public async Task The_normal_stop_takes_the_pool_back_from_the_end_of_the_build()
+    {
+        var engine = new FakeBuildEngine();
+        var launcher = new FakeLauncher();
+        var runDir = RunDir();
+        var pool = Pool(1, runDir, launcher);
+        RunGuard.Of(engine).Run(runDir).SetPool(pool);
+        await Until(() => PoolDir.ReadyCount(pool.Dir) == 1);
+        Assert.True(new StopEphemeral { BuildEngine = engine, RunDir = runDir }.Execute(), string.Join('\n', engine.ErrorLines));
+        Assert.Single(launcher.Stopped);
+        Assert.Contains(engine.Messages, m => m.Message?.StartsWith("The pool of 1 booted 1 machines") == true);
+        engine.EndBuild();
+        Assert.Single(launcher.Stopped);
+    }
+
+    private static async Task Until(Func<bool> condition)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+        while (!condition())
+        {
+            Assert.True(DateTime.UtcNow < deadline, "The fake pool did not get there within 10 s.");
+            await Task.Delay(10);
+        }
+    }
+
+    private sealed class Disposable(Action dispose) : IDisposable
+    {
+        public void Dispose() => dispose();
+    }
+}
