@@ -61,9 +61,6 @@ internal static class NativeFile
     [DllImport("libc", EntryPoint = "ioctl", SetLastError = true)]
     private static extern int Ioctl(int fd, ulong request, byte[] arg);
 
-    [DllImport("libc", EntryPoint = "syncfs", SetLastError = true)]
-    private static extern int Syncfs(int fd);
-
     [StructLayout(LayoutKind.Sequential)]
     private struct OpenHow
     {
@@ -223,8 +220,15 @@ internal static class NativeFile
         return Ioctl((int)dir.DangerousGetHandle(), 0x5000940F, args) == 0;
     }
 
-    /// <summary>Commits the file system of an open file (syncfs): on btrfs, that lets the space of a deleted subvolume go.</summary>
-    public static void SyncFileSystem(SafeFileHandle file) => Syncfs((int)file.DangerousGetHandle());
+    /// <summary>
+    /// Commits the btrfs file system of an open folder and wakes its cleaner (BTRFS_IOC_SYNC, 'btrfs filesystem sync'), which
+    /// then frees deleted subvolumes at once; syncfs(2) commits without waking it.
+    /// </summary>
+    public static void SyncBtrfs(SafeFileHandle dir)
+    {
+        var unused = 0;
+        Ioctl((int)dir.DangerousGetHandle(), 0x9408, ref unused);
+    }
 
     /// <summary>Replaces the entry <paramref name="name"/> of <paramref name="dir"/> (not a folder) with a symlink to <paramref name="target"/>.</summary>
     public static void ReplaceWithSymlink(SafeFileHandle dir, string name, string target)
