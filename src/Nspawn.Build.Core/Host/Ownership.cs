@@ -34,7 +34,7 @@ internal static class Ownership
 
     /// <summary>
     /// Gives the files root created since <paramref name="since"/> under <paramref name="folders"/> (or directly in them) back to <paramref name="user"/>.
-    /// With <paramref name="guest"/> (writable binds), what changed since then is made harmless first, in every folder, the user's or not.
+    /// With <paramref name="guest"/> (writable binds), what changed since then is made harmless first, in every folder below, the user's or not.
     /// What could not be given or made harmless is said at the end, in an IOException, once all the rest was.
     /// </summary>
     public static void ReturnTo((uint Uid, uint Gid) user, long since, IEnumerable<string> folders, string? chrootsDir, bool recursive, bool guest = false)
@@ -44,13 +44,10 @@ internal static class Ownership
         foreach (var folder in folders.Select(f => System.IO.Path.GetFullPath(f).TrimEnd('/')).Distinct())
         {
             using var dir = TryOpenDirectory(folder, null);
-            if (dir is null || FileStatus.Of(dir) is not { } status)
+            // A folder that is not the user's is never theirs to get back, nor is anything directly in it.
+            if (dir is null || FileStatus.Of(dir) is not { } status || status.Uid != user.Uid)
                 continue;
-            // A folder that is not the user's is never theirs to get back, nor is anything directly in it (what a guest left there is still made harmless).
-            var theirs = status.Uid == user.Uid;
-            if (!theirs && !guest)
-                continue;
-            var walk = new Walk(user.Uid, user.Gid, since, status.Device, chroots, recursive, theirs, guest, problems);
+            var walk = new Walk(user.Uid, user.Gid, since, status.Device, chroots, recursive, Give: true, guest, problems);
             if (guest && status.ChangeTime >= since)
                 walk.Try(folder, () => BindGiveBack.Unlock(dir));
             walk.Folder(dir, folder);
