@@ -106,16 +106,20 @@ public sealed class FailureLogsUnitTests : IDisposable
     public void Folders_in_the_results_folder_are_never_links()
     {
         var results = Path.Combine(_dir, "TestResults");
-        Assert.Equal([results, Path.Combine(results, "nspawn"), Path.Combine(results, "nspawn/web")], UserFiles.CreateDirectory(results, Path.Combine(results, "nspawn/web")));
-        Assert.Empty(UserFiles.CreateDirectory(results, Path.Combine(results, "nspawn/web")));
+        using (var made = UserFolder.Make(results, Path.Combine(results, "nspawn/web"), null))
+            Assert.Equal([results, Path.Combine(results, "nspawn"), Path.Combine(results, "nspawn/web")], made.Made);
+        using (var again = UserFolder.Make(results, Path.Combine(results, "nspawn/web"), null))
+            Assert.Empty(again.Made);
         var elsewhere = Directory.CreateDirectory(Path.Combine(_dir, "elsewhere")).FullName;
         Directory.CreateSymbolicLink(Path.Combine(results, "nspawn/db"), elsewhere);
-        Assert.Equal(ErrorCodes.HostFileFailed, Assert.Throws<NspawnException>(() => UserFiles.CreateDirectory(results, Path.Combine(results, "nspawn/db"))).Code);
+        Assert.Equal(ErrorCodes.HostFileFailed, Assert.Throws<NspawnException>(() => UserFolder.Make(results, Path.Combine(results, "nspawn/db"), null)).Code);
+        Assert.Null(UserFolder.TryOpen(results, Path.Combine(results, "nspawn/db")));
         // A file that is a link is replaced, not written through.
         var target = Path.Combine(elsewhere, "precious");
         File.WriteAllText(target, "keep");
         File.CreateSymbolicLink(Path.Combine(results, "nspawn/web/journal.txt"), target);
-        using (var file = UserFiles.Create(Path.Combine(results, "nspawn/web/journal.txt")))
+        using (var web = UserFolder.Make(results, Path.Combine(results, "nspawn/web"), null))
+        using (var file = web.Create("journal.txt"))
             file.WriteByte((byte)'x');
         Assert.Equal("keep", File.ReadAllText(target));
         Assert.Null(new FileInfo(Path.Combine(results, "nspawn/web/journal.txt")).LinkTarget);

@@ -16,6 +16,8 @@ public static class Program
                 // As the tests of a sudo user run: the API drops to that user on first use.
                 await EphemeralMachine.FromEnvironment().CopyFromAsync(machinePath, hostDirectory);
                 return 0;
+            case ["save-logs", var resultsDir, var console]:
+                return await LogsScenario.RunAsync(resultsDir, console);
             default:
                 return 2;
         }

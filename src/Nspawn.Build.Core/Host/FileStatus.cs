@@ -21,8 +21,14 @@ internal sealed record FileStatus(UnixFileMode Permissions, uint Type, uint Uid,
     public bool IsRegularFile => Type == 0x8000;
     public bool IsSymlink => Type == 0xa000;
 
+    /// <summary>A block or character device node: whoever may open it reaches the device (a disk, memory).</summary>
+    public bool IsDevice => Type is 0x6000 or 0x2000;
+
     /// <summary>The mount the file is on (statx's mnt_id): btrfs gives every subvolume a device of its own, but they share their mount.</summary>
     public ulong MountId { get; init; }
+
+    /// <summary>When its content last changed (UTC).</summary>
+    public DateTime ModifyTime { get; init; }
 
     /// <summary>The same file system object (device and inode).</summary>
     public bool IsSameAs(FileStatus other) => Device == other.Device && Inode == other.Inode;
@@ -57,6 +63,7 @@ internal sealed record FileStatus(UnixFileMode Permissions, uint Type, uint Uid,
             Device: device, ChangeTime: BinaryPrimitives.ReadInt64LittleEndian(b.AsSpan(96)), Size: BinaryPrimitives.ReadInt64LittleEndian(b.AsSpan(40)))
         {
             MountId = BinaryPrimitives.ReadUInt64LittleEndian(b.AsSpan(144)),
+            ModifyTime = DateTime.UnixEpoch.AddSeconds(BinaryPrimitives.ReadInt64LittleEndian(b.AsSpan(112))).AddTicks(BinaryPrimitives.ReadUInt32LittleEndian(b.AsSpan(120)) / 100),
         };
     }
 }

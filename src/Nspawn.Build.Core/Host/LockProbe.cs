@@ -28,24 +28,31 @@ internal static class LockProbe
     [DllImport("libc", EntryPoint = "fcntl", SetLastError = true)]
     private static extern int Fcntl(SafeFileHandle fd, int cmd, ref Flock flock);
 
-    public static bool IsHeld(string path)
+    /// <summary>
+    /// Whether the lock file <paramref name="name"/> (in <paramref name="dir"/> when given) is held. One that is not a regular file
+    /// (a link, a FIFO put in a store the user may write) is never opened, and counts as held: nothing is removed for it.
+    /// </summary>
+    public static bool IsHeld(string name, SafeFileHandle? dir = null)
     {
-        SafeFileHandle handle;
+        var status = dir is null ? FileStatus.Of(name) : FileStatus.Of(dir, name);
+        if (status is null)
+            return false;
+        SafeFileHandle? handle;
         try
         {
-            // FileShare.None takes flock(LOCK_EX | LOCK_NB): it fails while another process holds a flock lock.
-            handle = File.OpenHandle(path, FileMode.Open, FileAccess.ReadWrite, FileShare.None);
-        }
-        catch (FileNotFoundException)
-        {
-            return false;
+            handle = status.IsRegularFile ? NativeFile.OpenRegular(name, NativeFile.ReadWrite, dir) : null;
         }
         catch (IOException)
         {
             return true;
         }
+        if (handle is null)
+            return true;
         using (handle)
         {
+            // flock(LOCK_EX | LOCK_NB), which FileShare.None takes: it fails while another process holds a flock lock.
+            if (!NativeFile.TryLock(handle))
+                return true;
             var flock = new Flock { Type = FWrlck };
             return Fcntl(handle, FOfdGetlk, ref flock) == 0 && flock.Type != FUnlck;
         }

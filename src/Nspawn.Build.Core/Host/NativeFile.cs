@@ -16,11 +16,14 @@ internal static class NativeFile
 
     public const int ReadOnly = 0;
     public const int WriteOnly = 1;
+    public const int ReadWrite = 2;
+    public const int NonBlock = 0x800;
     public const int Create = 0x40;
     public const int Exclusive = 0x80;
     public const int Truncate = 0x200;
     public const int Path = 0x200000;
     private const int CloseOnExec = 0x80000;
+    private const int AtRemoveDir = 0x200;
     // The two flags that differ between x86_64 and aarch64.
     public static readonly int Directory = RuntimeInformation.ProcessArchitecture == Architecture.Arm64 ? 0x4000 : 0x10000;
     public static readonly int NoFollow = RuntimeInformation.ProcessArchitecture == Architecture.Arm64 ? 0x8000 : 0x20000;
@@ -46,6 +49,18 @@ internal static class NativeFile
     [DllImport("libc", EntryPoint = "flock", SetLastError = true)]
     private static extern int Flock(int fd, int operation);
 
+    [DllImport("libc", EntryPoint = "fchmod", SetLastError = true)]
+    private static extern int Fchmod(int fd, uint mode);
+
+    [DllImport("libc", EntryPoint = "fremovexattr", SetLastError = true)]
+    private static extern int Fremovexattr(int fd, string name);
+
+    [DllImport("libc", EntryPoint = "ioctl", SetLastError = true)]
+    private static extern int Ioctl(int fd, ulong request, ref int arg);
+
+    [DllImport("libc", EntryPoint = "ioctl", SetLastError = true)]
+    private static extern int Ioctl(int fd, ulong request, byte[] arg);
+
     [StructLayout(LayoutKind.Sequential)]
     private struct OpenHow
     {
@@ -57,6 +72,55 @@ internal static class NativeFile
     /// <summary>Opens <paramref name="path"/> (relative to <paramref name="dir"/> when given) without following a symlink at its end.</summary>
     public static SafeFileHandle Open(string path, int flags, SafeFileHandle? dir = null, int mode = 0b110_000_000) =>
         Check(OpenAt(dir is null ? AtFdCwd : (int)dir.DangerousGetHandle(), path, flags | NoFollow | CloseOnExec, mode), path);
+
+    /// <summary>
+    /// Opens the regular file <paramref name="name"/> (relative to <paramref name="dir"/> when given) with <paramref name="flags"/>;
+    /// null when it is not there or is anything else (a link, a FIFO, a device node), which is never opened: what is
+    /// checked through an O_PATH handle is then reopened through that very handle.
+    /// </summary>
+    public static SafeFileHandle? OpenRegular(string name, int flags, SafeFileHandle? dir = null)
+    {
+        SafeFileHandle path;
+        try
+        {
+            path = Open(name, Path, dir);
+        }
+        catch (IOException)
+        {
+            return null;
+        }
+        using (path)
+        {
+            if (FileStatus.Of(path) is not { IsRegularFile: true } status)
+                return null;
+            // O_NONBLOCK: a lease on the file fails the open instead of holding it.
+            var file = Reopen(path, flags | NonBlock);
+            if (FileStatus.Of(file).IsSameAs(status))
+                return file;
+            file.Dispose();
+            return null;
+        }
+    }
+
+    /// <summary>
+    /// An O_PATH handle opened for real: /proc/self/fd/N is the very file, whatever its path has become. Only for what the
+    /// caller checked is a regular file or a folder: opening anything else (a device node, a FIFO) does more than open it.
+    /// </summary>
+    public static SafeFileHandle Reopen(SafeFileHandle path, int flags) =>
+        Check(OpenAt(AtFdCwd, $"/proc/self/fd/{path.DangerousGetHandle()}", flags | CloseOnExec, 0), $"/proc/self/fd/{path.DangerousGetHandle()}");
+
+    /// <summary>The names in an open folder: /proc/self/fd/N is that very folder, whatever its path has become.</summary>
+    public static List<string> Names(SafeFileHandle dir)
+    {
+        try
+        {
+            return System.IO.Directory.EnumerateFileSystemEntries($"/proc/self/fd/{dir.DangerousGetHandle()}").Select(System.IO.Path.GetFileName).OfType<string>().ToList();
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return [];
+        }
+    }
 
     /// <summary>
     /// Opens <paramref name="path"/> inside the folder <paramref name="root"/> as a process chrooted there would:
@@ -101,6 +165,69 @@ internal static class NativeFile
     {
         if (UnlinkAt((int)dir.DangerousGetHandle(), name, 0) != 0 && Marshal.GetLastPInvokeError() != 2)
             throw new IOException($"Could not remove '{name}': {Marshal.GetLastPInvokeErrorMessage()}");
+    }
+
+    /// <summary>Removes the empty folder <paramref name="name"/> of <paramref name="dir"/>, if there is one.</summary>
+    public static void RemoveDirectory(SafeFileHandle dir, string name)
+    {
+        if (UnlinkAt((int)dir.DangerousGetHandle(), name, AtRemoveDir) != 0 && Marshal.GetLastPInvokeError() != 2)
+            throw new IOException($"Could not remove the folder '{name}': {Marshal.GetLastPInvokeErrorMessage()}");
+    }
+
+    /// <summary>Sets the permissions of an open file (not an O_PATH handle).</summary>
+    public static void ChangeMode(SafeFileHandle file, UnixFileMode mode)
+    {
+        if (Fchmod((int)file.DangerousGetHandle(), (uint)mode) != 0)
+            throw new IOException($"Could not change the permissions of an open file: {Marshal.GetLastPInvokeErrorMessage()}");
+    }
+
+    /// <summary>Removes an open file's capabilities (security.capability), which make a root of whoever runs it, if it has any.</summary>
+    public static void RemoveCapabilities(SafeFileHandle file)
+    {
+        // ENODATA: none; EOPNOTSUPP: a file system without extended attributes has none either.
+        if (Fremovexattr((int)file.DangerousGetHandle(), "security.capability") != 0 && Marshal.GetLastPInvokeError() is not (61 or 95))
+            throw new IOException($"Could not remove the capabilities of an open file: {Marshal.GetLastPInvokeErrorMessage()}");
+    }
+
+    /// <summary>
+    /// Clears the immutable and append-only flags of an open file or folder (chattr -ia), under which neither its owner, its
+    /// permissions nor (for a folder) its entries can change. A file system without such flags has none to clear.
+    /// </summary>
+    public static void ClearImmutable(SafeFileHandle file)
+    {
+        const ulong getFlags = 0x80086601, setFlags = 0x40086602; // FS_IOC_GETFLAGS, FS_IOC_SETFLAGS
+        const int immutable = 0x10, appendOnly = 0x20;
+        var flags = 0;
+        if (Ioctl((int)file.DangerousGetHandle(), getFlags, ref flags) != 0 || (flags & (immutable | appendOnly)) == 0)
+            return;
+        flags &= ~(immutable | appendOnly);
+        if (Ioctl((int)file.DangerousGetHandle(), setFlags, ref flags) != 0)
+            throw new IOException($"Could not clear the immutable flag of an open file: {Marshal.GetLastPInvokeErrorMessage()}");
+    }
+
+    /// <summary>
+    /// Deletes the btrfs subvolume <paramref name="name"/> of <paramref name="dir"/> with all it holds (BTRFS_IOC_SNAP_DESTROY, what
+    /// 'btrfs subvolume delete' does after resolving its path); false when it is no subvolume, or not on btrfs.
+    /// </summary>
+    public static bool DestroySubvolume(SafeFileHandle dir, string name)
+    {
+        // struct btrfs_ioctl_vol_args: __s64 fd; char name[4088]. _IOW(0x94, 15, 4096 bytes).
+        var args = new byte[4096];
+        var bytes = System.Text.Encoding.UTF8.GetBytes(name);
+        if (bytes.Length >= args.Length - 8 || name.Contains('/'))
+            return false;
+        bytes.CopyTo(args, 8);
+        return Ioctl((int)dir.DangerousGetHandle(), 0x5000940F, args) == 0;
+    }
+
+    /// <summary>
+    /// Commits the btrfs file system of an open folder and wakes its cleaner (BTRFS_IOC_SYNC, 'btrfs filesystem sync'), which
+    /// then frees deleted subvolumes at once; syncfs(2) commits without waking it.
+    /// </summary>
+    public static void SyncBtrfs(SafeFileHandle dir)
+    {
+        var unused = 0;
+        Ioctl((int)dir.DangerousGetHandle(), 0x9408, ref unused);
     }
 
     /// <summary>Replaces the entry <paramref name="name"/> of <paramref name="dir"/> (not a folder) with a symlink to <paramref name="target"/>.</summary>

@@ -15,10 +15,5 @@ internal static class NspawnLocks
         Directory.EnumerateFiles(chrootsDir, $".#.#machine.{image}*.lck").Any(Held);
 
     // A lock that is not a regular file (a link put there) is never opened, and counts as held: nothing is removed for it.
-    private static bool Held(string lockFile) => FileStatus.Of(lockFile) switch
-    {
-        null => false,
-        { IsRegularFile: true } => LockProbe.IsHeld(lockFile),
-        _ => true,
-    };
+    private static bool Held(string lockFile) => LockProbe.IsHeld(lockFile);
 }

@@ -64,6 +64,15 @@ internal static class StoreEntry
         return reader.ReadToEnd();
     }
 
+    /// <summary>Removes the file <paramref name="path"/> of the store (a lock), by name in the store held open: a link is removed, never followed.</summary>
+    public static void RemoveFile(string path)
+    {
+        if (FileStatus.Of(Path.GetDirectoryName(path) + "/.") is not { IsDirectory: true })
+            return;
+        using var store = NativeFile.Open(Path.GetDirectoryName(path) + "/.", NativeFile.ReadOnly | NativeFile.Directory);
+        NativeFile.Unlink(store, Path.GetFileName(path));
+    }
+
     /// <summary>Why <paramref name="dir"/> is not a real folder directly in <paramref name="root"/> and on its mount; null when it is.</summary>
     private static string? WhyNotReal(string root, string dir)
     {

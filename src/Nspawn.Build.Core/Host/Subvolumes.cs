@@ -1,3 +1,5 @@
+using Microsoft.Win32.SafeHandles;
+
 namespace Nspawn.Build;
 
 /// <summary>
@@ -31,7 +33,9 @@ internal static class Subvolumes
     /// <summary>
     /// Deletes an image or a half-made one from the store at <paramref name="root"/>: first what debootstrap left
     /// mounted in it, then the subvolume or folder. Only what <see cref="StoreEntry.WhyNotRemovable"/> allows (a real
-    /// folder of ours, directly in the store, on its mount); anything else is left as it is, with NSPAWN0014.
+    /// folder of ours, directly in the store, on its mount); anything else is left as it is, with NSPAWN0014. The store
+    /// may be the user's to write: the folder is deleted by name in the store held open, and what is in it by name in
+    /// its folders held open, so a link swapped in anywhere on the way is removed as a link, never followed.
     /// </summary>
     public static async Task RemoveTreeAsync(string root, string dir, CancellationToken cancellationToken)
     {
@@ -42,35 +46,50 @@ internal static class Subvolumes
             throw new NspawnException(ErrorCodes.NotOurImage, $"'{full}' was not removed: {why}. It was left as it is.");
         foreach (var m in MountTable.Read().Where(m => MountTable.IsUnder(m.MountPoint, full) && m.MountPoint != full).Reverse())
             await HostCommand.RunCheckedAsync(ToolLocator.Require(Tool.Umount), ["--lazy", "--", m.MountPoint], ErrorCodes.BtrfsFailed, cancellationToken);
-        await RemoveCheckedAsync(full, FileStatus.Of(full)!.MountId, cancellationToken);
-    }
-
-    private static async Task RemoveCheckedAsync(string full, ulong mountId, CancellationToken cancellationToken)
-    {
-        if (ToolLocator.Find(Tool.Btrfs.Name) is { } btrfs && BtrfsStore.IsBtrfs(full))
-        {
-            var r = await HostCommand.RunAsync(btrfs, ["-q", "subvolume", "delete", "--commit-after", full], cancellationToken);
-            if (r.ExitCode == 0)
-            {
-                // btrfs frees the space in the background after the commit: wait for it (quick after --commit-after), so the next image finds it free.
-                await HostCommand.RunAsync(btrfs, ["-q", "subvolume", "sync", Path.GetDirectoryName(full)!], cancellationToken);
-                return;
-            }
-        }
-        if (FileStatus.Of(full) is not { IsDirectory: true })
+        using var store = NativeFile.Open(Path.GetDirectoryName(full) + "/.", NativeFile.ReadOnly | NativeFile.Directory);
+        var name = Path.GetFileName(full);
+        // The very folder that was checked, seen in the store held open.
+        if (FileStatus.Of(store, name) is not { } status)
             return;
+        if (!status.IsDirectory || FileStatus.Of(full) is not { } checkedOne || !checkedOne.IsSameAs(status))
+            throw new NspawnException(ErrorCodes.NotOurImage, $"'{full}' was not removed: it changed while it was looked at. It was left as it is.");
         try
         {
-            // .NET removes a link inside as a link, never what it points to.
-            Directory.Delete(full, recursive: true);
+            if (Remove(store, name, status.MountId))
+            {
+                // btrfs frees the space in the background after a commit: commit now and wait for it, so the next image finds it free.
+                NativeFile.SyncBtrfs(store);
+                if (ToolLocator.Find(Tool.Btrfs.Name) is { } btrfs)
+                    await HostCommand.RunAsync(btrfs, ["-q", "subvolume", "sync", Path.GetDirectoryName(full)!], cancellationToken);
+            }
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        catch (IOException e)
         {
-            // A folder holding read-only subvolumes (a cache import cut short): those go one by one, real folders on this mount only.
-            foreach (var child in Directory.GetDirectories(full))
-                if (FileStatus.Of(child) is { IsDirectory: true } status && status.MountId == mountId)
-                    await RemoveCheckedAsync(child, mountId, cancellationToken);
-            Directory.Delete(full, recursive: true);
+            throw new NspawnException(ErrorCodes.HostFileFailed, $"'{full}' could not be removed: {e.Message}");
         }
+    }
+
+    /// <summary>
+    /// Removes the folder <paramref name="name"/> of <paramref name="parent"/>: whole where it is a btrfs subvolume, else entry by entry
+    /// (subvolumes in it whole: a cache import cut short leaves read-only ones), each folder opened without following a link and
+    /// never on another mount. True when a subvolume went.
+    /// </summary>
+    private static bool Remove(SafeFileHandle parent, string name, ulong mountId)
+    {
+        if (NativeFile.DestroySubvolume(parent, name))
+            return true;
+        var subvolumes = false;
+        using (var dir = NativeFile.Open(name, NativeFile.ReadOnly | NativeFile.Directory, parent))
+        {
+            if (FileStatus.Of(dir).MountId != mountId)
+                throw new IOException($"another file system is mounted on '{name}'");
+            foreach (var child in NativeFile.Names(dir))
+                if (FileStatus.Of(dir, child) is { IsDirectory: true })
+                    subvolumes |= Remove(dir, child, mountId);
+                else
+                    NativeFile.Unlink(dir, child);
+        }
+        NativeFile.RemoveDirectory(parent, name);
+        return subvolumes;
     }
 }

@@ -127,7 +127,7 @@ internal static class MachineLauncher
         if (machine.Snapshot is { } snapshot)
         {
             await Subvolumes.RemoveTreeAsync(Path.GetDirectoryName(snapshot)!, snapshot, cancellationToken);
-            File.Delete(TempNames.SnapshotLock(snapshot));
+            StoreEntry.RemoveFile(TempNames.SnapshotLock(snapshot));
         }
         File.Delete(Path.Combine(StateDir, machine.Name + ".notify"));
         AgentSetup.Remove(machine.Name);

@@ -6,7 +6,8 @@ namespace Nspawn.Build;
 /// Saves a machine's journal (the guest's own, read inside it by its journalctl, which its agent or machined
 /// starts there: never a program of the guest started by the host) and its console into its logs
 /// folder, TestResults/nspawn/LOGICAL, before its snapshot goes. What cannot be read is reported, not fatal:
-/// the stop goes on.
+/// the stop goes on. The folder is the user's: it is made, written and given to the sudo user through handles
+/// (<see cref="UserFolder"/>), never by path.
 /// </summary>
 internal static class MachineLogs
 {
@@ -32,57 +33,54 @@ internal static class MachineLogs
     public static async Task<SavedLogs> SaveAsync(Machine machine, TimeSpan limit, CancellationToken cancellationToken)
     {
         var dir = machine.LogsDir ?? throw new InvalidOperationException($"Machine {machine.Name} has no logs folder.");
-        var made = new List<string>();
         var files = new List<string>();
         var problems = new List<string>();
         try
         {
-            made.AddRange(UserFiles.CreateDirectory(machine.ResultsDir!, dir));
-            var journal = Path.Combine(dir, JournalFile);
+            using var folder = UserFolder.Make(machine.ResultsDir!, dir, Ownership.SudoUser);
             string? failure;
             if (!ProcessInfo.IsRunning(machine.LeaderPid, machine.LeaderStartTime))
             {
-                File.Delete(journal);
+                folder.Remove(JournalFile);
                 failure = "the guest's init is not running";
             }
             else if (machine.Agent is not null)
-                failure = await WriteAsync(journal, line => Agent.AgentCommand.RunLinesAsync(machine.Name, GuestCommand.Journal(), line, limit, cancellationToken));
+                failure = await WriteAsync(folder, JournalFile, line => Agent.AgentCommand.RunLinesAsync(machine.Name, GuestCommand.Journal(), line, limit, cancellationToken));
             else if (machine.Unit is not null)
             {
                 var argv = GuestCommand.AsUnit(machine, GuestCommand.NewUnitName("journal"), GuestCommand.Journal());
-                failure = await WriteAsync(journal, line => HostCommand.RunLinesAsync(argv[0], argv.Skip(1).ToList(), line, cancellationToken, limit));
+                failure = await WriteAsync(folder, JournalFile, line => HostCommand.RunLinesAsync(argv[0], argv.Skip(1).ToList(), line, cancellationToken, limit));
             }
             else
             {
-                File.Delete(journal);
+                folder.Remove(JournalFile);
                 failure = GuestCommand.NoChannel(machine).Message;
             }
-            if (File.Exists(journal))
-                files.Add(journal);
+            if (folder.HasFile(JournalFile))
+                files.Add(Path.Combine(dir, JournalFile));
             if (failure is not null)
                 problems.Add($"its journal could not be read: {failure}");
 
-            var console = Path.Combine(dir, ConsoleFile);
             if (machine.ConsoleFile is { } source && File.Exists(source))
             {
-                await using (var writer = new StreamWriter(UserFiles.Create(console), new UTF8Encoding(false)))
+                await using (var writer = new StreamWriter(folder.Create(ConsoleFile), new UTF8Encoding(false)))
                     foreach (var line in ConsoleLog.Lines(source))
                         await writer.WriteLineAsync(line);
-                files.Add(console);
+                files.Add(Path.Combine(dir, ConsoleFile));
             }
             else if (machine.Unit is { } unit)
             {
                 // nspawn's output, the console, went to the unit's journal on the host.
-                failure = await WriteAsync(console, line => HostCommand.RunLinesAsync(ToolLocator.Require(Tool.Journalctl),
+                failure = await WriteAsync(folder, ConsoleFile, line => HostCommand.RunLinesAsync(ToolLocator.Require(Tool.Journalctl),
                     [$"--unit={unit}", "--output=cat", "--all", "--no-pager", "--quiet"], line, cancellationToken, limit));
-                if (File.Exists(console))
-                    files.Add(console);
+                if (folder.HasFile(ConsoleFile))
+                    files.Add(Path.Combine(dir, ConsoleFile));
                 if (failure is not null)
                     problems.Add($"its console could not be read: {failure}");
             }
             else
             {
-                File.Delete(console);
+                folder.Remove(ConsoleFile);
                 problems.Add("its console is gone");
             }
         }
@@ -90,23 +88,15 @@ internal static class MachineLogs
         {
             problems.Add(e.Message);
         }
-        try
-        {
-            UserFiles.GiveToSudoUser([.. made, .. files]);
-        }
-        catch (NspawnException e)
-        {
-            problems.Add(e.Message);
-        }
         return new SavedLogs(machine, dir, files, problems);
     }
 
     /// <summary>Writes the command's output, line by line as plain text, into a new file; the reason when it failed (a file with some output is kept).</summary>
-    private static async Task<string?> WriteAsync(string path, Func<Action<string>, Task<(int ExitCode, string StandardError)>> run)
+    private static async Task<string?> WriteAsync(UserFolder folder, string name, Func<Action<string>, Task<(int ExitCode, string StandardError)>> run)
     {
         (int ExitCode, string StandardError) result;
         bool empty;
-        await using (var writer = new StreamWriter(UserFiles.Create(path), new UTF8Encoding(false)))
+        await using (var writer = new StreamWriter(folder.Create(name), new UTF8Encoding(false)))
         {
             try
             {
@@ -122,7 +112,7 @@ internal static class MachineLogs
         if (result.ExitCode == 0)
             return null;
         if (empty)
-            File.Delete(path);
+            folder.Remove(name);
         return $"exit code {result.ExitCode}: {result.StandardError.Trim()}";
     }
 }

@@ -91,20 +91,22 @@ internal static class MachineRegistry
         }
         foreach (var dir in chrootsDirs.Where(Directory.Exists))
         {
+            // Lock files go by name in the store held open: the store may be the user's to write.
+            using var store = NativeFile.Open(dir + "/.", NativeFile.ReadOnly | NativeFile.Directory);
             foreach (var snapshot in StoreEntry.Folders(dir, ".#machine.*", Warn))
             {
-                var lockFile = TempNames.SnapshotLock(snapshot);
-                if (LockProbe.IsHeld(lockFile))
+                var lockName = Path.GetFileName(TempNames.SnapshotLock(snapshot));
+                if (LockProbe.IsHeld(lockName, store))
                     continue;
                 if (await TryRemoveAsync(dir, snapshot, Warn, cancellationToken))
                 {
-                    File.Delete(lockFile);
+                    NativeFile.Unlink(store, lockName);
                     reaped.Add("snapshot " + snapshot);
                 }
             }
-            foreach (var lockFile in Directory.EnumerateFiles(dir, ".#.#machine.*.lck"))
-                if (TempNames.SnapshotFromLock(lockFile) is { } s && FileStatus.Of(s) is null && !LockProbe.IsHeld(lockFile))
-                    File.Delete(lockFile);
+            foreach (var lockName in NativeFile.Names(store).Where(n => n.StartsWith(".#.#machine.", StringComparison.Ordinal) && n.EndsWith(".lck", StringComparison.Ordinal)))
+                if (TempNames.SnapshotFromLock(lockName) is { } s && FileStatus.Of(store, s) is null && !LockProbe.IsHeld(lockName, store))
+                    NativeFile.Unlink(store, lockName);
             foreach (var half in TempNames.ImageKinds.SelectMany(kind => StoreEntry.Folders(dir, $".#*{kind}*", Warn)).Distinct().ToList())
             {
                 // Being built, or an old image that overlay machines still run from: left until that is over.

@@ -9,6 +9,8 @@ namespace Nspawn.Build;
 /// own attachments: copied into the run's deployment folder (RUN/In) and named in
 /// TestRun/ResultSummary/ResultFiles by their path in it, so that CI systems that publish TRX files show
 /// them next to the failure. vstest.console writes the TRX, so this works even after a test host crashed.
+/// The results folder is the user's: everything in it is read and written through handles (<see cref="UserFolder"/>),
+/// so a link or a FIFO planted there is never followed, read or written through.
 /// </summary>
 internal static class TrxAttachments
 {
@@ -22,22 +24,26 @@ internal static class TrxAttachments
 
     /// <summary>
     /// Adds <paramref name="files"/> (in <paramref name="resultsDir"/>) to each TRX file there written since <paramref name="since"/>;
-    /// returns the TRX files changed. A TRX file that is a link, or not a TRX, is left alone.
+    /// returns the TRX files changed. A TRX file that is not a regular file of one link (a link, a FIFO), or not a TRX, is left alone.
     /// </summary>
     public static IReadOnlyList<string> Add(string resultsDir, IReadOnlyList<string> files, DateTime since)
     {
         var changed = new List<string>();
-        if (files.Count == 0 || !Directory.Exists(resultsDir))
+        using var results = files.Count == 0 ? null : UserFolder.TryOpen(resultsDir, resultsDir);
+        if (results is null)
             return changed;
-        foreach (var trx in Directory.EnumerateFiles(resultsDir, "*.trx").Order())
+        foreach (var name in NativeFile.Names(results.Handle).Where(n => n.EndsWith(".trx", StringComparison.Ordinal)).Order())
         {
-            var info = new FileInfo(trx);
-            if (info.LinkTarget is not null || info.LastWriteTimeUtc < since.AddSeconds(-2))
+            var trx = Path.Combine(resultsDir, name);
+            // Read and rewritten through one handle: the file checked is the file changed.
+            using var handle = NativeFile.OpenRegular(name, NativeFile.ReadWrite, results.Handle);
+            if (handle is null || FileStatus.Of(handle) is not { Links: 1 } status || status.ModifyTime < since.AddSeconds(-2))
                 continue;
+            using var stream = new FileStream(handle, FileAccess.ReadWrite);
             XDocument doc;
             try
             {
-                doc = XDocument.Load(trx, LoadOptions.PreserveWhitespace);
+                doc = XDocument.Load(stream, LoadOptions.PreserveWhitespace);
             }
             catch (XmlException)
             {
@@ -46,11 +52,15 @@ internal static class TrxAttachments
             if (doc.Root is not { } run || run.Name != Ns + "TestRun")
                 continue;
             var inDir = Path.Combine(resultsDir, DeploymentRoot(run, trx), "In");
-            var paths = files.Select(file => Path.GetRelativePath(resultsDir, file)).ToList();
-            foreach (var (file, path) in files.Zip(paths))
-                Copy(file, resultsDir, Path.Combine(inDir, path));
+            var paths = files.Where(file => MountTable.IsUnder(Path.GetFullPath(file), Path.GetFullPath(resultsDir)))
+                .Select(file => Path.GetRelativePath(resultsDir, file))
+                .Where(path => Copy(resultsDir, path, Path.Combine(inDir, path))).ToList();
+            if (paths.Count == 0)
+                continue;
             List(run, paths);
-            using (var writer = XmlWriter.Create(new FileStream(trx, FileMode.Truncate, FileAccess.Write), new XmlWriterSettings { Encoding = new UTF8Encoding(true) }))
+            stream.SetLength(0);
+            stream.Position = 0;
+            using (var writer = XmlWriter.Create(stream, new XmlWriterSettings { Encoding = new UTF8Encoding(true) }))
                 doc.Save(writer);
             changed.Add(trx);
         }
@@ -83,12 +93,17 @@ internal static class TrxAttachments
                 list.Add(new XElement(Ns + "ResultFile", new XAttribute("path", path)));
     }
 
-    private static void Copy(string file, string resultsDir, string target)
+    /// <summary>Copies a saved log (<paramref name="path"/> in the results folder), a regular file reached through real folders; false when it is not one.</summary>
+    private static bool Copy(string resultsDir, string path, string target)
     {
-        var made = UserFiles.CreateDirectory(resultsDir, Path.GetDirectoryName(target)!);
-        using (var from = File.OpenRead(file))
-        using (var to = UserFiles.Create(target))
-            from.CopyTo(to);
-        UserFiles.GiveToSudoUser([.. made, target]);
+        var file = Path.Combine(resultsDir, path);
+        using var source = UserFolder.TryOpen(resultsDir, Path.GetDirectoryName(file)!);
+        using var from = source?.OpenRead(Path.GetFileName(file));
+        if (from is null)
+            return false;
+        using var folder = UserFolder.Make(resultsDir, Path.GetDirectoryName(target)!, Ownership.SudoUser);
+        using var to = folder.Create(Path.GetFileName(target));
+        from.CopyTo(to);
+        return true;
     }
 }

@@ -114,7 +114,9 @@ public sealed class StartEphemeral : NspawnTask
             return;
         try
         {
-            UserFiles.GiveToSudoUser(UserFiles.CreateDirectory(project, codeDir));
+            using (UserFolder.Make(project, codeDir, Ownership.SudoUser))
+            {
+            }
         }
         catch (Exception e) when (e is NspawnException or IOException or UnauthorizedAccessException)
         {
