@@ -16,6 +16,10 @@ internal static class AgentSetup
     private const string GuestBin = "/run/nspawn-agent-bin";
     private const string GuestEtc = "/run/nspawn-agent-etc";
     private const string GuestSocketDir = "/run/nspawn-agent";
+    /// <summary>A guest whose agent has not even made its socket soon after READY=1 has no agent (its unit failed): no need to wait for the whole boot time.</summary>
+    private static readonly TimeSpan NoSocketGrace = TimeSpan.FromSeconds(2);
+    /// <summary>A boot that took nearly all its time still gets this long for its agent's answer.</summary>
+    private static readonly TimeSpan MinimumWait = TimeSpan.FromSeconds(1);
     private static readonly UnixFileMode RootOnly = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;
 
     public static string AgentsDir => Path.Combine(MachineLauncher.StateDir, "agents");
@@ -68,29 +72,38 @@ internal static class AgentSetup
     }
 
     /// <summary>
-    /// Waits for the agent's answer once the guest is ready. The agent is ordered before the guest's multi-user.target,
-    /// so it answers at once, or its unit failed (a guest that cannot run the runtime): then the machine has no agent.
+    /// Waits for the agent's answer once the guest is ready, for at most <paramref name="limit"/>: what is left of the
+    /// machine's boot time (NspawnBootTimeout), at least a second. The agent is ordered before the guest's
+    /// multi-user.target, so it answers at once, or its unit failed (a guest that cannot run the runtime): then the
+    /// machine has no agent. A guest that keeps the agent's queue full cannot make the wait longer.
     /// </summary>
-    public static async Task<Machine> WaitAsync(Machine machine, string? problem, CancellationToken cancellationToken)
+    public static Task<Machine> WaitAsync(Machine machine, string? problem, TimeSpan limit, CancellationToken cancellationToken) =>
+        WaitAsync(machine, SocketDirOf(machine.Name), problem, limit, cancellationToken);
+
+    /// <summary><see cref="WaitAsync(Machine, string?, TimeSpan, CancellationToken)"/> for the socket in <paramref name="socketDir"/>.</summary>
+    internal static async Task<Machine> WaitAsync(Machine machine, string socketDir, string? problem, TimeSpan limit, CancellationToken cancellationToken)
     {
         if (problem is not null)
             return machine with { AgentProblem = problem };
-        var socketDeadline = DateTime.UtcNow + TimeSpan.FromSeconds(2);
-        var answerDeadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+        var started = DateTime.UtcNow;
+        var wait = limit > MinimumWait ? limit : MinimumWait;
+        var answerDeadline = started + wait;
+        var socketDeadline = started + (wait < NoSocketGrace ? wait : NoSocketGrace);
         string? last = null;
         while (true)
         {
             try
             {
-                var reply = await AgentConnection.PingAsync(machine.Name, TimeSpan.FromSeconds(5), cancellationToken);
-                return machine with { Agent = SocketDirOf(machine.Name), AgentRuntime = reply.Runtime };
+                var left = answerDeadline - DateTime.UtcNow;
+                var reply = await AgentConnection.PingAsync(socketDir, machine.Name, left > TimeSpan.Zero ? left : TimeSpan.Zero, cancellationToken);
+                return machine with { Agent = socketDir, AgentRuntime = reply.Runtime };
             }
             catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or TimeoutException or InvalidDataException or JsonException)
             {
                 last = e.Message;
             }
-            var listening = FileStatus.Of(Path.Combine(SocketDirOf(machine.Name), "agent.sock")) is not null;
-            if (DateTime.UtcNow > (listening ? answerDeadline : socketDeadline))
+            var listening = FileStatus.Of(Path.Combine(socketDir, "agent.sock")) is not null;
+            if (DateTime.UtcNow >= (listening ? answerDeadline : socketDeadline))
                 return machine with { AgentProblem = $"the agent did not answer ({last}); 'systemctl status {UnitName}' in the machine says why" };
             await Task.Delay(10, cancellationToken);
         }

@@ -28,6 +28,7 @@ internal static class MachineLauncher
 
     public static async Task<Machine> StartAsync(LaunchOptions options, CancellationToken cancellationToken)
     {
+        var started = DateTime.UtcNow;
         Check(options);
         if (!File.Exists(Path.Combine(options.ImageDir, ImageBuilder.StampPath)) && !File.Exists(Path.Combine(options.ImageDir, "etc/os-release")) && !File.Exists(Path.Combine(options.ImageDir, "usr/lib/os-release")))
             throw new NspawnException(ErrorCodes.ImageMissing,
@@ -60,8 +61,8 @@ internal static class MachineLauncher
         {
             if (options.Attachment is { } joined)
                 await GuestNetwork.ConfigureAsync(machine, joined, cancellationToken);
-            // Started when its agent answers (or is known not to run there).
-            machine = await AgentSetup.WaitAsync(machine, problem, cancellationToken);
+            // Started when its agent answers (or is known not to run there), within what is left of the boot time.
+            machine = await AgentSetup.WaitAsync(machine, problem, options.BootTimeout - (DateTime.UtcNow - started), cancellationToken);
         }
         catch
         {
