@@ -44,10 +44,12 @@ internal static class MachineLauncher
                 Attachment = await NetworkRegistry.JoinAsync(options.PrivateNetwork ?? throw new InvalidOperationException("A machine on a private network needs the network."),
                     options.MachineName, options.LogicalName, cancellationToken),
             };
-        var (agentOptions, initArguments, problem) = AgentSetup.Prepare(options.MachineName, options.CodeDir);
+        string? problem;
         Machine machine;
         try
         {
+            // Here, so that a failure from now on takes the agent folder and the address back.
+            (var agentOptions, var initArguments, problem) = AgentSetup.Prepare(options.MachineName, options.CodeDir);
             machine = await For(options.UseSystemdRun).StartAsync(options with { AgentArguments = agentOptions, InitArguments = initArguments }, cancellationToken);
         }
         catch
