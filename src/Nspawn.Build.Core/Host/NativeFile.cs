@@ -16,6 +16,7 @@ internal static class NativeFile
 
     public const int ReadOnly = 0;
     public const int WriteOnly = 1;
+    public const int ReadWrite = 2;
     public const int Create = 0x40;
     public const int Exclusive = 0x80;
     public const int Truncate = 0x200;
