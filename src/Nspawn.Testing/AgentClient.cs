@@ -7,16 +7,19 @@ namespace Nspawn.Testing;
 
 /// <summary>
 /// The host's side of a machine's agent: commands, files and calls, one connection each. Every reply comes from the
-/// guest and is treated as such: frames are capped, a file read is capped, a failure becomes our own exception.
+/// guest and is treated as such: frames are capped, a file read is capped, a failure becomes our own exception, and
+/// each call's deadline and cancellation hold from its connect on (a guest can keep its agent's queue full).
 /// </summary>
-internal sealed class AgentClient(Machine machine)
+/// <param name="machine">The machine whose agent it talks to.</param>
+/// <param name="socketDir">The folder of the agent's socket; by default the machine's (<see cref="AgentSetup.SocketDirOf"/>).</param>
+internal sealed class AgentClient(Machine machine, string? socketDir = null)
 {
     /// <summary>The largest file <see cref="ReadFileAsync"/> takes from a machine.</summary>
     private const long MaxFile = 1L << 30;
 
     /// <summary>
     /// Runs a command. Past <paramref name="timeout"/>, or on cancellation, the agent kills it and all it started
-    /// (its cgroup), and TimeoutException (or OperationCanceledException) is thrown.
+    /// (its cgroup), and TimeoutException (or OperationCanceledException) is thrown; both hold from the connect on.
     /// </summary>
     public async Task<int> ExecAsync(IReadOnlyList<string> command, ExecOptions options, PipeSource input, PipeTarget output, PipeTarget error,
         TimeSpan? timeout, CancellationToken cancellationToken)
@@ -27,19 +30,14 @@ internal sealed class AgentClient(Machine machine)
             if (variable.Length == 0 || variable.Contains('='))
                 throw new ArgumentException($"'{variable}' is not an environment variable name.", nameof(options));
         var hasStdin = !ReferenceEquals(input, PipeSource.Null);
-        await using var connection = Connect();
-        await connection.SendAsync(new AgentRequest(AgentRequest.Exec)
-        {
-            Command = command, User = options.User, Environment = options.Environment, WorkingDirectory = options.WorkingDirectory,
-            HasStdin = hasStdin, TimeoutSeconds = timeout?.TotalSeconds,
-        }, CancellationToken.None);
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        if (timeout is { } limit)
+            stop.CancelAfter(limit);
+        await using var connection = await StartAsync();
 
         var stdout = new ChunkStream();
         var stderr = new ChunkStream();
         var outputs = Task.WhenAll(output.CopyFromAsync(stdout, CancellationToken.None), error.CopyFromAsync(stderr, CancellationToken.None));
-        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        if (timeout is { } limit)
-            stop.CancelAfter(limit);
         var feeding = hasStdin ? FeedAsync(connection, input, stop.Token) : Task.CompletedTask;
         using var forceful = new CancellationTokenSource();
         AgentReply? reply;
@@ -76,6 +74,23 @@ internal sealed class AgentClient(Machine machine)
             throw new TimeoutException($"'{string.Join(' ', command)}' did not finish within {timeout!.Value.TotalSeconds:0.#} s in machine {machine.Name}; it was killed there.");
         }
         return reply!.Ok ? reply.ExitCode : throw Failure(reply, $"run '{string.Join(' ', command)}'");
+
+        // The command's timeout and cancellation hold from the connect on.
+        async Task<AgentConnection> StartAsync()
+        {
+            try
+            {
+                return await OpenAsync(new AgentRequest(AgentRequest.Exec)
+                {
+                    Command = command, User = options.User, Environment = options.Environment, WorkingDirectory = options.WorkingDirectory,
+                    HasStdin = hasStdin, TimeoutSeconds = timeout?.TotalSeconds,
+                }, stop.Token);
+            }
+            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+            {
+                throw new TimeoutException($"'{string.Join(' ', command)}' did not start within {timeout!.Value.TotalSeconds:0.#} s in machine {machine.Name}: its agent did not take it.");
+            }
+        }
     }
 
     public async Task<byte[]> ReadFileAsync(string path, CancellationToken cancellationToken)
@@ -126,11 +141,21 @@ internal sealed class AgentClient(Machine machine)
         };
     }
 
-    private AgentConnection Connect()
+    /// <summary>Connects and sends <paramref name="request"/>, both within <paramref name="cancellationToken"/>.</summary>
+    private async Task<AgentConnection> OpenAsync(AgentRequest request, CancellationToken cancellationToken)
     {
         // The agent's folder is root's only: this is where a test dropped to the sudo user needs root.
-        using (ProcessPrivileges.Current.Root())
-            return AgentConnection.Connect(machine.Name);
+        var connection = await AgentConnection.ConnectAsync(socketDir ?? AgentSetup.SocketDirOf(machine.Name), cancellationToken, ProcessPrivileges.Current.Root);
+        try
+        {
+            await connection.SendAsync(request, cancellationToken);
+            return connection;
+        }
+        catch
+        {
+            await connection.DisposeAsync();
+            throw;
+        }
     }
 
     /// <summary>One request: its input (sent while the reply is read), its data frames, its reply.</summary>
@@ -138,11 +163,10 @@ internal sealed class AgentClient(Machine machine)
     {
         using var limit = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         limit.CancelAfter(HostCommand.DefaultLimit);
-        await using var connection = Connect();
-        await connection.SendAsync(request, limit.Token);
-        var sending = send is null ? Task.CompletedTask : send(connection);
         try
         {
+            await using var connection = await OpenAsync(request, limit.Token);
+            var sending = send is null ? Task.CompletedTask : send(connection);
             var reply = await ReadReplyAsync(connection, onData ?? ((_, _) => Task.CompletedTask), limit.Token);
             await sending;
             return reply;

@@ -2,7 +2,8 @@ namespace Nspawn.Build.Tests;
 
 /// <summary>
 /// The test assembly also runs as a program, for checks that must have a process of their own: credentials
-/// belong to a whole process, so what runs as a sudo user (the privilege scenario, a copy) never runs inside the test host.
+/// belong to a whole process, so what runs as a sudo user (the privilege scenario, a copy) never runs inside the test host;
+/// nor does what must run in a network namespace of its own (the forwarding scenario).
 /// </summary>
 public static class Program
 {
@@ -12,6 +13,9 @@ public static class Program
         {
             case ["privileges"]:
                 return PrivilegeScenario.Run();
+            case ["forwarding", var marker]:
+                // In a network namespace of its own (unshare --net): the host's switches are never touched.
+                return IpForwardingScenario.Run(marker);
             case ["copy-from", var machinePath, var hostDirectory]:
                 // As the tests of a sudo user run: the API drops to that user on first use.
                 await EphemeralMachine.FromEnvironment().CopyFromAsync(machinePath, hostDirectory);

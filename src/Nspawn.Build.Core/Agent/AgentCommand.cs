@@ -19,7 +19,7 @@ internal static class AgentCommand
         var pending = new StringBuilder();
         try
         {
-            await using var connection = AgentConnection.Connect(machineName);
+            await using var connection = await AgentConnection.ConnectAsync(AgentSetup.SocketDirOf(machineName), timeout.Token);
             await connection.SendAsync(new AgentRequest(AgentRequest.Exec) { Command = command, TimeoutSeconds = limit.TotalSeconds }, timeout.Token);
             while (await AgentFrame.ReadAsync(connection.Stream, timeout.Token) is { } frame)
             {

@@ -4,18 +4,29 @@ using System.Text.Json;
 namespace Nspawn.Build.Agent;
 
 /// <summary>
-/// The agent of a machine, from the host's side: a root-only folder per machine (its unit, its runtime settings and
-/// the folder of its socket), the binds that give the guest the agent, the host's .NET runtime (read-only) and the
-/// unit in /etc/systemd/system, and the wait for its answer. Nothing is added to the image.
+/// The agent of a machine, from the host's side: a root-only folder per machine (its owner, its unit, its runtime
+/// settings and the folder of its socket), the binds that give the guest the agent, the host's .NET runtime (read-only)
+/// and the unit in /etc/systemd/system, and the wait for its answer. Nothing is added to the image. The socket
+/// folder is the one the guest writes: a small tmpfs of its own, so that a guest cannot fill the host's /run.
 /// </summary>
 internal static class AgentSetup
 {
     public const string UnitName = "nspawn-agent.service";
+    /// <summary>The build that made the folder ("PID STARTTIME"): the reaper removes a folder whose build is gone before it recorded its machine.</summary>
+    public const string OwnerFile = "owner";
     private const string AgentFile = "Nspawn.Testing.Agent.dll";
+    private const string SocketFolder = "sock";
     private const string GuestDotnet = "/run/nspawn-agent-dotnet";
     private const string GuestBin = "/run/nspawn-agent-bin";
     private const string GuestEtc = "/run/nspawn-agent-etc";
     private const string GuestSocketDir = "/run/nspawn-agent";
+    // The agent needs one socket there: room for a few, not for a guest's files.
+    private const long SocketFolderSize = 256 << 10;
+    private const int SocketFolderFiles = 64;
+    /// <summary>A guest whose agent has not even made its socket soon after READY=1 has no agent (its unit failed): no need to wait for the whole boot time.</summary>
+    private static readonly TimeSpan NoSocketGrace = TimeSpan.FromSeconds(2);
+    /// <summary>A boot that took nearly all its time still gets this long for its agent's answer.</summary>
+    private static readonly TimeSpan MinimumWait = TimeSpan.FromSeconds(1);
     private static readonly UnixFileMode RootOnly = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;
 
     public static string AgentsDir => Path.Combine(MachineLauncher.StateDir, "agents");
@@ -23,35 +34,50 @@ internal static class AgentSetup
     public static string DirOf(string machineName) => Path.Combine(AgentsDir, machineName);
 
     /// <summary>Where the agent listens, seen from the host: written by the guest, so only ever opened without following a link.</summary>
-    public static string SocketDirOf(string machineName) => Path.Combine(DirOf(machineName), "sock");
+    public static string SocketDirOf(string machineName) => Path.Combine(DirOf(machineName), SocketFolder);
 
     /// <summary>
     /// Makes the machine's agent folder and returns nspawn's options for it, then the arguments for the guest's init;
-    /// none when there is no agent to offer (then a reason), and the machine works without it.
+    /// none when there is no agent to offer (then a reason), and the machine works without it. With
+    /// <paramref name="guestRootUid"/> (a guest in a user namespace), the socket folder is owned by that host uid and
+    /// gid, the guest's root; else by root.
     /// </summary>
-    /// <remarks><paramref name="guestRootUid"/>: the host UID of the guest's root in a user namespace, which must own the socket folder.</remarks>
     public static (IReadOnlyList<string> Options, IReadOnlyList<string> InitArguments, string? Problem) Prepare(string machineName, string? codeDir, uint? guestRootUid = null)
+    {
+        Directory.CreateDirectory(MachineLauncher.StateDir);
+        Directory.CreateDirectory(AgentsDir, RootOnly);
+        return PrepareDir(DirOf(machineName), codeDir, guestRootUid);
+    }
+
+    /// <summary><see cref="Prepare"/> in the folder <paramref name="dir"/>.</summary>
+    internal static (IReadOnlyList<string> Options, IReadOnlyList<string> InitArguments, string? Problem) PrepareDir(string dir, string? codeDir, uint? guestRootUid)
     {
         var agent = Path.Combine(Path.GetDirectoryName(typeof(AgentSetup).Assembly.Location)!, AgentFile);
         if (!File.Exists(agent))
             return ([], [], $"the agent ({agent}) is not there");
         if (DotnetRoot() is not { } dotnet)
             return ([], [], $"the .NET runtime of this process ({RuntimeEnvironment.GetRuntimeDirectory()}) is not in a dotnet root folder");
-        Directory.CreateDirectory(MachineLauncher.StateDir);
-        Directory.CreateDirectory(AgentsDir, RootOnly);
-        var dir = DirOf(machineName);
-        Remove(machineName);
+        RemoveDir(dir);
         Directory.CreateDirectory(dir, RootOnly);
+        // Its owner first: a build killed from here on leaves a folder the reaper knows to be stale.
+        var self = Environment.ProcessId;
+        using (var owner = NativeFile.CreateNoFollow(Path.Combine(dir, OwnerFile)))
+            owner.Write(System.Text.Encoding.ASCII.GetBytes($"{self} {ProcessInfo.StartTime(self) ?? 0}\n"));
         // Read by the guest's systemd, which is not host root in a user namespace: root's, readable by all, written by none.
         var etc = Directory.CreateDirectory(Path.Combine(dir, "etc"), RootOnly | UnixFileMode.GroupRead | UnixFileMode.GroupExecute | UnixFileMode.OtherRead | UnixFileMode.OtherExecute).FullName;
-        Directory.CreateDirectory(SocketDirOf(machineName), RootOnly);
-        if (guestRootUid is { } uid)
-        {
-            using var socketDir = NativeFile.Open(SocketDirOf(machineName), NativeFile.Path | NativeFile.Directory);
-            NativeFile.Chown(socketDir, uid, uid);
-        }
         File.WriteAllText(Path.Combine(etc, "agent.runtimeconfig.json"), RuntimeConfig());
         File.WriteAllText(Path.Combine(etc, UnitName), Unit());
+        // Last: nothing after it can fail and leave the mount behind.
+        var socketDir = Directory.CreateDirectory(Path.Combine(dir, SocketFolder), RootOnly).FullName;
+        try
+        {
+            Tmpfs.Mount(socketDir, SocketFolderSize, SocketFolderFiles, guestRootUid ?? 0);
+        }
+        catch (IOException e)
+        {
+            RemoveDir(dir);
+            return ([], [], $"its socket folder could not be made ({e.Message})");
+        }
         var options = new List<string>
         {
             $"--bind-ro={dotnet}:{GuestDotnet}",
@@ -60,7 +86,7 @@ internal static class AgentSetup
             // In /etc/systemd/system, which the image has: a mount point under /run/systemd would be made there by nspawn as
             // host root, which the guest's root (in a user namespace) could then not write, and its systemd would not start.
             $"--bind-ro={Path.Combine(etc, UnitName)}:/etc/systemd/system/{UnitName}",
-            $"--bind={SocketDirOf(machineName)}:{GuestSocketDir}",
+            $"--bind={socketDir}:{GuestSocketDir}",
         };
         // The test's output folder at the same path, for InvokeAsync (nspawn's bind syntax cannot carry ':' in a path).
         if (codeDir is { Length: > 0 } && Path.IsPathRooted(codeDir) && !codeDir.Contains(':') && Directory.Exists(codeDir))
@@ -68,38 +94,91 @@ internal static class AgentSetup
         return (options, [$"systemd.wants={UnitName}"], null);
     }
 
-    /// <summary>Removes the machine's agent folder (what the guest left in its socket folder too; links are removed, never followed).</summary>
-    public static void Remove(string machineName)
+    /// <summary>Removes the machine's agent folder: its socket folder unmounted first, then the rest (links are removed, never followed).</summary>
+    public static void Remove(string machineName) => RemoveDir(DirOf(machineName));
+
+    /// <summary><see cref="Remove"/> of the folder <paramref name="dir"/>.</summary>
+    internal static void RemoveDir(string dir)
     {
-        var dir = DirOf(machineName);
-        if (FileStatus.Of(dir) is { IsDirectory: true })
-            Directory.Delete(dir, recursive: true);
+        if (FileStatus.Of(dir) is not { IsDirectory: true } folder)
+            return;
+        // A mount of its own shows another mount id than the folder around it; after the unmount the plain, empty folder is back.
+        var socketDir = Path.Combine(dir, SocketFolder);
+        for (var stacked = 0; stacked < 8 && FileStatus.Of(socketDir) is { IsDirectory: true } mounted && mounted.MountId != folder.MountId; stacked++)
+            Tmpfs.Unmount(socketDir);
+        Directory.Delete(dir, recursive: true);
     }
 
     /// <summary>
-    /// Waits for the agent's answer once the guest is ready. The agent is ordered before the guest's multi-user.target,
-    /// so it answers at once, or its unit failed (a guest that cannot run the runtime): then the machine has no agent.
+    /// Removes the agent folders whose build is gone and whose machine has no record: a build killed after it made the
+    /// folder and before it recorded the machine (the machines the reaper stops take theirs). Returns what it removed.
     /// </summary>
-    public static async Task<Machine> WaitAsync(Machine machine, string? problem, CancellationToken cancellationToken)
+    public static IReadOnlyList<string> Reap() => Directory.Exists(AgentsDir) ? ReapIn(AgentsDir, MachineRegistry.Contains) : [];
+
+    /// <summary><see cref="Reap"/> in the folder <paramref name="agentsDir"/>, with <paramref name="recorded"/> saying which machines have a record.</summary>
+    internal static IReadOnlyList<string> ReapIn(string agentsDir, Func<string, bool> recorded)
+    {
+        var reaped = new List<string>();
+        foreach (var dir in Directory.EnumerateDirectories(agentsDir).Order(StringComparer.Ordinal).ToList())
+        {
+            // A folder without an owner (being made, or another version's) is not ours to judge.
+            if (recorded(Path.GetFileName(dir)) || Owner(dir) is not var (pid, startTime) || ProcessInfo.IsRunning(pid, startTime))
+                continue;
+            try
+            {
+                RemoveDir(dir);
+                reaped.Add(dir);
+            }
+            catch (IOException)
+            {
+                // Left to the next reaper: it must not fail the build that found it.
+            }
+        }
+        return reaped;
+    }
+
+    private static (int Pid, ulong StartTime)? Owner(string dir)
+    {
+        var path = Path.Combine(dir, OwnerFile);
+        if (FileStatus.Of(path) is not { IsRegularFile: true })
+            return null;
+        var fields = File.ReadAllText(path).Split(' ', StringSplitOptions.TrimEntries);
+        return fields.Length == 2 && int.TryParse(fields[0], out var pid) && ulong.TryParse(fields[1], out var startTime) ? (pid, startTime) : null;
+    }
+
+    /// <summary>
+    /// Waits for the agent's answer once the guest is ready, for at most <paramref name="limit"/>: what is left of the
+    /// machine's boot time (NspawnBootTimeout), at least a second. The agent is ordered before the guest's
+    /// multi-user.target, so it answers at once, or its unit failed (a guest that cannot run the runtime): then the
+    /// machine has no agent. A guest that keeps the agent's queue full cannot make the wait longer.
+    /// </summary>
+    public static Task<Machine> WaitAsync(Machine machine, string? problem, TimeSpan limit, CancellationToken cancellationToken) =>
+        WaitAsync(machine, SocketDirOf(machine.Name), problem, limit, cancellationToken);
+
+    /// <summary><see cref="WaitAsync(Machine, string?, TimeSpan, CancellationToken)"/> for the socket in <paramref name="socketDir"/>.</summary>
+    internal static async Task<Machine> WaitAsync(Machine machine, string socketDir, string? problem, TimeSpan limit, CancellationToken cancellationToken)
     {
         if (problem is not null)
             return machine with { AgentProblem = problem };
-        var socketDeadline = DateTime.UtcNow + TimeSpan.FromSeconds(2);
-        var answerDeadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+        var started = DateTime.UtcNow;
+        var wait = limit > MinimumWait ? limit : MinimumWait;
+        var answerDeadline = started + wait;
+        var socketDeadline = started + (wait < NoSocketGrace ? wait : NoSocketGrace);
         string? last = null;
         while (true)
         {
             try
             {
-                var reply = await AgentConnection.PingAsync(machine.Name, TimeSpan.FromSeconds(5), cancellationToken);
-                return machine with { Agent = SocketDirOf(machine.Name), AgentRuntime = reply.Runtime };
+                var left = answerDeadline - DateTime.UtcNow;
+                var reply = await AgentConnection.PingAsync(socketDir, machine.Name, left > TimeSpan.Zero ? left : TimeSpan.Zero, cancellationToken);
+                return machine with { Agent = socketDir, AgentRuntime = reply.Runtime };
             }
             catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or TimeoutException or InvalidDataException or JsonException)
             {
                 last = e.Message;
             }
-            var listening = FileStatus.Of(Path.Combine(SocketDirOf(machine.Name), "agent.sock")) is not null;
-            if (DateTime.UtcNow > (listening ? answerDeadline : socketDeadline))
+            var listening = FileStatus.Of(Path.Combine(socketDir, "agent.sock")) is not null;
+            if (DateTime.UtcNow >= (listening ? answerDeadline : socketDeadline))
                 return machine with { AgentProblem = $"the agent did not answer ({last}); 'systemctl status {UnitName}' in the machine says why" };
             await Task.Delay(10, cancellationToken);
         }

@@ -1,3 +1,5 @@
+using Microsoft.Win32.SafeHandles;
+
 namespace Nspawn.Build;
 
 /// <summary>
@@ -68,13 +70,44 @@ internal sealed class BtrfsStore(string chrootsDir, string imageFile, long image
     /// <summary>A loop store: the file, its size, and a folder on the file system that holds it.</summary>
     public sealed record LoopStore(string File, long Size, string HostDir);
 
-    // btrfs's superblock sits at 64 KiB; its magic is at offset 0x40 in it.
     private static bool HasBtrfsMagic(string file)
     {
-        using var stream = new FileStream(NativeFile.Open(file, NativeFile.ReadOnly), FileAccess.Read);
+        using var handle = NativeFile.Open(file, NativeFile.ReadOnly);
+        return HasBtrfsMagic(handle);
+    }
+
+    // btrfs's superblock sits at 64 KiB; its magic is at offset 0x40 in it.
+    private static bool HasBtrfsMagic(SafeFileHandle file)
+    {
         var magic = new byte[8];
-        stream.Position = 0x10040;
-        return stream.ReadAtLeast(magic, 8, throwOnEndOfStream: false) == 8 && System.Text.Encoding.ASCII.GetString(magic) == "_BHRfS_M";
+        return RandomAccess.Read(file, magic, 0x10040) == 8 && System.Text.Encoding.ASCII.GetString(magic) == "_BHRfS_M";
+    }
+
+    private NspawnException NotOurLoopFile(string? why = null) =>
+        new(ErrorCodes.NotBtrfs,
+            $"NspawnBtrfsImageFile '{ImageFile}' exists but is not a btrfs file system in a regular file of root's (a symlink is not followed){(why is null ? "" : $": {why}")}. It was left as it is: move it away, or set NspawnBtrfsImageFile to another path.");
+
+    /// <summary>
+    /// The loop file, opened read-write without following a link and checked through that very handle: a regular file
+    /// of root's holding btrfs. The handle is what gets mounted (<see cref="LoopAttachment"/>), never the path again, so a
+    /// user who can write the folder cannot swap the file between the check and the mount.
+    /// </summary>
+    public SafeFileHandle OpenLoopFile()
+    {
+        SafeFileHandle file;
+        try
+        {
+            file = NativeFile.Open(ImageFile, NativeFile.ReadWrite);
+        }
+        catch (IOException e)
+        {
+            throw NotOurLoopFile(e.Message);
+        }
+        var status = FileStatus.Of(file);
+        if (status.IsRegularFile && status.Uid == 0 && HasBtrfsMagic(file))
+            return file;
+        file.Dispose();
+        throw NotOurLoopFile();
     }
 
     /// <summary>Checks what is needed before anything is created: root, tools, and where the loop file would go.</summary>
@@ -95,8 +128,7 @@ internal sealed class BtrfsStore(string chrootsDir, string imageFile, long image
         {
             // A loop file we made is a regular file of root's; anything else (a symlink to a disk or to another user's file) is left alone.
             if (!loop.IsRegularFile || loop.Uid != 0 || !HasBtrfsMagic(ImageFile))
-                throw new NspawnException(ErrorCodes.NotBtrfs,
-                    $"NspawnBtrfsImageFile '{ImageFile}' exists but is not a btrfs file system in a regular file of root's (a symlink is not followed). It was left as it is: move it away, or set NspawnBtrfsImageFile to another path.");
+                throw NotOurLoopFile();
         }
         else
         {
@@ -145,20 +177,20 @@ internal sealed class BtrfsStore(string chrootsDir, string imageFile, long image
             await CreateImageFileAsync(cancellationToken);
             state = BtrfsState.Created;
         }
-        else
+        // From here on the file is the one open here: grown, then mounted, through the handle that was checked.
+        using (var file = OpenLoopFile())
         {
-            var length = new FileInfo(ImageFile).Length;
+            var length = RandomAccess.GetLength(file);
             if (length < Size)
             {
                 log($"Growing the btrfs loop file {ImageFile} from {length >> 20} MiB to {Size >> 20} MiB (NspawnBtrfsImageSize), keeping its images.");
-                await LoopFile.ExtendAsync(ImageFile, Size, hiddenBy: null, device: null, cancellationToken);
+                RandomAccess.SetLength(file, Size);
             }
             else if (length > Size)
                 warn(KeptMessage(length));
+            log($"Mounting {ImageFile} on {ChrootsDir}.");
+            await MountAsync(file, cancellationToken);
         }
-        log($"Mounting {ImageFile} on {ChrootsDir}.");
-        // nodev: device nodes in images mean nothing on the host. (Not nosuid: machines need their setuid files.)
-        await HostCommand.RunCheckedAsync(ToolLocator.Require(Tool.Mount), ["-o", "loop,nodev", "-t", "btrfs", "--", ImageFile, ChrootsDir], ErrorCodes.BtrfsFailed, cancellationToken);
         // The mount hides the folder's own files: give the new root the same markers so git and backups see no change.
         WriteMarkers(ChrootsDir);
         await LockDownAsync(cancellationToken);
@@ -166,6 +198,24 @@ internal sealed class BtrfsStore(string chrootsDir, string imageFile, long image
         if (LoopFile.MountedOn(ChrootsDir, ImageFile) is { } device)
             await ResizeToDeviceAsync(device, cancellationToken);
         return state;
+    }
+
+    /// <summary>Mounts the open loop file on the chroots folder, through a loop device set up on that very file.</summary>
+    private async Task MountAsync(SafeFileHandle file, CancellationToken cancellationToken)
+    {
+        LoopAttachment loop;
+        try
+        {
+            loop = LoopAttachment.Attach(file, ImageFile);
+        }
+        catch (IOException e)
+        {
+            throw new NspawnException(ErrorCodes.BtrfsFailed, $"Could not mount the btrfs loop file '{ImageFile}': {e.Message}");
+        }
+        // The mount holds the device from then on; autoclear frees it at the unmount, or here if the mount fails.
+        using (loop)
+            // nodev: device nodes in images mean nothing on the host. (Not nosuid: machines need their setuid files.)
+            await HostCommand.RunCheckedAsync(ToolLocator.Require(Tool.Mount), ["-o", "nodev", "-t", "btrfs", "--", loop.Node, ChrootsDir], ErrorCodes.BtrfsFailed, cancellationToken);
     }
 
     /// <summary>The size asked for, in whole 4 KiB blocks (btrfs's sector; a loop device counts 512-byte ones).</summary>

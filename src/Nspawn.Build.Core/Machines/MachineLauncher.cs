@@ -30,6 +30,7 @@ internal static class MachineLauncher
 
     public static async Task<Machine> StartAsync(LaunchOptions options, CancellationToken cancellationToken)
     {
+        var started = DateTime.UtcNow;
         Check(options);
         if (!File.Exists(Path.Combine(options.ImageDir, ImageBuilder.StampPath)) && !File.Exists(Path.Combine(options.ImageDir, "etc/os-release")) && !File.Exists(Path.Combine(options.ImageDir, "usr/lib/os-release")))
             throw new NspawnException(ErrorCodes.ImageMissing,
@@ -53,6 +54,7 @@ internal static class MachineLauncher
             // Guest root becomes a host UID of its own, nobody on the host.
             if (options.PrivateUsers)
                 options = options with { UidShift = UidRange.Claim(options.MachineName) };
+            // Here, so that a failure from now on takes the agent folder and the address back.
             var (agentOptions, initArguments, problem) = AgentSetup.Prepare(options.MachineName, options.CodeDir, options.UidShift);
             options = options with { AgentArguments = agentOptions, InitArguments = initArguments, AgentProblem = problem };
             machine = await For(options.UseSystemdRun).StartAsync(options, cancellationToken);
@@ -71,8 +73,8 @@ internal static class MachineLauncher
         {
             if (options.Attachment is { } joined)
                 await GuestNetwork.ConfigureAsync(machine, joined, cancellationToken);
-            // Started when its agent answers (or is known not to run there).
-            machine = await AgentSetup.WaitAsync(machine, options.AgentProblem, cancellationToken);
+            // Started when its agent answers (or is known not to run there), within what is left of the boot time.
+            machine = await AgentSetup.WaitAsync(machine, options.AgentProblem, options.BootTimeout - (DateTime.UtcNow - started), cancellationToken);
         }
         catch
         {

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Nspawn.Build.Agent;
 
 namespace Nspawn.Build;
 
@@ -64,8 +65,8 @@ internal static class MachineRegistry
     }
 
     /// <summary>
-    /// Stops machines whose owner is gone, then removes leftovers in the chroots folders: snapshots and
-    /// half-built images whose lock nobody holds, and empty per-machine cgroups. Returns what it removed; what it
+    /// Stops machines whose owner is gone, then removes leftovers: the agent folders of machines never recorded, in
+    /// the chroots folders snapshots and half-built images whose lock nobody holds, and empty per-machine cgroups. Returns what it removed; what it
     /// left alone (a record it cannot use, a link, a leftover it could not remove) goes to <paramref name="warn"/>, once each.
     /// </summary>
     public static async Task<IReadOnlyList<string>> ReapAsync(IEnumerable<string> chrootsDirs, Action<NspawnWarning> warn, CancellationToken cancellationToken)
@@ -83,6 +84,9 @@ internal static class MachineRegistry
             await MachineLauncher.StopAsync(record.Machine, cancellationToken);
             reaped.Add($"machine {record.Machine.Name} (its build, PID {record.OwnerPid}, is gone)");
         }
+        // The agent folder (and its socket tmpfs) of a machine whose build was killed before it recorded the machine.
+        foreach (var dir in AgentSetup.Reap())
+            reaped.Add("agent folder " + dir);
         // Before the half-built images they belong to.
         foreach (var mount in DeviceMount.Stale(chrootsDirs).ToList())
         {
