@@ -272,10 +272,13 @@ public sealed class EphemeralMachine : IAsyncDisposable
         using (ProcessPrivileges.Current.Root())
         using (var root = OpenMachineRoot())
         {
-            var (uid, gid) = (MachineAccounts.UserId(root, owner), MachineAccounts.GroupId(root, group));
+            // In a user namespace the guest's IDs are host IDs from its shift on, and new files are made as the guest's root.
+            var shift = _machine.UidShift ?? 0;
+            var (uid, gid) = (shift + MachineAccounts.UserId(root, owner), shift + MachineAccounts.GroupId(root, group));
+            var creator = _machine.UidShift;
             if (Path.GetDirectoryName(path) is { Length: > 1 } folder)
-                RootedFile.CreateDirectory(root, folder, (UnixFileMode)0b111_101_101, 0, 0);
-            await using var file = RootedFile.OpenWrite(root, path, mode, uid, gid);
+                RootedFile.CreateDirectory(root, folder, (UnixFileMode)0b111_101_101, shift, shift, createAs: creator);
+            await using var file = RootedFile.OpenWrite(root, path, mode, uid, gid, createAs: creator);
             await file.WriteAsync(content, cancellationToken);
         }
     }
@@ -355,7 +358,7 @@ public sealed class EphemeralMachine : IAsyncDisposable
             var status = await SystemctlAsync(["status", "--no-pager", "--lines=10", AgentSetup.UnitName], TimeSpan.FromSeconds(10), CancellationToken.None);
             return "\n" + status.StandardOutput.Trim();
         }
-        catch (Exception e) when (e is TimeoutException or InvalidOperationException)
+        catch (Exception e) when (e is TimeoutException or InvalidOperationException or NspawnException)
         {
             return "";
         }

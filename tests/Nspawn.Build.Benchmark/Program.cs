@@ -38,15 +38,18 @@ if (args.Contains("--agent"))
 Console.WriteLine("boot and stop, ours against bare systemd-nspawn");
 var (oursBoot, oursStop, bareBoot, bareStop) = (new List<TimeSpan>(), new List<TimeSpan>(), new List<TimeSpan>(), new List<TimeSpan>());
 var (overlayBoot, overlayStop) = (new List<TimeSpan>(), new List<TimeSpan>());
+var (sharedUsersBoot, sharedUsersStop) = (new List<TimeSpan>(), new List<TimeSpan>());
 var plain = await PlainCopy.OfAsync(image);
 for (var i = 0; i < repeat + 1; i++)
 {
     var (bb, bs) = await Bare.BootAndStopAsync(image);
     var (ob, os) = await Ours.BootAndStopAsync(image, "bench");
     var (vb, vs) = await Ours.BootAndStopAsync(plain, "bench", EphemeralMode.Overlay);
+    var (sb, ss) = await Ours.BootAndStopAsync(image, "bench", privateUsers: false);
     if (i == 0)
         continue; // warm-up: page cache, JIT
     bareBoot.Add(bb); bareStop.Add(bs); oursBoot.Add(ob); oursStop.Add(os); overlayBoot.Add(vb); overlayStop.Add(vs);
+    sharedUsersBoot.Add(sb); sharedUsersStop.Add(ss);
 }
 report.Add("boot to READY=1: bare systemd-nspawn", bareBoot);
 report.Add("boot to READY=1: ours (MachineLauncher)", oursBoot);
@@ -57,6 +60,10 @@ report.Add("boot to READY=1: ours, slim image (NspawnSlimBoot)", await Ours.Slim
 report.Add("stop: ours, overlay mode", overlayStop);
 report.Ratio("boot overhead over bare nspawn", oursBoot, bareBoot, 1.10);
 report.Ratio("stop overhead over bare SIGTERM", oursStop, bareStop, 1.20);
+// The boundary's price: the default (a user namespace per machine) against the unsafe opt-out, same launcher, same run.
+report.Add("boot to started: ours without a user namespace (NspawnPrivateUsers=false)", sharedUsersBoot);
+report.Add("stop: ours without a user namespace", sharedUsersStop);
+report.Ratio("boot with a user namespace over without", oursBoot, sharedUsersBoot, 1.10);
 
 // 2. Eight machines from one image at once, against one, and against eight in a row; every guest must reach 'running'.
 Console.WriteLine("eight machines at once");

@@ -70,13 +70,14 @@ public static class PlainCopy
 /// <summary>Ours: the launcher that StartEphemeral and StopEphemeral call.</summary>
 public static class Ours
 {
-    private static LaunchOptions Options(string image, string logical, EphemeralMode mode = EphemeralMode.Snapshot) =>
-        new(logical, image) { UseSystemdRun = LaunchOptions.HostHasSystemd, Mode = mode };
+    private static LaunchOptions Options(string image, string logical, EphemeralMode mode = EphemeralMode.Snapshot, bool privateUsers = true) =>
+        new(logical, image) { UseSystemdRun = LaunchOptions.HostHasSystemd, Mode = mode, PrivateUsers = privateUsers };
 
-    public static async Task<(TimeSpan Boot, TimeSpan Stop)> BootAndStopAsync(string image, string logical, EphemeralMode mode = EphemeralMode.Snapshot)
+    public static async Task<(TimeSpan Boot, TimeSpan Stop)> BootAndStopAsync(string image, string logical, EphemeralMode mode = EphemeralMode.Snapshot,
+        bool privateUsers = true)
     {
         var sw = Stopwatch.StartNew();
-        var machine = await MachineLauncher.StartAsync(Options(image, logical, mode), CancellationToken.None);
+        var machine = await MachineLauncher.StartAsync(Options(image, logical, mode, privateUsers), CancellationToken.None);
         var boot = sw.Elapsed;
         sw.Restart();
         await MachineLauncher.StopAsync(machine, CancellationToken.None);
@@ -140,7 +141,7 @@ public static class Ours
     }
 
     private static async Task<string> InMachineAsync(Machine m, params string[] command) =>
-        (await Cli.Wrap("nsenter").WithArguments(["-t", m.LeaderPid.ToString(), "-m", "-u", "-i", "-n", "-p", "--", .. command])
+        (await Cli.Wrap("nsenter").WithArguments(["-t", m.LeaderPid.ToString(), "--all", "--", .. command])
             .WithValidation(CommandResultValidation.None).ExecuteBufferedAsync()).StandardOutput.Trim();
 }
 

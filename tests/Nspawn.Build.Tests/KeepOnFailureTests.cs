@@ -51,7 +51,7 @@ public sealed class KeepOnFailureTests(PackageFixture package) : IAsyncLifetime
         var run = await Consumer().RunAsync(["-t:ContainerTest", "-p:NspawnKeepOnFailure=true"]);
         Assert.NotEqual(0, run.ExitCode);
         Assert.Contains($"error NSPAWN0050: The tests failed or could not run (see above). Their machines were kept running; their logs are in {_dir}/TestResults/nspawn. Kept machine 'default' (nspawn-default-", run.Output);
-        var shell = Regex.Match(run.Output, @"Kept machine 'default' \(nspawn-default-[0-9a-f]{8}, image kept-[0-9a-f]{8}, leader PID \d+\) running for a look inside\. Get a shell in it: (?<shell>nsenter -t \d+ -m -u -i -n -p -- /bin/bash -l)  Stop the kept machines: dotnet build \S+consumer\.proj -t:NspawnStopKept");
+        var shell = Regex.Match(run.Output, @"Kept machine 'default' \(nspawn-default-[0-9a-f]{8}, image kept-[0-9a-f]{8}, leader PID \d+\) running for a look inside\. Get a shell in it: (?<shell>nsenter -t \d+ --all -- /bin/bash -l)  Stop the kept machines: dotnet build \S+consumer\.proj -t:NspawnStopKept");
         Assert.True(shell.Success, run.Output);
         var machine = KeptMachine();
         Assert.Equal($"one\n{_image}\n", await EnterAsync(shell.Groups["shell"].Value, "cat /etc/kept-marker; hostname\n"));
@@ -85,7 +85,7 @@ public sealed class KeepOnFailureTests(PackageFixture package) : IAsyncLifetime
         var run = await Consumer().RunAsync(["-t:VSTest", "-p:NspawnOnVSTest=true", "-p:NspawnKeepOnFailure=true"]);
         Assert.NotEqual(0, run.ExitCode);
         Assert.Contains("Nspawn.Build: saved the logs of 'default'", run.Output);
-        var shell = Regex.Match(run.Output, @"Nspawn.Build: Kept machine 'default' .* Get a shell in it: (?<shell>nsenter -t \d+ -m -u -i -n -p -- /bin/bash -l)  ");
+        var shell = Regex.Match(run.Output, @"Nspawn.Build: Kept machine 'default' .* Get a shell in it: (?<shell>nsenter -t \d+ --all -- /bin/bash -l)  ");
         Assert.True(shell.Success, run.Output);
         Assert.Equal("one\n", await EnterAsync(shell.Groups["shell"].Value, "cat /etc/kept-marker\n"));
 

@@ -15,7 +15,7 @@ public sealed class LauncherTests(PackageFixture package) : IAsyncLifetime
         new(logical, imageDir ?? Repo.ImageDir) { BootTimeout = TimeSpan.FromSeconds(bootTimeout), UseSystemdRun = false };
 
     private static async Task<string> ExecAsync(Machine m, params string[] argv) =>
-        (await Cli.Wrap("nsenter").WithArguments(["-t", m.LeaderPid.ToString(), "-m", "-u", "-i", "-n", "-p", "--", .. argv])
+        (await Cli.Wrap("nsenter").WithArguments(["-t", m.LeaderPid.ToString(), "--all", "--", .. argv])
             .ExecuteBufferedAsync()).StandardOutput.Trim();
 
     [Fact]

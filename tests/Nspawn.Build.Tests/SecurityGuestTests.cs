@@ -61,9 +61,10 @@ public sealed class SecurityGuestTests(PackageFixture package) : IAsyncLifetime
         // The loop device of the chroots folder: a disk of the host, which the machine's device policy denies.
         var loop = MountTable.Find(MountTable.Read(), Repo.ChrootsDir)!.Source;
         var device = File.ReadAllText($"/sys/class/block/{Path.GetFileName(loop)}/dev").Trim().Replace(':', ' ');
+        // The machine's own device policy (nspawn's allow list, set by the launcher): no block device at all.
         var devices = Record.Cgroups.SingleOrDefault(d => d.StartsWith("/sys/fs/cgroup/devices/", StringComparison.Ordinal));
         Assert.True(devices is not null, "this host has no cgroup v1 devices hierarchy to give the machine a device policy");
-        File.WriteAllText(Path.Combine(devices, "devices.deny"), "b *:* rwm");
+        Assert.DoesNotContain(File.ReadAllLines(Path.Combine(devices, "devices.list")), rule => rule.StartsWith("b ") || rule.StartsWith("a "));
         Environment.SetEnvironmentVariable("NSPAWN_TEST_SECRET", "secret-of-the-host");
         try
         {
@@ -199,7 +200,6 @@ public sealed class SecurityGuestTests(PackageFixture package) : IAsyncLifetime
             ln -s ../../../../../../../../etc/hostname /srv/climbing
             ln -s {marker} /srv/dangling
             mkfifo /srv/fifo
-            mknod /srv/null c 1 3
             """);
         var guestHostname = (await _machine.ExecCheckedAsync("hostname")).StandardOutput;
         Assert.NotEqual(File.ReadAllText("/etc/hostname"), guestHostname);
@@ -212,7 +212,8 @@ public sealed class SecurityGuestTests(PackageFixture package) : IAsyncLifetime
 
         // Not opened at all: a FIFO would hang the read, a device would be read or written.
         await Assert.ThrowsAsync<IOException>(() => _machine.ReadFileAsync("/srv/fifo"));
-        await Assert.ThrowsAsync<IOException>(() => _machine.WriteAllTextAsync("/srv/null", "x"));
-        Assert.Equal("character special file\n", (await _machine.ExecCheckedAsync("stat", "-c", "%F", "/srv/null")).StandardOutput);
+        // The guest's root cannot make a device node (a user namespace): nspawn's own /dev/null stands for one.
+        await Assert.ThrowsAsync<IOException>(() => _machine.WriteAllTextAsync("/dev/null", "x"));
+        Assert.Equal("character special file\n", (await _machine.ExecCheckedAsync("stat", "-c", "%F", "/dev/null")).StandardOutput);
     }
 }

@@ -37,6 +37,9 @@ public static class Leaks
         {
             found.AddRange(Directory.EnumerateFiles(MachineLauncher.StateDir, "*.notify").Select(s => "socket " + s));
             found.AddRange(Directory.EnumerateFiles(MachineLauncher.StateDir, "*.console").Select(s => "console file " + s));
+            found.AddRange(IdmappedMount.Leftovers().Select(s => "mapped image " + s));
+            if (Directory.Exists(UidRange.Dir))
+                found.AddRange(Directory.EnumerateFiles(UidRange.Dir).Select(s => "UID range claim " + s));
             if (Directory.Exists(Nspawn.Build.Agent.AgentSetup.AgentsDir))
                 found.AddRange(Directory.EnumerateDirectories(Nspawn.Build.Agent.AgentSetup.AgentsDir).Select(s => "agent folder " + s));
         }
@@ -110,7 +113,7 @@ public static class Shell
 public sealed class PackageFixture : IAsyncLifetime
 {
     /// <summary>How many tests the sample has (tests/Sample).</summary>
-    public const int SampleTests = 24;
+    public const int SampleTests = 29;
 
     public string Version { get; } = $"0.1.0-test.{DateTime.UtcNow:yyyyMMddHHmmss}.{Environment.ProcessId}";
     public string NuGetCache { get; } = Directory.CreateTempSubdirectory("nspawn-nuget-").FullName;

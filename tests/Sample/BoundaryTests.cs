@@ -18,7 +18,7 @@ public class BoundaryTests
     [Fact]
     public async Task Guest_root_is_nobody_on_the_host_and_runs_under_the_seccomp_filter()
     {
-        var map = (await _server.ExecCheckedAsync("cat", "/proc/self/uid_map")).StandardOutput.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        var map = (await _server.ExecCheckedAsync("cat", "/proc/self/uid_map")).StandardOutput.Split([' ', '\n'], StringSplitOptions.RemoveEmptyEntries);
         Assert.Equal("0", map[0]);
         Assert.NotEqual("0", map[1]);
         Assert.Equal("65536", map[2]);

@@ -94,6 +94,9 @@ internal static class AgentSetup
         return (options, [$"systemd.wants={UnitName}"], null);
     }
 
+    /// <summary>Whether the machine's agent has made its socket (it may not answer yet).</summary>
+    public static bool IsListening(string machineName) => FileStatus.Of(Path.Combine(SocketDirOf(machineName), "agent.sock")) is not null;
+
     /// <summary>Removes the machine's agent folder: its socket folder unmounted first, then the rest (links are removed, never followed).</summary>
     public static void Remove(string machineName) => RemoveDir(DirOf(machineName));
 

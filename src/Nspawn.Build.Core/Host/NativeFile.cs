@@ -9,7 +9,7 @@ namespace Nspawn.Build;
 /// </summary>
 internal static class NativeFile
 {
-    private const int AtFdCwd = -100;
+    public const int AtFdCwd = -100;
     private const int AtEmptyPath = 0x1000;
     private const int ResolveNoMagicLinks = 0x02;
     private const int ResolveInRoot = 0x10;

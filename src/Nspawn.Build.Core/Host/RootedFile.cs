@@ -61,7 +61,11 @@ internal static class RootedFile
     /// A regular file of the root, emptied (or made) for writing, with this owner and mode. Its folder must
     /// exist; anything but a regular file at <paramref name="path"/> is an IOException.
     /// </summary>
-    public static FileStream OpenWrite(SafeFileHandle root, string path, UnixFileMode mode, uint uid, uint gid, bool noSymlinks = false)
+    /// <remarks>
+    /// <paramref name="createAs"/>: the host UID that makes a new file, for a machine's root seen through an idmapped mount
+    /// (a user namespace), where host root maps to no user and could not make one.
+    /// </remarks>
+    public static FileStream OpenWrite(SafeFileHandle root, string path, UnixFileMode mode, uint uid, uint gid, bool noSymlinks = false, uint? createAs = null)
     {
         SafeFileHandle handle;
         if (TryResolve(root, path, OPath, noSymlinks) is { } existing)
@@ -73,7 +77,8 @@ internal static class RootedFile
         else
         {
             // Made (through a dangling symlink too, inside the root, unless noSymlinks); what appeared there meanwhile is checked before a byte is written.
-            handle = Resolve(root, path, OWrOnly | OCreat | ONoCtty | ONonBlock, noSymlinks, 0b110_000_000);
+            using (createAs is { } creator ? FsIdentity.As(creator, creator) : null)
+                handle = Resolve(root, path, OWrOnly | OCreat | ONoCtty | ONonBlock, noSymlinks, 0b110_000_000);
             try
             {
                 RequireRegular(handle, path);
@@ -103,7 +108,7 @@ internal static class RootedFile
     /// Makes each missing folder of <paramref name="path"/> with this owner and mode; folders that exist are
     /// left as they are. True when the last one was made here.
     /// </summary>
-    public static bool CreateDirectory(SafeFileHandle root, string path, UnixFileMode mode, uint uid, uint gid, bool noSymlinks = false)
+    public static bool CreateDirectory(SafeFileHandle root, string path, UnixFileMode mode, uint uid, uint gid, bool noSymlinks = false, uint? createAs = null)
     {
         var parts = Parts(path);
         var made = false;
@@ -117,7 +122,10 @@ internal static class RootedFile
                     continue;
                 }
             using var parent = Resolve(root, string.Join('/', parts[..(i - 1)]), OPath | ODirectory, noSymlinks);
-            if (mkdirat(parent, parts[i - 1], 0b111_000_000) != 0)
+            int made;
+            using (createAs is { } creator ? FsIdentity.As(creator, creator) : null)
+                made = mkdirat(parent, parts[i - 1], 0b111_000_000);
+            if (made != 0)
                 throw Error(sub);
             using var dir = Opened(openat(parent, parts[i - 1], ODirectory | ONoFollow | OCloExec, 0), sub);
             Check(fchown(dir, uid, gid), sub);

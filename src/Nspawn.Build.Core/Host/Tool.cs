@@ -25,4 +25,7 @@ internal sealed record Tool(string Name, string AptPackage, string? MinimumVersi
     public static readonly Tool Nft = new("nft", "nftables");
     public static readonly Tool Losetup = new("losetup", "mount");
     public static readonly Tool Setpriv = new("setpriv", "util-linux");
+    // A user namespace with a given map, whose handle an overlay machine's idmapped image needs (--map-users: 2.38).
+    public static readonly Tool Unshare = new("unshare", "util-linux", "2.38", ["--version"]);
+    public static readonly Tool Sleep = new("sleep", "coreutils");
 }

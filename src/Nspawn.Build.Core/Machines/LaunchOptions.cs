@@ -32,6 +32,8 @@ internal sealed record LaunchOptions(string LogicalName, string ImageDir)
     public bool PrivateUsers { get; init; } = Defaults.PrivateUsersOn;
     /// <summary>The first host UID of the machine's user namespace (<see cref="UidRange"/>), claimed when it starts.</summary>
     public uint? UidShift { get; init; }
+    /// <summary>An overlay machine's image as its user namespace sees it (<see cref="IdmappedMount"/>), booted instead of the image folder.</summary>
+    public string? MappedImageDir { get; init; }
     /// <summary>More nspawn options (such as --bind-ro=...), after ours.</summary>
     public IReadOnlyList<string> ExtraArguments { get; init; } = [];
 
@@ -52,12 +54,13 @@ internal sealed record LaunchOptions(string LogicalName, string ImageDir)
         var args = new List<string> { "--quiet" };
         // A snapshot of a btrfs subvolume, or the image read-only (so that machines can share it) under a tmpfs overlay.
         args.AddRange(Mode == EphemeralMode.Overlay ? ["--volatile=overlay", "--read-only"] : ["--ephemeral"]);
-        args.AddRange(["--boot", "--notify-ready=yes", "--console=read-only", "--keep-unit", $"--directory={ImageDir}", $"--machine={MachineName}"]);
+        args.AddRange(["--boot", "--notify-ready=yes", "--console=read-only", "--keep-unit", $"--directory={MappedImageDir ?? ImageDir}", $"--machine={MachineName}"]);
         if (!UseSystemdRun)
             args.Add("--register=no");
         // The image stays root's on disk: an idmapped mount shows it to the guest as its own ('map' fails rather than chown a shared image).
+        // An overlay cannot be mapped: its lower folder is mapped already ('off': nspawn takes the owners as they show).
         if (UidShift is { } shift)
-            args.AddRange([$"--private-users={shift}:{UidRange.Size}", "--private-users-ownership=map"]);
+            args.AddRange([$"--private-users={shift}:{UidRange.Size}", MappedImageDir is null ? "--private-users-ownership=map" : "--private-users-ownership=off"]);
         if (Network == NetworkMode.None)
             args.Add("--private-network");
         if (Attachment is { } attachment)

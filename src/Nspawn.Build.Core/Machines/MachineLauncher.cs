@@ -54,6 +54,8 @@ internal static class MachineLauncher
             // Guest root becomes a host UID of its own, nobody on the host.
             if (options.PrivateUsers)
                 options = options with { UidShift = UidRange.Claim(options.MachineName) };
+            if (options is { UidShift: { } shift, Mode: EphemeralMode.Overlay })
+                options = options with { MappedImageDir = await IdmappedMount.CreateAsync(options.ImageDir, options.MachineName, shift, cancellationToken) };
             // Here, so that a failure from now on takes the agent folder and the address back.
             var (agentOptions, initArguments, problem) = AgentSetup.Prepare(options.MachineName, options.CodeDir, options.UidShift);
             options = options with { AgentArguments = agentOptions, InitArguments = initArguments, AgentProblem = problem };
@@ -62,6 +64,8 @@ internal static class MachineLauncher
         catch
         {
             AgentSetup.Remove(options.MachineName);
+            if (!MachineRegistry.Contains(options.MachineName))
+                IdmappedMount.Remove(options.MachineName);
             // A failed start has stopped what it started (the launcher's own cleanup): the range is free again.
             if (options.UidShift is { } claimed && !MachineRegistry.Contains(options.MachineName))
                 UidRange.Release(claimed, options.MachineName);
@@ -133,6 +137,7 @@ internal static class MachineLauncher
         }
         File.Delete(Path.Combine(StateDir, machine.Name + ".notify"));
         AgentSetup.Remove(machine.Name);
+        IdmappedMount.Remove(machine.Name);
 
         var stopped = !ProcessInfo.IsRunning(machine.NspawnPid, machine.NspawnStartTime) && !(machine.Snapshot is { } s && FileStatus.Of(s) is not null);
         if (stopped)

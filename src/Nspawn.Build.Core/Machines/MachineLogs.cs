@@ -44,7 +44,8 @@ internal static class MachineLogs
                 folder.Remove(JournalFile);
                 failure = "the guest's init is not running";
             }
-            else if (machine.Agent is not null)
+            // The agent may listen before the machine counts as started (a boot that hangs later): it is asked first.
+            else if (machine.Agent is not null || Agent.AgentSetup.IsListening(machine.Name))
                 failure = await WriteAsync(folder, JournalFile, line => Agent.AgentCommand.RunLinesAsync(machine.Name, GuestCommand.Journal(), line, limit, cancellationToken));
             else if (machine.Unit is not null)
             {

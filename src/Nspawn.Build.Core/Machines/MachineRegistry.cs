@@ -134,6 +134,12 @@ internal static class MachineRegistry
                 if (!scope.Processes().Any())
                     scope.Remove();
             }
+        // A machine's mapped image is made just before its record: young ones are left to their build.
+        foreach (var stale in IdmappedMount.Leftovers().Where(m => !known.Contains(m) && DateTime.UtcNow - Directory.GetCreationTimeUtc(IdmappedMount.PathOf(m)) > TimeSpan.FromMinutes(2)).ToList())
+        {
+            IdmappedMount.Remove(stale);
+            reaped.Add("mapped image of " + stale);
+        }
         reaped.AddRange(UidRange.ReapUnused(known).Select(shift => $"UID range {shift}"));
         reaped.AddRange(await NetworkRegistry.ReapAsync(cancellationToken));
         return reaped;

@@ -13,15 +13,10 @@ internal static class WritableBinds
             return;
         foreach (var bind in binds.Where(b => !b.ReadOnly))
         {
-            var path = Path.GetFullPath(bind.Source).TrimEnd('/');
-            if (Path.GetDirectoryName(path) is not { } parentPath)
-                continue;
             try
             {
-                using var parent = NativeFile.Open(parentPath, NativeFile.Path | NativeFile.Directory);
-                using var folder = NativeFile.Open(Path.GetFileName(path), NativeFile.Path | NativeFile.Directory, parent);
-                var status = FileStatus.Of(folder);
-                if (status.Uid == 0 && status.ChangeTime >= Ownership.BuildStart && FileStatus.Of(parent).Uid == user.Uid)
+                using var folder = NativeFile.Open(Path.GetFullPath(bind.Source).TrimEnd('/'), NativeFile.Path | NativeFile.Directory);
+                if (MadeForUser(Path.GetFullPath(bind.Source).TrimEnd('/'), user.Uid) && FileStatus.Of(folder) is { Uid: 0 } status && status.ChangeTime >= Ownership.BuildStart)
                     NativeFile.Chown(folder, user.Uid, user.Gid);
             }
             catch (IOException)
@@ -29,5 +24,20 @@ internal static class WritableBinds
                 // A link or no folder: left as it is (the bind's own check reports a missing source).
             }
         }
+    }
+
+    /// <summary>Whether every folder from <paramref name="path"/> up to the first of the user's was made by root during this build (obj/, then obj/shared).</summary>
+    private static bool MadeForUser(string path, uint uid)
+    {
+        for (var dir = path; Path.GetDirectoryName(dir) is { } parent; dir = parent)
+        {
+            if (FileStatus.Of(parent) is not { IsDirectory: true } status)
+                return false;
+            if (status.Uid == uid)
+                return true;
+            if (status.Uid != 0 || status.ChangeTime < Ownership.BuildStart)
+                return false;
+        }
+        return false;
     }
 }
