@@ -41,7 +41,7 @@ internal sealed class MachinesExtension(IServiceProvider services) : ITestHostEn
         }
         catch (NspawnException e)
         {
-            await _output.DisplayAsync(this, new ErrorMessageOutputDeviceData($"error {e.Code}: {e.Message}"), CancellationToken.None);
+            await DisplayAsync(new ErrorMessageOutputDeviceData($"error {e.Code}: {e.Message}"));
             throw;
         }
     }
@@ -60,10 +60,17 @@ internal sealed class MachinesExtension(IServiceProvider services) : ITestHostEn
         }
         catch (NspawnException e)
         {
-            await _output.DisplayAsync(this, new ErrorMessageOutputDeviceData($"error {e.Code}: {e.Message}"), CancellationToken.None);
+            await DisplayAsync(new ErrorMessageOutputDeviceData($"error {e.Code}: {e.Message}"));
             throw;
         }
     }
 
-    private void Say(string message) => _output.DisplayAsync(this, new TextOutputDeviceData(message), CancellationToken.None).GetAwaiter().GetResult();
+    private void Say(string message) => DisplayAsync(new TextOutputDeviceData(message)).GetAwaiter().GetResult();
+
+    // The one call whose shape differs between MTP 1 and 2 (MTP 2 added the token); the same source builds against both.
+#if NSPAWN_MTP1
+    private Task DisplayAsync(IOutputDeviceData data) => _output.DisplayAsync(this, data);
+#else
+    private Task DisplayAsync(IOutputDeviceData data) => _output.DisplayAsync(this, data, CancellationToken.None);
+#endif
 }

@@ -4,7 +4,7 @@ using System.Reflection.PortableExecutable;
 
 namespace Nspawn.Build.Tests;
 
-/// <summary>The packed package's layout, read from the .nupkg: what the tests' API brings to a test project.</summary>
+/// <summary>The packed package's layout, read from the .nupkg: what the tests' API brings to a test project. tests/stacks.sh builds test projects of every stack against it.</summary>
 [Collection(MachinesCollection.Name)]
 public sealed class PackageTests(PackageFixture package)
 {
@@ -12,28 +12,50 @@ public sealed class PackageTests(PackageFixture package)
 
     private static (IReadOnlyList<string> References, IReadOnlyList<string> PublicTypes) Read(string dll)
     {
+        var (references, types) = ReadVersions(dll);
+        return (references.Select(r => r.Name).ToList(), types);
+    }
+
+    private static (IReadOnlyList<(string Name, Version Version)> References, IReadOnlyList<string> PublicTypes) ReadVersions(string dll)
+    {
         using var pe = new PEReader(File.OpenRead(dll));
         var md = pe.GetMetadataReader();
-        var references = md.AssemblyReferences.Select(h => md.GetString(md.GetAssemblyReference(h).Name)).ToList();
+        var references = md.AssemblyReferences.Select(md.GetAssemblyReference).Select(r => (md.GetString(r.Name), r.Version)).ToList();
         var types = md.TypeDefinitions.Select(md.GetTypeDefinition)
             .Where(t => (t.Attributes & TypeAttributes.VisibilityMask) == TypeAttributes.Public)
             .Select(t => $"{md.GetString(t.Namespace)}.{md.GetString(t.Name)}").Order().ToList();
         return (references, types);
     }
 
+    /// <summary>The MTP extension, once per MTP major: outside lib/, so that only the targets reference it, in MTP applications.</summary>
+    private string Extension(string build) => Path.Combine(package.PackageDir, "testingplatform", build, "Nspawn.Testing.Platform.dll");
+
     [Fact]
     public void The_tests_API_references_no_MSBuild_assembly()
     {
         var dlls = Directory.GetFiles(Lib, "*.dll").Select(Path.GetFileName).Order().ToList();
-        Assert.Equal(["Nspawn.Build.Core.dll", "Nspawn.Testing.Agent.dll", "Nspawn.Testing.dll", "Nspawn.Testing.Platform.dll"], dlls);
+        // No MTP extension: every project compiles against lib/, and against an MTP newer than its own fails (CS1705).
+        Assert.Equal(["Nspawn.Build.Core.dll", "Nspawn.Testing.Agent.dll", "Nspawn.Testing.dll"], dlls);
         foreach (var dll in dlls)
             Assert.DoesNotContain(Read(Path.Combine(Lib, dll!)).References, r => r.StartsWith("Microsoft.Build", StringComparison.Ordinal));
+    }
+
+    [Theory]
+    // The oldest MTP of each major that the targets pick the build for: an application on any MTP of that major from it on compiles.
+    [InlineData("v1", "1.5.3.0")]
+    [InlineData("v2", "2.0.0.0")]
+    public void Each_build_of_the_MTP_extension_is_compiled_against_the_oldest_MTP_of_its_major(string build, string mtp)
+    {
+        var (references, types) = ReadVersions(Extension(build));
+        Assert.Equal(Version.Parse(mtp), Assert.Single(references, r => r.Name == "Microsoft.Testing.Platform").Version);
+        Assert.DoesNotContain(references, r => r.Name.StartsWith("Microsoft.Build", StringComparison.Ordinal));
+        // What MTP's generated entry point calls.
+        Assert.Equal(["Nspawn.Testing.Platform.TestingPlatformBuilderHook"], types);
     }
 
     [Fact]
     public void Only_the_MTP_extension_references_MTP_and_the_package_does_not_depend_on_it()
     {
-        Assert.Contains("Microsoft.Testing.Platform", Read(Path.Combine(Lib, "Nspawn.Testing.Platform.dll")).References);
         foreach (var dll in new[] { "Nspawn.Build.Core.dll", "Nspawn.Testing.dll" })
             Assert.DoesNotContain(Read(Path.Combine(Lib, dll)).References, r => r.StartsWith("Microsoft.Testing", StringComparison.Ordinal));
         Assert.DoesNotContain(Read(Path.Combine(package.PackageDir, "tasks/net8.0/Nspawn.Build.dll")).References, r => r.StartsWith("Microsoft.Testing", StringComparison.Ordinal));
@@ -49,8 +71,6 @@ public sealed class PackageTests(PackageFixture package)
             "Nspawn.Testing.GuestException", "Nspawn.Testing.ProcessPrivileges", "Nspawn.Testing.StartOptions"], Read(Path.Combine(Lib, "Nspawn.Testing.dll")).PublicTypes);
         // The agent is a program the machines run, nothing a test calls.
         Assert.Empty(Read(Path.Combine(Lib, "Nspawn.Testing.Agent.dll")).PublicTypes);
-        // What MTP's generated entry point calls.
-        Assert.Equal(["Nspawn.Testing.Platform.TestingPlatformBuilderHook"], Read(Path.Combine(Lib, "Nspawn.Testing.Platform.dll")).PublicTypes);
     }
 
     [Fact]

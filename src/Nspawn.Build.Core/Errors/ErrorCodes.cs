@@ -37,6 +37,12 @@ internal static class ErrorCodes
     public const string NoAgent = "NSPAWN0036";
     public const string Canceled = "NSPAWN0040";
     public const string TestsFailed = "NSPAWN0050";
+    /// <summary>
+    /// An MTP application's Microsoft.Testing.Platform cannot take the run asked for: ContainerTest needs
+    /// Microsoft.Testing.Platform.MSBuild 2.4 or later, NspawnOnTest the package's extension (MTP 1.5.3 to 2.x).
+    /// Reported by the targets (Nspawn.Build.TestingPlatform.targets).
+    /// </summary>
+    public const string TestingPlatformUnsupported = "NSPAWN0051";
     public const string BadPoolSize = "NSPAWN0080";
 
     // Warnings: the build goes on.

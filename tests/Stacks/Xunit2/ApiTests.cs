@@ -1,0 +1,11 @@
+using Nspawn.Testing;
+using Xunit;
+
+namespace Xunit2;
+
+public class ApiTests
+{
+    // Compiles against the tests' API and runs without machines (no NspawnOnTest).
+    [Fact]
+    public void The_tests_API_is_there() => Assert.Equal("Nspawn.Testing", typeof(EphemeralMachine).Namespace);
+}
