@@ -85,11 +85,12 @@ internal sealed class CommandCgroup : IDisposable
     {
         try
         {
-            // "ID:CONTROLLERS:PATH". systemd's own hierarchy: the named one where the guest has legacy cgroups
-            // (a host with v1 cgroups), else the unified one ("0::/system.slice/nspawn-agent.service").
+            // "ID:CONTROLLERS:PATH". systemd's own hierarchy: the unified one where the guest has it at /sys/fs/cgroup
+            // ("0::/system.slice/nspawn-agent.service"; the host's v1 lines show too, but are not the guest's), else the named one.
             var entries = File.ReadAllLines("/proc/self/cgroup").Select(l => l.Split(':', 3)).Where(f => f.Length == 3).ToList();
-            var dir = entries.FirstOrDefault(f => f[1] == "name=systemd") is { } legacy ? "/sys/fs/cgroup/systemd" + legacy[2]
-                : entries.FirstOrDefault(f => f[0] == "0" && f[1] == "") is { } unified ? "/sys/fs/cgroup" + unified[2] : null;
+            var unifiedMounted = File.Exists("/sys/fs/cgroup/cgroup.controllers");
+            var dir = unifiedMounted && entries.FirstOrDefault(f => f[0] == "0" && f[1] == "") is { } unified ? "/sys/fs/cgroup" + unified[2]
+                : entries.FirstOrDefault(f => f[1] == "name=systemd") is { } legacy ? "/sys/fs/cgroup/systemd" + legacy[2] : null;
             dir = dir?.TrimEnd('/');
             return dir is not null && File.Exists(Path.Combine(dir, "cgroup.procs")) ? dir : null;
         }

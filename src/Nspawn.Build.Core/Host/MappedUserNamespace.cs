@@ -6,32 +6,35 @@ namespace Nspawn.Build;
 
 /// <summary>
 /// A handle of a user namespace whose IDs 0 to 65535 are host IDs from a shift on, as an idmapped mount needs one:
-/// a short-lived unshare holds the namespace until its handle is open, then is stopped.
+/// a short-lived unshare holds a new namespace, root writes its maps (unshare's own --map-users needs newuidmap),
+/// and once its handle is open the holder is stopped.
 /// </summary>
 internal static class MappedUserNamespace
 {
     public static async Task<SafeFileHandle> OpenAsync(uint shift, CancellationToken cancellationToken)
     {
-        var map = $"{shift.ToString(CultureInfo.InvariantCulture)},0,{UidRange.Size}";
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         // The sleep is the holder's own time limit: it ends by itself if this process dies first.
         var holder = Cli.Wrap(ToolLocator.Require(Tool.Unshare))
-            .WithArguments(["--user", $"--map-users={map}", $"--map-groups={map}", "--", ToolLocator.Require(Tool.Sleep), "30"])
+            .WithArguments(["--user", "--", ToolLocator.Require(Tool.Sleep), "30"])
             .WithValidation(CommandResultValidation.None)
             .ExecuteAsync(stop.Token);
         try
         {
-            var expected = $"0 {shift} {UidRange.Size}";
+            var ours = NamespaceOf("self");
             var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
-            while (true)
+            // Until unshare has made its namespace, the PID is still in ours.
+            while (NamespaceOf(holder.ProcessId.ToString(CultureInfo.InvariantCulture)) is not { } theirs || theirs == ours)
             {
-                // The namespace is ready once unshare has written its map (before that, the PID may still be in ours).
-                if (ReadMap(holder.ProcessId) == expected)
-                    return NativeFile.Open($"/proc/{holder.ProcessId}/ns/user", NativeFile.ReadOnly);
                 if (holder.Task.IsCompleted || DateTime.UtcNow > deadline)
-                    throw new IOException($"Could not make a user namespace mapped from UID {shift} (unshare --map-users): it did not start within 10 s or ended.");
+                    throw new IOException($"Could not make a user namespace for UID {shift} (unshare --user): it did not start within 10 s, or ended.");
                 await Task.Delay(5, cancellationToken);
             }
+            var map = $"0 {shift.ToString(CultureInfo.InvariantCulture)} {UidRange.Size}\n";
+            File.WriteAllText($"/proc/{holder.ProcessId}/uid_map", map);
+            File.WriteAllText($"/proc/{holder.ProcessId}/gid_map", map);
+            // A /proc magic link of the holder, which we started: the one link followed here.
+            return File.OpenHandle($"/proc/{holder.ProcessId}/ns/user", FileMode.Open, FileAccess.Read);
         }
         finally
         {
@@ -46,11 +49,11 @@ internal static class MappedUserNamespace
         }
     }
 
-    private static string? ReadMap(int pid)
+    private static string? NamespaceOf(string pid)
     {
         try
         {
-            return string.Join(' ', File.ReadAllText($"/proc/{pid}/uid_map").Split((char[])[' ', '\t', '\n'], StringSplitOptions.RemoveEmptyEntries));
+            return new FileInfo($"/proc/{pid}/ns/user").LinkTarget;
         }
         catch (IOException)
         {

@@ -122,10 +122,10 @@ internal static class RootedFile
                     continue;
                 }
             using var parent = Resolve(root, string.Join('/', parts[..(i - 1)]), OPath | ODirectory, noSymlinks);
-            int made;
+            int result;
             using (createAs is { } creator ? FsIdentity.As(creator, creator) : null)
-                made = mkdirat(parent, parts[i - 1], 0b111_000_000);
-            if (made != 0)
+                result = mkdirat(parent, parts[i - 1], 0b111_000_000);
+            if (result != 0)
                 throw Error(sub);
             using var dir = Opened(openat(parent, parts[i - 1], ODirectory | ONoFollow | OCloExec, 0), sub);
             Check(fchown(dir, uid, gid), sub);
