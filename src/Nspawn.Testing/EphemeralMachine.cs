@@ -99,23 +99,10 @@ public sealed class EphemeralMachine : IAsyncDisposable
             throw new InvalidOperationException(
                 "StartOptions.Network is Private, but ContainerTest's machines have no private network to join. Set NspawnNetwork to 'private' in the project, or choose another StartOptions.Network.");
         var dir = Path.GetFullPath(options.ImageDir ?? (model ?? FromEnvironment()).ImageDir);
-        var launch = new LaunchOptions(Validate.MachineName(options.LogicalName, "LogicalName"), dir)
-        {
-            BootTimeout = options.BootTimeout ?? Defaults.BootTimeout,
-            StopTimeout = options.StopTimeout ?? model?._machine.StopTimeout ?? Defaults.StopTimeout,
-            UseSystemdRun = LaunchOptions.HostHasSystemd,
-            Mode = options.Mode ?? EphemeralModeResolver.Resolve("auto", Path.GetDirectoryName(dir)!, ""),
-            Network = network,
-            PrivateNetwork = network == NetworkMode.Private ? privateNetwork : null,
-            Binds = options.Binds.Select(ToBindMount).ToList(),
-            ExtraArguments = options.NspawnArguments,
-            PrivateUsers = options.PrivateUsers ?? (model is null ? Defaults.PrivateUsersOn : model._machine.UidShift is not null),
-            // The test's own output folder, for InvokeAsync.
-            CodeDir = AppContext.BaseDirectory,
-        };
+        var launch = OwnLaunch(options, model?._machine, dir, network, privateNetwork);
         ProcessPrivileges.Current.DropIfUnderSudo();
         var pool = Environment.GetEnvironmentVariable(PoolDir.Variable);
-        var pooled = await PoolClient.TryTakeAsync(options, dir, cancellationToken);
+        var pooled = await PoolClient.TryTakeAsync(options, dir, launch.BootTimeout, cancellationToken);
         EphemeralMachine started;
         using (ProcessPrivileges.Current.Root())
         {
@@ -130,6 +117,29 @@ public sealed class EphemeralMachine : IAsyncDisposable
         Owned[started.Name] = started;
         return started;
     }
+
+    /// <summary>
+    /// How a test's own machine starts: what the test asked for, else what ContainerTest's machine (<paramref name="model"/>)
+    /// was started with (the project's boot and stop timeouts, launcher, mode, user namespace), else the defaults.
+    /// </summary>
+    internal static LaunchOptions OwnLaunch(StartOptions options, Machine? model, string imageDir, NetworkMode network, PrivateNetwork? privateNetwork) =>
+        new(Validate.MachineName(options.LogicalName, "LogicalName"), imageDir)
+        {
+            BootTimeout = options.BootTimeout ?? model?.BootTimeout ?? Defaults.BootTimeout,
+            StopTimeout = options.StopTimeout ?? model?.StopTimeout ?? Defaults.StopTimeout,
+            // The project's launcher: a machine in a unit of the host's systemd has one.
+            UseSystemdRun = model is null ? LaunchOptions.HostHasSystemd : model.Unit is not null,
+            // A snapshot machine has its snapshot; an overlay machine has none.
+            Mode = options.Mode ?? (model is null ? EphemeralModeResolver.Resolve("auto", Path.GetDirectoryName(imageDir)!, "")
+                : model.Snapshot is null ? EphemeralMode.Overlay : EphemeralMode.Snapshot),
+            Network = network,
+            PrivateNetwork = network == NetworkMode.Private ? privateNetwork : null,
+            Binds = options.Binds.Select(ToBindMount).ToList(),
+            ExtraArguments = options.NspawnArguments,
+            PrivateUsers = options.PrivateUsers ?? (model is null ? Defaults.PrivateUsersOn : model.UidShift is not null),
+            // The test's own output folder, for InvokeAsync.
+            CodeDir = AppContext.BaseDirectory,
+        };
 
     /// <summary>A bind as the core takes it: an absolute host path and an absolute path in the machine (its existence is checked at start).</summary>
     private static BindMount ToBindMount(Bind bind)

@@ -13,12 +13,13 @@ internal static class PoolClient
     private static readonly TimeSpan Poll = TimeSpan.FromMilliseconds(5);
 
     /// <summary>A machine of the pool, now the caller's alone; null when the test must boot its own.</summary>
-    public static async Task<Machine?> TryTakeAsync(StartOptions options, string imageDir, CancellationToken cancellationToken)
+    public static async Task<Machine?> TryTakeAsync(StartOptions options, string imageDir, TimeSpan bootTimeout, CancellationToken cancellationToken)
     {
         if (Environment.GetEnvironmentVariable(PoolDir.Variable) is not { Length: > 0 } dir
             || PoolDir.Template(dir) is not { } template || !Matches(options, imageDir, template))
             return null;
-        var deadline = DateTime.UtcNow + (options.BootTimeout ?? Defaults.BootTimeout);
+        // As long as a boot of its own could take (the project's NspawnBootTimeout).
+        var deadline = DateTime.UtcNow + bootTimeout;
         while (DateTime.UtcNow < deadline && Directory.Exists(dir) && PoolDir.Failure(dir) is null)
         {
             if (PoolDir.ReadyCount(dir) > 0)

@@ -72,6 +72,16 @@ public sealed class BoundaryTests(PackageFixture package) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task An_image_on_a_file_system_without_idmapped_mounts_is_refused_with_a_coded_error_not_chowned()
+    {
+        // procfs cannot be idmapped: an overlay machine's image there can be neither mapped nor (safely) booted.
+        var e = await Assert.ThrowsAsync<NspawnException>(() => IdmappedMount.CreateAsync("/proc/sys", "nspawn-noidmap-00000000", 0x70FF0000, CancellationToken.None));
+        IdmappedMount.Remove("nspawn-noidmap-00000000");
+        Assert.Equal(ErrorCodes.NoPrivateUsers, e.Code);
+        Assert.Contains("NspawnPrivateUsers=false", e.Message);
+    }
+
+    [Fact]
     public async Task Saving_the_logs_runs_the_guests_journalctl_inside_the_guest_under_its_seccomp_filter()
     {
         var results = Directory.CreateTempSubdirectory("nspawn-logs-").FullName;

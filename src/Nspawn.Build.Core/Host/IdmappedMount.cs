@@ -41,12 +41,17 @@ internal static class IdmappedMount
         Directory.CreateDirectory(Dir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
         var target = PathOf(machineName);
         Directory.CreateDirectory(target);
+        // nspawn locks the folder it boots (here the mapped view), not the image: this record says the image is in use.
+        File.WriteAllText(ImageRecordOf(machineName), Path.GetFullPath(imageDir));
         using var userns = await MappedUserNamespace.OpenAsync(shift, cancellationToken);
         using var tree = NativeFile.OpenTreeClone(imageDir);
         var attr = new MountAttr { AttrSet = MountAttrIdmap | MountAttrReadOnly, UsernsFd = (ulong)userns.DangerousGetHandle() };
         // mount_setattr is 442 and move_mount 429 on every architecture.
         if (MountSetattr(442, (int)tree.DangerousGetHandle(), "", AtEmptyPath, ref attr, (nuint)Marshal.SizeOf<MountAttr>()) != 0)
-            throw new IOException($"Could not map the owners of image '{imageDir}' for a user namespace (its file system may not allow idmapped mounts): {Marshal.GetLastPInvokeErrorMessage()}");
+            throw new NspawnException(ErrorCodes.NoPrivateUsers,
+                $"Overlay machines of image '{imageDir}' cannot run in a user namespace: its file system has no idmapped mounts ({Marshal.GetLastPInvokeErrorMessage()}). "
+                + "Use snapshot machines (NspawnEphemeralMode=snapshot), move the chroots folder to a file system that has them (ext4, xfs, btrfs on Linux 5.15 or later), "
+                + "or, only for trusted images and tests, set NspawnPrivateUsers=false (unsafe: the guest's root is then the host's root).");
         if (MoveMount(429, (int)tree.DangerousGetHandle(), "", NativeFile.AtFdCwd, target, MoveMountFromEmptyPath) != 0)
             throw new IOException($"Could not mount the mapped image at '{target}': {Marshal.GetLastPInvokeErrorMessage()}");
         return target;
@@ -60,6 +65,25 @@ internal static class IdmappedMount
             Tmpfs.Unmount(target);
         if (FileStatus.Of(target) is { IsDirectory: true })
             Directory.Delete(target);
+        File.Delete(ImageRecordOf(machineName));
+    }
+
+    /// <summary>Whether an overlay machine runs from <paramref name="imageDir"/>, or from the image of that name it had when it started.</summary>
+    public static bool Maps(string imageDir) =>
+        Leftovers().Any(m => IsMounted(PathOf(m)) && ReadRecord(m) == Path.GetFullPath(imageDir));
+
+    private static string ImageRecordOf(string machineName) => PathOf(machineName) + ".image";
+
+    private static string? ReadRecord(string machineName)
+    {
+        try
+        {
+            return File.ReadAllText(ImageRecordOf(machineName));
+        }
+        catch (IOException)
+        {
+            return null;
+        }
     }
 
     /// <summary>Machines whose mapped image is still there.</summary>

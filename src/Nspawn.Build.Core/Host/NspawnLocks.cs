@@ -7,8 +7,12 @@ namespace Nspawn.Build;
 /// </summary>
 internal static class NspawnLocks
 {
-    /// <summary>An overlay (read-only) machine runs from the image, or from an old one of the same name set aside.</summary>
-    public static bool ImageHeld(string chrootsDir, string image) => Held(TempNames.ImageLock(chrootsDir, image));
+    /// <summary>
+    /// An overlay (read-only) machine runs from the image, or from an old one of the same name set aside. One in a user
+    /// namespace boots a mapped view of the image, which nspawn locks instead: its record counts too.
+    /// </summary>
+    public static bool ImageHeld(string chrootsDir, string image) =>
+        Held(TempNames.ImageLock(chrootsDir, image)) || IdmappedMount.Maps(Path.Combine(chrootsDir, image));
 
     /// <summary>A snapshot machine runs from a snapshot of the image.</summary>
     public static bool SnapshotHeld(string chrootsDir, string image) =>

@@ -19,6 +19,9 @@ internal sealed record Machine(
     /// <summary>How long a stop waits for the guest to power off before it kills it (NspawnStopTimeout): every stop path uses it.</summary>
     public TimeSpan StopTimeout { get; init; } = Defaults.StopTimeout;
 
+    /// <summary>How long its boot could take (NspawnBootTimeout): a test's own machine takes it from ContainerTest's.</summary>
+    public TimeSpan BootTimeout { get; init; } = Defaults.BootTimeout;
+
     /// <summary>Its address on a private network, which the host reaches it at; null on the host's network or none.</summary>
     public string? Address { get; init; }
 
@@ -67,7 +70,7 @@ internal sealed record Machine(
             Address = options.Attachment?.Address,
             Network = options.Attachment?.Network.Bridge,
             WritableBinds = options.Binds.Where(b => !b.ReadOnly).Select(b => b.Source).ToList(),
-            StopTimeout = options.StopTimeout, Started = DateTime.UtcNow,
+            StopTimeout = options.StopTimeout, BootTimeout = options.BootTimeout, Started = DateTime.UtcNow,
             ResultsDir = options.ResultsDir, KeepLogs = options.KeepLogs, KeepOnFailure = options.KeepOnFailure, CodeDir = options.CodeDir,
             UidShift = options.UidShift,
         };

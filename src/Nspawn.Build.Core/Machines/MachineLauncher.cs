@@ -61,16 +61,16 @@ internal static class MachineLauncher
             options = options with { AgentArguments = agentOptions, InitArguments = initArguments, AgentProblem = problem };
             machine = await For(options.UseSystemdRun).StartAsync(options, cancellationToken);
         }
+        catch (NspawnException e) when (options.UidShift is not null && e.Message.Contains("ID mapped mounts are apparently not available", StringComparison.Ordinal))
+        {
+            await ReleaseAsync(options);
+            throw new NspawnException(ErrorCodes.NoPrivateUsers,
+                $"Machine '{options.LogicalName}' cannot run in a user namespace here: the kernel or the file system of '{options.ImageDir}' has no idmapped mounts (Linux 5.12 or later; btrfs from 5.15). "
+                + "Move the chroots folder to a file system that has them, or, only for trusted images and tests, set NspawnPrivateUsers=false (unsafe: the guest's root is then the host's root).");
+        }
         catch
         {
-            AgentSetup.Remove(options.MachineName);
-            if (!MachineRegistry.Contains(options.MachineName))
-                IdmappedMount.Remove(options.MachineName);
-            // A failed start has stopped what it started (the launcher's own cleanup): the range is free again.
-            if (options.UidShift is { } claimed && !MachineRegistry.Contains(options.MachineName))
-                UidRange.Release(claimed, options.MachineName);
-            if (options.Attachment is { } attachment)
-                await NetworkRegistry.LeaveAsync(attachment.Network.Bridge, options.MachineName, CancellationToken.None);
+            await ReleaseAsync(options);
             throw;
         }
         try
@@ -88,6 +88,19 @@ internal static class MachineLauncher
         }
         MachineRegistry.Add(machine);
         return machine;
+    }
+
+    /// <summary>What a start that failed before its machine was up had taken: its agent folder, mapped image, UIDs and address.</summary>
+    private static async Task ReleaseAsync(LaunchOptions options)
+    {
+        AgentSetup.Remove(options.MachineName);
+        if (!MachineRegistry.Contains(options.MachineName))
+            IdmappedMount.Remove(options.MachineName);
+        // A failed start has stopped what it started (the launcher's own cleanup): the range is free again.
+        if (options.UidShift is { } claimed && !MachineRegistry.Contains(options.MachineName))
+            UidRange.Release(claimed, options.MachineName);
+        if (options.Attachment is { } attachment)
+            await NetworkRegistry.LeaveAsync(attachment.Network.Bridge, options.MachineName, CancellationToken.None);
     }
 
     /// <summary>
