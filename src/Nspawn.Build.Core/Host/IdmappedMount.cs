@@ -65,7 +65,9 @@ internal static class IdmappedMount
             Tmpfs.Unmount(target);
         if (FileStatus.Of(target) is { IsDirectory: true })
             Directory.Delete(target);
-        File.Delete(ImageRecordOf(machineName));
+        // No folder at all where no overlay machine ever ran in a user namespace.
+        if (File.Exists(ImageRecordOf(machineName)))
+            File.Delete(ImageRecordOf(machineName));
     }
 
     /// <summary>Whether an overlay machine runs from <paramref name="imageDir"/>, or from the image of that name it had when it started.</summary>
