@@ -185,7 +185,7 @@ public sealed class UpTests(PackageFixture package) : IAsyncLifetime
     /// <summary>Pings the agent with the file system identity of <paramref name="ids"/> (no root's rights on files); the failure, or null.</summary>
     private static Task<Exception?> ConnectAsAsync((uint Uid, uint Gid) ids, string socketDir)
     {
-        var done = new TaskCompletionSource<Exception?>();
+        var done = new TaskCompletionSource<Exception?>(TaskCreationOptions.RunContinuationsAsynchronously);
         var thread = new Thread(() =>
         {
             try
