@@ -23,6 +23,14 @@ public class UpTests
     public void The_tests_do_not_run_as_root() => Assert.NotEqual(0u, geteuid());
 
     [Fact]
+    public async Task A_machine_of_the_tests_own_needs_root_and_says_so()
+    {
+        var refused = await Assert.ThrowsAsync<InvalidOperationException>(() => EphemeralMachine.StartAsync(cancellationToken: TestContext.Current.CancellationToken));
+        Assert.Contains("needs root", refused.Message);
+        Assert.Contains("sudo dotnet build -t:ContainerTest", refused.Message);
+    }
+
+    [Fact]
     public async Task Commands_files_and_calls_reach_the_up_machine()
     {
         var token = TestContext.Current.CancellationToken;
