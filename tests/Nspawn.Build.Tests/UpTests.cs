@@ -6,7 +6,7 @@ namespace Nspawn.Build.Tests;
 
 /// <summary>
 /// A real sudo user runs 'sudo dotnet build -t:NspawnUp', then their own 'dotnet test' without sudo (tests/Samples/Up),
-/// twice, against the same machines; then NspawnDown. Around it: another project's up machines are left alone, the
+/// twice in VSTest mode and once in MTP mode, against the same machines; then NspawnDown. Around it: another project's up machines are left alone, the
 /// reaper leaves up machines alone, NspawnUp again replaces them, NspawnDown cleans up after a SIGKILL of the machines,
 /// and only that user reaches an up machine's agent.
 /// </summary>
@@ -61,9 +61,9 @@ public sealed class UpTests(PackageFixture package) : IAsyncLifetime
             $"-p:NspawnBuildVersion={package.Version}", $"-p:NspawnChrootsDir={Repo.ChrootsDir}", .. more], workingDir: dir);
 
     /// <summary>The user's own dotnet test: no sudo, their own NuGet cache and home.</summary>
-    private static Task<RunResult> UserTestAsync(string dir, string seen, string version) =>
+    private static Task<RunResult> UserTestAsync(string dir, string seen, string version, params string[] more) =>
         Shell.RunAsync("runuser", ["-u", User, "--", "env", $"HOME={Home}", $"DOTNET_CLI_HOME={Home}", "DOTNET_NOLOGO=1", $"UP_SEEN={seen}",
-            "dotnet", "test", $"-p:NspawnBuildVersion={version}"], workingDir: dir);
+            "dotnet", "test", $"-p:NspawnBuildVersion={version}", .. more], workingDir: dir);
 
     private static string ProjectFile(string dir) => Path.Combine(dir, "Up.Tests.csproj");
 
@@ -92,7 +92,13 @@ public sealed class UpTests(PackageFixture package) : IAsyncLifetime
             Assert.True(test.ExitCode == 0, test.ToString());
             Assert.Matches(@"Passed!\s+- Failed:\s+0, Passed:\s+3", test.Output);
         }
-        Assert.Equal([first[0].Machine.Name, first[0].Machine.Name], File.ReadAllLines(seen));
+        // And in MTP mode (global.json), the test application as the user: its runtimeconfig.json names the up file too.
+        File.Copy(Path.Combine(Repo.Samples, "Mtp/global.json"), Path.Combine(project, "global.json"));
+        await Cli.Wrap("chown").WithArguments([$"{User}:{User}", Path.Combine(project, "global.json")]).ExecuteAsync();
+        var mtp = await UserTestAsync(project, seen, package.Version, "-p:UpMtp=true");
+        Assert.True(mtp.ExitCode == 0, mtp.ToString());
+        Assert.Matches(@"succeeded:\s+3\s", mtp.Output);
+        Assert.Equal(Enumerable.Repeat(first[0].Machine.Name, 3), File.ReadAllLines(seen));
 
         // Another project's up machines, on a private network of their own.
         var otherUp = await SudoBuildAsync(other, "NspawnUp", "-p:NspawnNetwork=private");
@@ -121,7 +127,7 @@ public sealed class UpTests(PackageFixture package) : IAsyncLifetime
         Assert.All(UpOf(other), r => Assert.True(Running(r), $"{r.Machine.Name} of the other project was stopped"));
 
         // Without up machines the user's run fails, and says how to get them.
-        var after = await UserTestAsync(project, seen, package.Version);
+        var after = await UserTestAsync(project, seen, package.Version, "-p:UpMtp=true");
         Assert.NotEqual(0, after.ExitCode);
         Assert.Contains("sudo dotnet build -t:NspawnUp", after.Output);
 
