@@ -38,8 +38,8 @@ public sealed class RunEndUnitTests : IDisposable
         Directory.Delete(runDir, recursive: true);
         gate.SetResult();
         await Until(() => launcher.Running == 0);
-        // Time for a loop that would boot replacements to do so.
-        await Task.Delay(200);
+        // Its loop gave up: from then on nothing can boot a replacement.
+        await pool.Loop.WaitAsync(Patience);
         launcher.Stopping = true;
         var stopped = await pool.StopAsync();
         Assert.Empty(stopped);
@@ -66,11 +66,10 @@ public sealed class RunEndUnitTests : IDisposable
         await Until(() => launcher.Begun == 3);
         launcher.Stopping = true;
         var stop = pool.StopAsync();
-        await Task.Delay(200);
         Assert.False(stop.IsCompleted);
         slow.SetResult();
-        var stopped = await stop;
-        // Ready, taken and late alike.
+        var stopped = await stop.WaitAsync(Patience);
+        // Ready, taken and late alike: the late one is up only after the stop began, which so waited for it.
         Assert.Equal(launcher.Started.Order(), stopped.Select(s => s.Machine.Name).Order());
         Assert.Equal(3, stopped.Count);
         Assert.Equal(0, launcher.Running);
@@ -128,9 +127,14 @@ public sealed class RunEndUnitTests : IDisposable
         engine.RegisterTaskObject("other", new Disposable(() => Directory.Delete(first, recursive: true)), RegisteredTaskObjectLifetime.Build, allowEarlyCollection: false);
         var guard = RunGuard.Of(engine);
         Assert.Same(guard, RunGuard.Of(engine));
-        // The first run's boots are under way at the end and ignore its cancellation; its machines then fail to stop.
-        var gate = new TaskCompletionSource();
-        var failing = new FakeLauncher(async (_, _) => await gate.Task) { FailStop = _ => true };
+        // The first run's boots are under way at the end and ignore its cancellation (they end only once it came);
+        // its machines then fail to stop.
+        var failing = new FakeLauncher(async (_, cancelled) =>
+        {
+            var stopBegan = new TaskCompletionSource();
+            using (cancelled.Register(() => stopBegan.TrySetResult()))
+                await stopBegan.Task;
+        }) { FailStop = _ => true };
         var fine = new FakeLauncher();
         guard.Run(first).SetPool(Pool(2, first, failing));
         guard.Run(second).SetPool(Pool(2, second, fine));
@@ -138,7 +142,6 @@ public sealed class RunEndUnitTests : IDisposable
         guard.AtEnd("last", () => seen.Add($"stopped {fine.Stopped.Count}, booting {failing.Running}"));
         await Until(() => failing.Begun == 2 && fine.Started.Count == 2);
         (failing.Stopping, fine.Stopping) = (true, true);
-        _ = Task.Delay(200).ContinueWith(_ => gate.SetResult(), TaskScheduler.Default);
         engine.EndBuild(reverse ? o => o.Reverse() : null);
         // The failing run's stop threw, yet the other run ended and the last step ran after both.
         Assert.Equal(["stopped 2, booting 0"], seen);
@@ -163,15 +166,11 @@ public sealed class RunEndUnitTests : IDisposable
         Assert.Single(launcher.Stopped);
     }
 
-    private static async Task Until(Func<bool> condition)
-    {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
-        while (!condition())
-        {
-            Assert.True(DateTime.UtcNow < deadline, "The fake pool did not get there within 10 s.");
-            await Task.Delay(10);
-        }
-    }
+    /// <summary>Far past what the fakes need: only turns a hang into a failure.</summary>
+    private static readonly TimeSpan Patience = TimeSpan.FromSeconds(30);
+
+    private static async Task Until(Func<bool> condition) =>
+        Assert.True(await Shell.WaitUntilAsync(condition, Patience), "The fake pool never got there.");
 
     private sealed class Disposable(Action dispose) : IDisposable
     {

@@ -91,6 +91,36 @@ public static class Shell
         return true;
     }
 
+    /// <summary>Waits until <paramref name="condition"/> (a check that takes time of its own) holds; false after <paramref name="timeout"/>.</summary>
+    public static async Task<bool> WaitUntilAsync(Func<Task<bool>> condition, TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (!await condition())
+        {
+            if (DateTime.UtcNow > deadline)
+                return false;
+            await Task.Delay(100);
+        }
+        return true;
+    }
+
+    /// <summary>
+    /// The task once it ended; one still running after <paramref name="timeout"/> fails the test. Unlike WaitAsync,
+    /// a hang is not a TimeoutException, which is what some calls are expected to throw.
+    /// </summary>
+    public static async Task EndsWithin(Task task, TimeSpan timeout)
+    {
+        Assert.True(await Task.WhenAny(task, Task.Delay(timeout)) == task, $"still running after {timeout.TotalSeconds} s");
+        await task;
+    }
+
+    /// <inheritdoc cref="EndsWithin(Task, TimeSpan)"/>
+    public static async Task<T> EndsWithin<T>(Task<T> task, TimeSpan timeout)
+    {
+        await EndsWithin((Task)task, timeout);
+        return await task;
+    }
+
     public static async Task<RunResult> RunAsync(string program, IEnumerable<string> args, IReadOnlyDictionary<string, string?>? env = null, string? workingDir = null)
     {
         var output = new StringBuilder();
