@@ -217,7 +217,7 @@ public sealed class ApiTests(PackageFixture package) : IAsyncLifetime
     {
         var file = Path.Combine(Path.GetTempPath(), $"machines-{Guid.NewGuid():N}.json");
         File.WriteAllText(file, MachinesFile.Serialize([MachinesFileOf(_machine)]));
-        Environment.SetEnvironmentVariable("NSPAWN_MACHINES_FILE", file);
+        var scope = new EnvironmentScope("NSPAWN_MACHINES_FILE", file);
         try
         {
             var fromEnv = EphemeralMachine.FromEnvironment();
@@ -229,7 +229,7 @@ public sealed class ApiTests(PackageFixture package) : IAsyncLifetime
         }
         finally
         {
-            Environment.SetEnvironmentVariable("NSPAWN_MACHINES_FILE", null);
+            scope.Dispose();
             File.Delete(file);
         }
         var e = Assert.Throws<InvalidOperationException>(() => EphemeralMachine.FromEnvironment());

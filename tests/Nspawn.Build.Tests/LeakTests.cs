@@ -67,9 +67,9 @@ public sealed class LeakTests(PackageFixture package) : IAsyncLifetime
         var consumer = new ConsumerProject(package, _dir, mode == "overlay" ? plain : Repo.ChrootsDir, vstest: WaitingTests);
         var run = BackgroundRun.Start(consumer.Command(["-t:ContainerTest", $"-p:NspawnEphemeralMode={mode}", .. Network(network)]));
         Assert.True(await Shell.WaitUntilAsync(() => File.Exists(Running), TimeSpan.FromMinutes(2)), run.Output);
-        Assert.NotEmpty(Leaks.Find());
+        Assert.NotEmpty(Leaks.New());
         if (network == "private")
-            Assert.Contains(Leaks.Find(), l => l.StartsWith("nftables table ip nsb-"));
+            Assert.Contains(Leaks.New(), l => l.StartsWith("nftables table ip nsb-"));
         run.Signal(ProcessInfo.SigInt);
         var result = await run.WaitForExitAsync(Hang);
         Assert.True(result is not null, "the build did not end after SIGINT:\n" + run.Output);
@@ -133,11 +133,11 @@ public sealed class LeakTests(PackageFixture package) : IAsyncLifetime
         Assert.NotNull(await run.WaitForExitAsync(Hang));
         File.Delete(Gate); // ends the orphaned test stand-in
         // Nothing could clean up at that moment: the machine (or at least its record and snapshot) is still there.
-        Assert.NotEmpty(Leaks.Find());
+        Assert.NotEmpty(Leaks.New());
         if (network == "private")
         {
-            Assert.Contains(Leaks.Find(), l => l.StartsWith("interface nsb-"));
-            Assert.Contains(Leaks.Find(), l => l.StartsWith("nftables table ip nsb-"));
+            Assert.Contains(Leaks.New(), l => l.StartsWith("interface nsb-"));
+            Assert.Contains(Leaks.New(), l => l.StartsWith("nftables table ip nsb-"));
         }
         var reap = await Consumer(name: "next").RunAsync(["-t:NspawnReap"]);
         Assert.True(reap.ExitCode == 0, reap.ToString());
@@ -155,13 +155,13 @@ public sealed class LeakTests(PackageFixture package) : IAsyncLifetime
     {
         // ContainerTest boots the machines while the project builds: a compile error, at once or once they are up
         // (the build waits on a gate, which the test removes once the machine is recorded: up), must take them down.
-        var before = MachineRegistry.List().Select(r => r.Machine.Name).ToHashSet();
+        var before = Records.Baseline();
         var wait = onceUp ? $"""<Exec Command="while [ -e '{SecurityElement.Escape(Gate)}' ]; do sleep 0.1; done" />""" : "";
         var consumer = new ConsumerProject(package, _dir, Repo.ChrootsDir, vstest: WaitingTests, buildBody: wait + """<Error Text="a compile error" />""");
         var background = BackgroundRun.Start(consumer.Command(["-t:ContainerTest"]));
         if (onceUp)
         {
-            Assert.True(await Shell.WaitUntilAsync(() => MachineRegistry.List().Any(r => !before.Contains(r.Machine.Name)), Hang), background.Output);
+            Assert.True(await Shell.WaitUntilAsync(() => Records.Since(before).Count > 0, Hang), background.Output);
             File.Delete(Gate);
         }
         var run = await background.WaitForExitAsync(Hang);
@@ -172,16 +172,17 @@ public sealed class LeakTests(PackageFixture package) : IAsyncLifetime
         Leaks.AssertNone();
     }
 
-    /// <summary>The build's machine and a warm pool of two, all up while the tests run.</summary>
-    private static Task<bool> PoolIsUpAsync() =>
-        Shell.WaitUntilAsync(() => MachineRegistry.List().Count(r => r.Machine.Name.StartsWith("nspawn-pool-") && r.Machine.LeaderPid > 0) == 2, TimeSpan.FromMinutes(1));
+    /// <summary>The build's warm pool of two (machines recorded since <paramref name="before"/>), both up while the tests run.</summary>
+    private static Task<bool> PoolIsUpAsync(HashSet<string> before) =>
+        Shell.WaitUntilAsync(() => Records.Since(before).Count(r => r.Machine.Name.StartsWith("nspawn-pool-") && r.Machine.LeaderPid > 0) == 2, TimeSpan.FromMinutes(1));
 
     [Fact]
     public async Task Ctrl_C_while_tests_run_stops_the_pools_machines_too()
     {
+        var before = Records.Baseline();
         var run = BackgroundRun.Start(Consumer(WaitingTests).Command(["-t:ContainerTest", "-p:NspawnPoolSize=2"]));
         Assert.True(await Shell.WaitUntilAsync(() => File.Exists(Running), TimeSpan.FromMinutes(2)), run.Output);
-        Assert.True(await PoolIsUpAsync(), run.Output);
+        Assert.True(await PoolIsUpAsync(before), run.Output);
         run.Signal(ProcessInfo.SigInt);
         var result = await run.WaitForExitAsync(Hang);
         Assert.True(result is not null, "the build did not end after SIGINT:\n" + run.Output);
@@ -192,13 +193,14 @@ public sealed class LeakTests(PackageFixture package) : IAsyncLifetime
     [Fact]
     public async Task A_killed_builds_pool_machines_go_to_the_next_runs_reaper()
     {
+        var before = Records.Baseline();
         var run = BackgroundRun.Start(Consumer(WaitingTests).Command(["-t:ContainerTest", "-p:NspawnPoolSize=2"]));
         Assert.True(await Shell.WaitUntilAsync(() => File.Exists(Running), TimeSpan.FromMinutes(2)), run.Output);
-        Assert.True(await PoolIsUpAsync(), run.Output);
+        Assert.True(await PoolIsUpAsync(before), run.Output);
         run.Signal(ProcessInfo.SigKill);
         Assert.NotNull(await run.WaitForExitAsync(Hang));
         File.Delete(Gate);
-        Assert.Equal(3, Leaks.Find().Count(l => l.StartsWith("process ")));
+        Assert.Equal(3, Leaks.New().Count(l => l.StartsWith("process ")));
         var reap = await Consumer(name: "next").RunAsync(["-t:NspawnReap"]);
         Assert.True(reap.ExitCode == 0, reap.ToString());
         Assert.Equal(2, reap.Output.Split("Removed a leftover of an earlier run: machine nspawn-pool-").Length - 1);
@@ -209,9 +211,10 @@ public sealed class LeakTests(PackageFixture package) : IAsyncLifetime
     [Fact]
     public async Task The_reaper_leaves_a_live_builds_machine_alone()
     {
+        var baseline = Records.Baseline();
         var run = BackgroundRun.Start(Consumer(WaitingTests).Command(["-t:ContainerTest"]));
         Assert.True(await Shell.WaitUntilAsync(() => File.Exists(Running), TimeSpan.FromMinutes(2)), run.Output);
-        var before = MachineRegistry.List().Single();
+        var before = Assert.Single(Records.Since(baseline));
         var reap = await Consumer(name: "other").RunAsync(["-t:NspawnReap"]);
         Assert.True(reap.ExitCode == 0, reap.ToString());
         Assert.DoesNotContain("Removed", reap.Output);

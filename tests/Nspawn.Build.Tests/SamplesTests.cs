@@ -152,6 +152,7 @@ public sealed class SamplesTests(PackageFixture package)
         await package.RequireImageAsync();
         // The waiting test says it waits by creating this file (SAMPLE_HANG names it).
         var waiting = Path.Combine(Path.GetTempPath(), $"nspawn-sample-hang-{Guid.NewGuid():N}");
+        var before = Records.Baseline();
         // setsid: dotnet test leads a process group of its own, which gets SIGINT as a terminal's Ctrl+C sends it.
         var run = BackgroundRun.Start(["setsid", "dotnet", "test", $"-p:NspawnBuildVersion={package.Version}", "-p:NspawnOnTest=true"],
             new Dictionary<string, string?> { ["NUGET_PACKAGES"] = package.NuGetCache, ["SAMPLE_HANG"] = waiting }, Dir("Mtp"));
@@ -160,8 +161,8 @@ public sealed class SamplesTests(PackageFixture package)
             // The controller's machine and the assembly fixture's are up, and a test waits for Ctrl+C.
             var running = await Shell.WaitUntilAsync(() => File.Exists(waiting), TimeSpan.FromMinutes(3));
             Assert.True(running, run.Output);
-            Assert.Single(MachineRegistry.List(), r => r.Machine.Name.StartsWith("nspawn-fixture-", StringComparison.Ordinal));
-            Assert.Contains(MachineRegistry.List(), r => r.Machine.Name.StartsWith("nspawn-default-", StringComparison.Ordinal));
+            Assert.Single(Records.Since(before), r => r.Machine.Name.StartsWith("nspawn-fixture-", StringComparison.Ordinal));
+            Assert.Single(Records.Since(before), r => r.Machine.Name.StartsWith("nspawn-default-", StringComparison.Ordinal));
         }
         finally
         {

@@ -65,7 +65,7 @@ public sealed class SecurityGuestTests(PackageFixture package) : IAsyncLifetime
         var devices = Record.Cgroups.SingleOrDefault(d => d.StartsWith("/sys/fs/cgroup/devices/", StringComparison.Ordinal));
         Assert.True(devices is not null, "this host has no cgroup v1 devices hierarchy to give the machine a device policy");
         Assert.DoesNotContain(File.ReadAllLines(Path.Combine(devices, "devices.list")), rule => rule.StartsWith("b ") || rule.StartsWith("a "));
-        Environment.SetEnvironmentVariable("NSPAWN_TEST_SECRET", "secret-of-the-host");
+        var secret = new EnvironmentScope("NSPAWN_TEST_SECRET", "secret-of-the-host");
         try
         {
             await _machine.WriteAllTextAsync("/usr/local/lib/nspawn-attack", AttackScript(device), (UnixFileMode)0b111_101_101);
@@ -87,7 +87,7 @@ public sealed class SecurityGuestTests(PackageFixture package) : IAsyncLifetime
         }
         finally
         {
-            Environment.SetEnvironmentVariable("NSPAWN_TEST_SECRET", null);
+            secret.Dispose();
         }
 
         // What each run of a replaced binary could do, as it recorded it in the machine.

@@ -38,12 +38,8 @@ public sealed class StopTimeoutTests(PackageFixture package) : IAsyncLifetime
         Assert.True(Regex.IsMatch(output, $@"'{logical}' \(nspawn-{logical}-[0-9a-f]+\) in [0-9.]+ s, killed: it did not power off within its stop timeout of 3 s \(NspawnStopTimeout\)"),
             "no stop report with a kill after 3 s:\n" + output);
 
-    /// <summary>The machines recorded now (an earlier, killed run's among them): a test's own machine is the one that is new.</summary>
-    private static HashSet<string> Recorded() => MachineRegistry.List().Select(r => r.Machine.Name).ToHashSet();
-
     /// <summary>The stop timeout in the record of the one machine started since <paramref name="before"/>, which every stop path (the backstop's included) works from.</summary>
-    private static TimeSpan RecordedStopTimeout(HashSet<string> before) =>
-        MachineRegistry.List().Single(r => !before.Contains(r.Machine.Name)).Machine.StopTimeout;
+    private static TimeSpan RecordedStopTimeout(HashSet<string> before) => Assert.Single(Records.Since(before)).Machine.StopTimeout;
 
     [Fact]
     public async Task NspawnStopMachines_kills_a_guest_that_ignores_power_off_after_the_timeout()
@@ -79,7 +75,7 @@ public sealed class StopTimeoutTests(PackageFixture package) : IAsyncLifetime
         var gate = Path.Combine(_dir, "gate");
         File.WriteAllText(gate, "");
         var project = new ConsumerProject(package, _dir, Repo.ChrootsDir, buildBody: $"""<Exec Command="while [ -e '{SecurityElement.Escape(gate)}' ]; do sleep 0.1; done" />""");
-        var before = Recorded();
+        var before = Records.Baseline();
         var run = BackgroundRun.Start(project.Command(["-t:NspawnStartMachines;Build", .. Properties]));
         Assert.True(await run.WaitForOutputAsync("Started 'default'", Hang), run.Output);
         Assert.Equal(TimeSpan.FromSeconds(3), RecordedStopTimeout(before));
@@ -95,7 +91,7 @@ public sealed class StopTimeoutTests(PackageFixture package) : IAsyncLifetime
     [Fact]
     public async Task EphemeralMachine_StopAsync_honours_it()
     {
-        var before = Recorded();
+        var before = Records.Baseline();
         await using var machine = await EphemeralMachine.StartAsync(new StartOptions { ImageDir = _hang.Dir, LogicalName = "own", StopTimeout = TimeSpan.FromSeconds(3) });
         Assert.Equal(TimeSpan.FromSeconds(3), machine.StopTimeout);
         Assert.Equal(TimeSpan.FromSeconds(3), RecordedStopTimeout(before));

@@ -69,11 +69,24 @@ public static class Leaks
     /// <summary>What is there before this test run begins (left by an earlier, killed run): only what this run leaves counts.</summary>
     public static void TakeBaseline() => _before = Find().ToHashSet();
 
+    /// <summary>What is there now and was not before this test run (see <see cref="TakeBaseline"/>).</summary>
+    public static IReadOnlyList<string> New() => Find().Where(leak => !_before.Contains(leak)).ToList();
+
     public static void AssertNone()
     {
-        var left = Find().Where(leak => !_before.Contains(leak)).ToList();
+        var left = New();
         Assert.True(left.Count == 0, "left behind: " + string.Join("; ", left));
     }
+}
+
+/// <summary>The host's machine records are everyone's: a test counts only those of machines that came after its baseline.</summary>
+internal static class Records
+{
+    /// <summary>The names of the machines recorded now: a test's baseline.</summary>
+    public static HashSet<string> Baseline() => MachineRegistry.List().Select(r => r.Machine.Name).ToHashSet();
+
+    /// <summary>The records of machines that were not there at <paramref name="baseline"/>.</summary>
+    public static IReadOnlyList<MachineRecord> Since(HashSet<string> baseline) => MachineRegistry.List().Where(r => !baseline.Contains(r.Machine.Name)).ToList();
 }
 
 public static class Shell
@@ -125,7 +138,7 @@ public static class Shell
     {
         var output = new StringBuilder();
         var result = await Cli.Wrap(program).WithArguments(args)
-            .WithEnvironmentVariables((env ?? new Dictionary<string, string?>()).ToDictionary(kv => kv.Key, kv => kv.Value))
+            .WithEnvironmentVariables(SudoInvoker.With(env))
             .WithWorkingDirectory(workingDir ?? Repo.Root)
             .WithStandardOutputPipe(PipeTarget.ToStringBuilder(output))
             .WithStandardErrorPipe(PipeTarget.ToStringBuilder(output))
@@ -194,10 +207,11 @@ public sealed class PackageFixture : IAsyncLifetime
     }
 }
 
-[CollectionDefinition(Name)]
+[CollectionDefinition(Name, DisableParallelization = true)]
 public sealed class MachinesCollection : ICollectionFixture<PackageFixture>
 {
-    // Real machines, builds and mounts: one at a time, in one collection.
+    // Real machines, builds and mounts: one at a time, in one collection, with no other test class running beside
+    // them: their leak checks look at the whole host, and some set process-wide environment variables (EnvironmentScope).
     public const string Name = "real machines";
 }
 
@@ -256,7 +270,7 @@ public sealed class BackgroundRun
                 _output.AppendLine(line);
         }
         _task = Cli.Wrap(command[0]).WithArguments(command.Skip(1))
-            .WithEnvironmentVariables((env ?? new Dictionary<string, string?>()).ToDictionary(kv => kv.Key, kv => kv.Value))
+            .WithEnvironmentVariables(SudoInvoker.With(env))
             .WithWorkingDirectory(workingDir ?? Repo.Root)
             .WithStandardOutputPipe(PipeTarget.ToDelegate(Add))
             .WithStandardErrorPipe(PipeTarget.ToDelegate(Add))
