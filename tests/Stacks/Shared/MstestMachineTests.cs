@@ -1,7 +1,7 @@
 using Microsoft.VisualStudio.TestTools.UnitTesting;
 using Nspawn.Testing;
 
-namespace MstestVSTest;
+namespace Stacks;
 
 [TestClass]
 public class MachineTests
