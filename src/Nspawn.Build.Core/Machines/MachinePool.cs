@@ -46,6 +46,9 @@ internal sealed class MachinePool
     /// <summary>The folder the tests take machines from (NSPAWN_POOL_DIR).</summary>
     public string Dir { get; }
 
+    /// <summary>The loop that boots: it ends once the pool begins no more boots (stopped, given up, or its run is over).</summary>
+    internal Task Loop => _loop;
+
     /// <summary>
     /// The pool of a run (NspawnPoolSize), as the build and the MTP extension start it once the run's machines are up:
     /// it boots behind the tests' start (the test host's launch, discovery). Like the first machine, but without its
