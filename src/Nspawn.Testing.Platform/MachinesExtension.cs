@@ -11,7 +11,8 @@ namespace Nspawn.Testing.Platform;
 /// <summary>
 /// Runs in the test host controller, the process that starts the test host and sees it exit (passed, failed,
 /// Ctrl+C or crashed): boots the machines of the launch file next to the application before the test host
-/// starts, gives the test host the NSPAWN_* variables, and stops the machines when it has exited. Enabled only
+/// starts, gives the test host the NSPAWN_* variables, and ends the run when it has exited (as the build ends one: logs
+/// saved, machines kept after failed tests, the warm pool stopped). Enabled only
 /// when the build wrote a launch file (NspawnOnTest) and no machines were handed in already (ContainerTest).
 /// </summary>
 internal sealed class MachinesExtension(IServiceProvider services) : ITestHostEnvironmentVariableProvider, ITestHostProcessLifetimeHandler, IOutputDeviceDataProducer
@@ -56,7 +57,8 @@ internal sealed class MachinesExtension(IServiceProvider services) : ITestHostEn
     {
         try
         {
-            await _session.Value!.StopAsync(Say);
+            // A test host that did not exit with 0 ran failed tests (or none, or crashed): logs are saved and machines kept as the project asks.
+            await _session.Value!.StopAsync(testsFailed: testHostProcessInformation.ExitCode != 0, Say);
         }
         catch (NspawnException e)
         {

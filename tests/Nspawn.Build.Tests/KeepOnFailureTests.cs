@@ -87,7 +87,7 @@ public sealed class KeepOnFailureTests(PackageFixture package) : IAsyncLifetime
         // Plain VSTest fails: the targets never stop the machine, the end of the build keeps it and says so.
         var run = await Consumer().RunAsync(["-t:VSTest", "-p:NspawnOnVSTest=true", "-p:NspawnKeepOnFailure=true"]);
         Assert.NotEqual(0, run.ExitCode);
-        Assert.Contains("Nspawn.Build: saved the logs of 'default'", run.Output);
+        Assert.Contains("Nspawn.Build: Saved the logs of 'default'", run.Output);
         var shell = Regex.Match(run.Output, @"Nspawn.Build: Kept machine 'default' .* Get a shell in it: (?<shell>nsenter -t \d+ --all -- /bin/bash -l)  ");
         Assert.True(shell.Success, run.Output);
         Assert.Equal("one\n", await EnterAsync(shell.Groups["shell"].Value, "cat /etc/kept-marker\n"));

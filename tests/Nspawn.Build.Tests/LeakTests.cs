@@ -322,7 +322,7 @@ public sealed class LeakTests(PackageFixture package) : IAsyncLifetime
         Assert.NotEqual(0, run.ExitCode);
         Assert.Matches($@"Failed!\s+- Failed:\s+1, Passed:\s+{PackageFixture.SampleTests - 1}", run.Output);
         // The end of the build saw that the tests failed: it saved the machine's logs and listed them in the TRX.
-        Assert.Contains($"Nspawn.Build: saved the logs of 'server' (nspawn-server-", run.Output);
+        Assert.Contains($"Nspawn.Build: Saved the logs of 'server' (nspawn-server-", run.Output);
         Assert.Matches(@"sample\[\d+\]: checking SAMPLE_FAIL", File.ReadAllText(Path.Combine(results, "nspawn/server/journal.txt")));
         Assert.Contains("Welcome to Debian", File.ReadAllText(Path.Combine(results, "nspawn/server/console.txt")));
         Assert.Contains("<ResultFile path=\"nspawn/server/journal.txt\" />", File.ReadAllText(Assert.Single(Directory.GetFiles(results, "*.trx"))));

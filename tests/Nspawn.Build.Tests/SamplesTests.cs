@@ -23,7 +23,7 @@ public sealed class SamplesTests(PackageFixture package)
     private static string Dir(string sample) => Path.Combine(Repo.Samples, sample);
 
     /// <summary>The counts as VSTest, MTP through MSBuild (both "Failed: 0, Passed: 3") or dotnet test in MTP mode ("failed: 0 succeeded: 3") print them.</summary>
-    private static void AssertCounts(RunResult run, int failed, int passed) =>
+    internal static void AssertCounts(RunResult run, int failed, int passed) =>
         Assert.True(Regex.IsMatch(run.Output, $@"Failed:\s+{failed}, Passed:\s+{passed},") || Regex.IsMatch(run.Output, $@"failed:\s+{failed}\s+succeeded:\s+{passed}\s"),
             $"expected {failed} failed and {passed} passed: {run}");
 

@@ -323,18 +323,21 @@ public class LaunchFileTests : IDisposable
         {
             Mode = EphemeralMode.Overlay, UseSystemdRun = true, BootTimeout = TimeSpan.FromSeconds(7), StopTimeout = TimeSpan.FromSeconds(3.5),
             ExtraArguments = ["--bind-ro=/srv"], Network = NetworkMode.Private, Binds = [new BindMount("/home/u/project/bin", "/opt/app", ReadOnly: true)],
+            ResultsDir = "/home/u/project/TestResults", KeepLogs = KeepLogs.Always, KeepOnFailure = true,
         };
         var network = new NetworkSettings(NetworkMode.Private, Ipv4Range.TryParse("10.213.0.0/16")!.Value, Outbound: true);
-        LaunchFile.Write(path, [written, new LaunchOptions("db", "/c/trixie")], network, ["/home/u/project"]);
-        var (read, readNetwork, folders) = LaunchFile.Read(path)!.Value;
+        LaunchFile.Write(path, new LaunchPlan([written, new LaunchOptions("db", "/c/trixie")], network, ["/home/u/project"]) { PoolSize = 2, ProjectFile = "/home/u/project/App.Tests.csproj" });
+        var plan = LaunchFile.Read(path)!;
+        var (read, readNetwork, folders) = (plan.Machines, plan.Network, plan.ReturnOwnership);
         Assert.Equal(["/home/u/project"], folders);
+        Assert.Equal((2, "/home/u/project/App.Tests.csproj"), (plan.PoolSize, plan.ProjectFile));
         Assert.Equal(network, readNetwork);
         Assert.Equal(["web", "db"], read.Select(o => o.LogicalName));
         Assert.Equal(written with { MachineName = read[0].MachineName }, read[0] with { ExtraArguments = written.ExtraArguments, Binds = written.Binds });
         Assert.Equal(["--bind-ro=/srv"], read[0].ExtraArguments);
         Assert.Equal(written.Binds, read[0].Binds);
         Assert.Equal(NetworkMode.Host, read[1].Network);
-        Assert.NotEqual(read[0].MachineName, LaunchFile.Read(path)!.Value.Machines[0].MachineName);
+        Assert.NotEqual(read[0].MachineName, LaunchFile.Read(path)!.Machines[0].MachineName);
         Assert.Equal(["App.Tests.nspawn.json"], Directory.GetFiles(_dir).Select(Path.GetFileName));
     }
 
@@ -346,9 +349,9 @@ public class LaunchFileTests : IDisposable
         File.WriteAllText(victim, "keep");
         File.CreateSymbolicLink(path, victim);
         Assert.Throws<IOException>(() => LaunchFile.Read(path));
-        LaunchFile.Write(path, [new LaunchOptions("default", "/c/bookworm")], null, []);
+        LaunchFile.Write(path, new LaunchPlan([new LaunchOptions("default", "/c/bookworm")], null, []));
         Assert.Equal("keep", File.ReadAllText(victim));
         Assert.Null(new FileInfo(path).LinkTarget);
-        Assert.Single(LaunchFile.Read(path)!.Value.Machines);
+        Assert.Single(LaunchFile.Read(path)!.Machines);
     }
 }

@@ -7,6 +7,8 @@ public static class Repo
     public static string Sample => Path.Combine(Root, "tests/Sample");
     /// <summary>The samples of the other frameworks and modes (tests/Samples/NAME).</summary>
     public static string Samples => Path.Combine(Root, "tests/Samples");
+    /// <summary>A test project of every stack users have (tests/Stacks/NAME).</summary>
+    public static string Stacks => Path.Combine(Root, "tests/Stacks");
     public static string ChrootsDir => Path.Combine(Root, "test_chroots");
     public static string ImageDir => Path.Combine(ChrootsDir, "bookworm");
 

@@ -14,18 +14,20 @@ internal static class LaunchFile
     public static string NameFor(string assemblyName) => assemblyName + ".nspawn.json";
 
     private sealed record Entry(string LogicalName, string ImageDir, EphemeralMode Mode, bool UseSystemdRun, double BootTimeout, double StopTimeout, IReadOnlyList<string> ExtraArguments,
-        NetworkMode Network, IReadOnlyList<BindMount>? Binds, bool? PrivateUsers);
+        NetworkMode Network, IReadOnlyList<BindMount>? Binds, bool? PrivateUsers, string? ResultsDir, KeepLogs? KeepLogs, bool? KeepOnFailure);
 
     private sealed record NetworkEntry(NetworkMode Mode, string Range, bool Outbound);
 
-    private sealed record Document(IReadOnlyList<Entry> Machines, IReadOnlyList<string>? ReturnOwnership, NetworkEntry? Network);
+    private sealed record Document(IReadOnlyList<Entry> Machines, IReadOnlyList<string>? ReturnOwnership, NetworkEntry? Network, int? PoolSize, string? ProjectFile);
 
-    /// <summary>Writes the machines, their network, and the folders whose files the run gives back to the user under sudo (as the build does).</summary>
-    public static void Write(string path, IReadOnlyList<LaunchOptions> machines, NetworkSettings? network, IReadOnlyList<string> returnOwnership)
+    /// <summary>Writes the machines, their network, the folders whose files the run gives back to the user under sudo, the pool and the project (as the build has them).</summary>
+    public static void Write(string path, LaunchPlan plan)
     {
-        var json = JsonSerializer.SerializeToUtf8Bytes(new Document(machines.Select(o =>
-            new Entry(o.LogicalName, o.ImageDir, o.Mode, o.UseSystemdRun, o.BootTimeout.TotalSeconds, o.StopTimeout.TotalSeconds, o.ExtraArguments, o.Network, o.Binds, o.PrivateUsers)).ToList(),
-            returnOwnership, network is null ? null : new NetworkEntry(network.Mode, network.Range.ToString(), network.Outbound)), MachinesFile.JsonOptions);
+        var network = plan.Network;
+        var json = JsonSerializer.SerializeToUtf8Bytes(new Document(plan.Machines.Select(o =>
+            new Entry(o.LogicalName, o.ImageDir, o.Mode, o.UseSystemdRun, o.BootTimeout.TotalSeconds, o.StopTimeout.TotalSeconds, o.ExtraArguments, o.Network, o.Binds, o.PrivateUsers,
+                o.ResultsDir, o.KeepLogs, o.KeepOnFailure)).ToList(),
+            plan.ReturnOwnership, network is null ? null : new NetworkEntry(network.Mode, network.Range.ToString(), network.Outbound), plan.PoolSize, plan.ProjectFile), MachinesFile.JsonOptions);
         // A new file beside it, then renamed over it: a link planted under its name is replaced, never written through.
         var tmp = $"{path}.{Guid.NewGuid():N}.tmp";
         try
@@ -40,15 +42,15 @@ internal static class LaunchFile
         }
     }
 
-    /// <summary>The machines to start, each with a new unique name, their network, and the folders to give back; null when there is no file.</summary>
-    public static (IReadOnlyList<LaunchOptions> Machines, NetworkSettings? Network, IReadOnlyList<string> ReturnOwnership)? Read(string path)
+    /// <summary>The machines to start, each with a new unique name, and the rest of the plan; null when there is no file.</summary>
+    public static LaunchPlan? Read(string path)
     {
         if (FileStatus.Of(path) is null)
             return null;
         using var file = new FileStream(NativeFile.Open(path, NativeFile.ReadOnly), FileAccess.Read);
         var document = JsonSerializer.Deserialize<Document>(file, MachinesFile.JsonOptions)
             ?? throw new NspawnException(ErrorCodes.BadPath, $"'{path}' is empty. Build the test project again.");
-        return (document.Machines.Select(e => new LaunchOptions(e.LogicalName, e.ImageDir)
+        return new LaunchPlan(document.Machines.Select(e => new LaunchOptions(e.LogicalName, e.ImageDir)
         {
             Mode = e.Mode,
             UseSystemdRun = e.UseSystemdRun,
@@ -59,7 +61,15 @@ internal static class LaunchFile
             Binds = e.Binds ?? [],
             // A file without the setting is an older build's: the safe default.
             PrivateUsers = e.PrivateUsers ?? Defaults.PrivateUsersOn,
+            // An older build's file has none of these: no logs saved, nothing kept, no pool, as then.
+            ResultsDir = e.ResultsDir,
+            KeepLogs = e.KeepLogs ?? KeepLogs.Never,
+            KeepOnFailure = e.KeepOnFailure ?? false,
         }).ToList(), document.Network is { } n && Ipv4Range.TryParse(n.Range) is { } range ? new NetworkSettings(n.Mode, range, n.Outbound) : null,
-            document.ReturnOwnership ?? []);
+            document.ReturnOwnership ?? [])
+        {
+            PoolSize = document.PoolSize ?? 0,
+            ProjectFile = document.ProjectFile ?? "",
+        };
     }
 }

@@ -50,6 +50,18 @@ internal sealed class MachinePool
     internal Task Loop => _loop;
 
     /// <summary>
+    /// The pool of a run (NspawnPoolSize), as the build and the MTP extension start it once the run's machines are up:
+    /// it boots behind the tests' start (the test host's launch, discovery). Like the first machine, but without its
+    /// binds (a test's own machine gets none unless it asks), on the run's private network if any.
+    /// </summary>
+    public static MachinePool StartFor(LaunchOptions first, PrivateNetwork? network, int size, string runDir, Action<string> progress)
+    {
+        var pool = Start(first with { Binds = [], PrivateNetwork = network }, size, runDir);
+        progress($"Keeping {size} machines of image '{first.Image}' booted ahead for the tests (NspawnPoolSize).");
+        return pool;
+    }
+
+    /// <summary>
     /// Starts booting <paramref name="size"/> machines like <paramref name="model"/> (the first machine), and returns at once.
     /// <paramref name="start"/> and <paramref name="stop"/> stand in for the launcher in unit tests.
     /// </summary>

@@ -5,15 +5,16 @@ namespace Nspawn.Build;
 /// the test host controller's (the package's MTP extension), which outlives the test host however it ends.
 /// Machines are recorded with this process as their owner, so the reaper gets them should it be killed.
 /// </summary>
-internal sealed class MachineSession(IReadOnlyList<LaunchOptions> options, NetworkSettings? network, IReadOnlyList<string> returnOwnership)
+internal sealed class MachineSession(LaunchPlan plan)
 {
     private readonly object _gate = new();
     private IReadOnlyList<Machine> _machines = [];
     private string? _runDir;
     private PrivateNetwork? _network;
+    private MachinePool? _pool;
     private Task? _stop;
 
-    public IReadOnlyList<LaunchOptions> Options { get; } = options;
+    public IReadOnlyList<LaunchOptions> Options => plan.Machines;
 
     private IEnumerable<string> ChrootsDirs => Options.Select(o => Path.GetDirectoryName(o.ImageDir)!).Distinct();
 
@@ -21,7 +22,7 @@ internal sealed class MachineSession(IReadOnlyList<LaunchOptions> options, Netwo
     public static MachineSession? FromLaunchFile(string path) =>
         LaunchFile.Read(path) is { Machines.Count: > 0 } launch
             // The launch file sits next to the test application: its folder is the tests' output folder, for InvokeAsync.
-            ? new MachineSession(launch.Machines.Select(o => o with { CodeDir = Path.GetDirectoryName(Path.GetFullPath(path)) }).ToList(), launch.Network, launch.ReturnOwnership) : null;
+            ? new MachineSession(launch with { Machines = launch.Machines.Select(o => o with { CodeDir = Path.GetDirectoryName(Path.GetFullPath(path)) }).ToList() }) : null;
 
     /// <summary>Removes what killed runs left, boots every machine at once, and returns the variables the tests get (NSPAWN_*).</summary>
     public async Task<IReadOnlyDictionary<string, string>> StartAsync(Action<string> progress, CancellationToken cancellationToken)
@@ -31,12 +32,12 @@ internal sealed class MachineSession(IReadOnlyList<LaunchOptions> options, Netwo
         foreach (var what in await MachineRegistry.ReapAsync(ChrootsDirs, w => progress("warning " + w.Code + ": " + w.Message), cancellationToken))
             progress($"Removed a leftover of an earlier run: {what}.");
         // The same start as the build's (the network first, then every machine at once; on a failure, nothing left).
-        var start = BackgroundStart.Begin(Options, network);
+        var start = BackgroundStart.Begin(Options, plan.Network);
         _runDir = start.RunDir;
         // A backstop for an exit that skips the normal stop (an error in the host, a SIGTERM).
         AppDomain.CurrentDomain.ProcessExit += (_, _) =>
         {
-            StopAsync(_ => { }).ContinueWith(_ => { }, TaskScheduler.Default).Wait();
+            StopAsync(testsFailed: false, _ => { }).ContinueWith(_ => { }, TaskScheduler.Default).Wait();
             ReturnOwnership();
         };
         try
@@ -50,56 +51,35 @@ internal sealed class MachineSession(IReadOnlyList<LaunchOptions> options, Netwo
                 progress(message);
         }
         progress(MachineLauncher.Describe(_machines, DateTime.UtcNow - start.Began));
-        var file = RunFiles.Write(_runDir, "machines.json", s => s.Write(System.Text.Encoding.UTF8.GetBytes(MachinesFile.Serialize(_machines, network?.Mode ?? NetworkMode.Host, _network))));
-        return MachinesFile.Environment(_machines, file);
+        var file = RunFiles.Write(_runDir, "machines.json", s => s.Write(System.Text.Encoding.UTF8.GetBytes(MachinesFile.Serialize(_machines, plan.Network?.Mode ?? NetworkMode.Host, _network))));
+        var environment = MachinesFile.Environment(_machines, file);
+        if (plan.PoolSize <= 0)
+            return environment;
+        _pool = MachinePool.StartFor(Options[0], _network, plan.PoolSize, _runDir, progress);
+        return new Dictionary<string, string>(environment) { [PoolDir.Variable] = _pool.Dir };
     }
 
-    /// <summary>Stops every machine (once, however often it is called) and removes the machines file; throws the first failure once all is done.</summary>
-    public Task StopAsync(Action<string> progress)
+    /// <summary>
+    /// Ends the run as the build ends one (<see cref="RunStop"/>: logs saved, machines kept after failed tests, the pool
+    /// stopped), once however often it is called; then gives back what the run wrote under sudo. Throws the first failure once all is done.
+    /// </summary>
+    public Task StopAsync(bool testsFailed, Action<string> progress)
     {
         lock (_gate)
-            return _stop ??= StopAllAsync(progress);
+            return _stop ??= StopAllAsync(testsFailed, progress);
     }
 
-    private async Task StopAllAsync(Action<string> progress)
+    private async Task StopAllAsync(bool testsFailed, Action<string> progress)
     {
-        List<Task<StopOutcome>> stops = [];
-        // One end in a fixed order, each step run even when an earlier one failed: the machines, the run's folder,
-        // the network, what their root wrote in the binds, leftovers, the user's files. Then the first failure.
-        var failures = await OrderedEnd.RunAsync(
-            async () =>
-            {
-                // A stop is never cut short: each machine gets its stop timeout.
-                stops = _machines.Select(m => MachineLauncher.StopAsync(m, CancellationToken.None)).ToList();
-                await Task.WhenAll(stops.Select(t => t.ContinueWith(_ => { }, TaskScheduler.Default)));
-                if (stops.Any(t => t.IsCompletedSuccessfully))
-                    progress($"Stopped {string.Join("; ", stops.Where(t => t.IsCompletedSuccessfully).Select(t => t.Result))}.");
-                if (stops.FirstOrDefault(t => t.IsFaulted) is { } failed)
-                    throw failed.Exception!.InnerException!;
-            },
-            () => Task.Run(() =>
-            {
-                if (_runDir is not null)
-                    RunFiles.Remove(_runDir);
-            }),
-            RemoveNetworkAsync,
-            () => Task.Run(() => Ownership.ReturnBinds(Ownership.SudoUser, stops.Where(t => t.IsCompletedSuccessfully).Select(t => t.Result.Machine), ChrootsDirs.FirstOrDefault())),
-            async () =>
-            {
-                // The test host's own machines, when it was killed before it could stop them.
-                // Its warnings were given at the start (said once a run).
-                foreach (var what in await MachineRegistry.ReapAsync(ChrootsDirs, _ => { }, CancellationToken.None))
-                    progress($"Removed a leftover of a process that is gone: {what}.");
-            },
-            () => Task.Run(ReturnOwnership));
-        if (failures.Count > 0)
-            throw failures[0];
-    }
-
-    private async Task RemoveNetworkAsync()
-    {
-        if (Interlocked.Exchange(ref _network, null) is { } network)
-            await NetworkRegistry.RemoveAsync(network, CancellationToken.None);
+        var end = await new RunStop
+        {
+            Machines = _machines, Pool = _pool, Network = Interlocked.Exchange(ref _network, null), RunDir = _runDir, TestsFailed = testsFailed,
+            ChrootsDir = ChrootsDirs.FirstOrDefault(), ProjectFile = plan.ProjectFile,
+        }.RunAsync(progress, w => progress($"warning {w.Code}: {w.Message}"));
+        // Last: the machines may write in the user's tree until they stop.
+        ReturnOwnership();
+        if (end.Failures.Count > 0)
+            throw end.Failures[0];
     }
 
     /// <summary>Under sudo, what this run wrote in the user's tree (test results, logs) goes back to the user, as after a build.</summary>
@@ -109,7 +89,7 @@ internal sealed class MachineSession(IReadOnlyList<LaunchOptions> options, Netwo
             return;
         try
         {
-            Ownership.ReturnTo(user, Ownership.BuildStart, returnOwnership, ChrootsDirs.FirstOrDefault(), recursive: true);
+            Ownership.ReturnTo(user, Ownership.BuildStart, plan.ReturnOwnership, ChrootsDirs.FirstOrDefault(), recursive: true);
         }
         catch (IOException)
         {

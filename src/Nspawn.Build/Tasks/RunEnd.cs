@@ -3,9 +3,8 @@ namespace Nspawn.Build.Tasks;
 /// <summary>
 /// What one run (the machines of one StartEphemeral) has left to end, told as it becomes known: the boot begun before
 /// Build, then the machines, their private network and the warm pool. StopEphemeral takes back what it ends itself;
-/// what is left is ended by <see cref="RunGuard"/> when the build ends, in a fixed order: the pool first (it begins no
-/// boot once its stop began, and waits for those under way, which join the network), then the machines, the network,
-/// the run's folder. Each step runs even when an earlier one failed.
+/// what is left is ended by <see cref="RunGuard"/> when the build ends: the boot begun before Build, then the run's end
+/// that NspawnStopMachines has too (<see cref="RunStop"/>). Each step runs even when an earlier one failed.
 /// </summary>
 internal sealed class RunEnd(string runDir)
 {
@@ -73,7 +72,7 @@ internal sealed class RunEnd(string runDir)
     }
 
     /// <summary>Ends what is left, in order; never throws: the failures come back for the caller to report.</summary>
-    public Task<IReadOnlyList<Exception>> EndAsync()
+    public async Task<IReadOnlyList<Exception>> EndAsync()
     {
         BackgroundStart? boot;
         MachinePool? pool;
@@ -85,47 +84,14 @@ internal sealed class RunEnd(string runDir)
             (_boot, _pool, _network) = (null, null, null);
             _machines.Clear();
         }
-        List<Task<MachineEndResult>> ends = [];
-        return OrderedEnd.RunAsync(
-            async () =>
-            {
-                if (pool is not null)
-                    await pool.StopAsync();
-            },
-            async () =>
-            {
-                if (boot is not null)
-                    await boot.AbandonAsync();
-            },
-            async () =>
-            {
-                ends = machines.Select(m => MachineEnd.FinishAsync(m, _leftMeansFailed, CancellationToken.None)).ToList();
-                await EndMachinesAsync(ends);
-            },
-            async () =>
-            {
-                // A kept machine's network stays, as after NspawnStopMachines: NspawnStopKept or the reaper removes it.
-                if (network is not null && !ends.Any(t => t.IsCompletedSuccessfully && t.Result.Kept))
-                    await NetworkRegistry.RemoveAsync(network, CancellationToken.None);
-            },
-            () => Task.Run(() => RunFiles.Remove(runDir)));
-    }
-
-    /// <summary>Waits for every machine's end and says what the user must know; throws the first failure once all are over.</summary>
-    private async Task EndMachinesAsync(IReadOnlyList<Task<MachineEndResult>> ends)
-    {
-        await Task.WhenAll(ends.Select(t => t.ContinueWith(_ => { }, TaskScheduler.Default)));
-        var done = ends.Where(t => t.IsCompletedSuccessfully).Select(t => t.Result).ToList();
-        var saved = done.Select(e => e.Logs).OfType<SavedLogs>().ToList();
+        var failures = (await OrderedEnd.RunAsync(async () =>
+        {
+            if (boot is not null)
+                await boot.AbandonAsync();
+        })).ToList();
         // The build's loggers are gone by now: what the user must know goes to the console.
-        foreach (var logs in saved)
-            Console.Error.WriteLine($"Nspawn.Build: saved the logs of {logs}.");
-        foreach (var end in done.Where(e => e.Kept))
-            Console.Error.WriteLine("Nspawn.Build: " + KeptMachines.Describe(end.Machine, _projectFile));
-        if (saved.Count > 0)
-            foreach (var trx in TrxAttachments.Add(saved))
-                Console.Error.WriteLine($"Nspawn.Build: listed the saved logs in {trx}.");
-        if (ends.FirstOrDefault(t => t.IsFaulted) is { } failed)
-            throw failed.Exception!.InnerException!;
+        var end = await new RunStop { Machines = machines, Pool = pool, Network = network, RunDir = runDir, TestsFailed = _leftMeansFailed, ProjectFile = _projectFile }
+            .RunAsync(m => Console.Error.WriteLine("Nspawn.Build: " + m), w => Console.Error.WriteLine($"Nspawn.Build: warning {w.Code}: {w.Message}"));
+        return [.. failures, .. end.Failures];
     }
 }

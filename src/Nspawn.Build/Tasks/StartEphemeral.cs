@@ -99,12 +99,9 @@ public sealed class StartEphemeral : NspawnTask
         var environment = MachinesFile.Environment(machines, machinesFile);
         if (PoolSize > 0)
         {
-            // Boots behind the tests' start (the test host's launch, discovery); the first machines are up already.
-            // Like the first machine, but without its binds: a test's own machine gets none unless it asks.
-            var pool = MachinePool.Start(options[0] with { Binds = [], PrivateNetwork = privateNetwork }, PoolSize, RunDir);
+            var pool = MachinePool.StartFor(options[0], privateNetwork, PoolSize, RunDir, Progress);
             run.SetPool(pool);
             environment = new Dictionary<string, string>(environment) { [PoolDir.Variable] = pool.Dir };
-            Progress($"Keeping {PoolSize} machines of image '{options[0].Image}' booted ahead for the tests (NspawnPoolSize).");
         }
         RunSettingsFile = RunFiles.Write(RunDir, "nspawn.runsettings", s => RunSettings.Merge(suiteSettings, environment).Save(s));
         Environment = environment.Select(v => ResolvedItems.Variable(v.Key, v.Value)).ToArray();

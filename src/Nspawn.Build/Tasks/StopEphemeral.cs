@@ -68,69 +68,24 @@ public sealed class StopEphemeral : NspawnTask
             await StopKeptAsync(chrootsDir);
             return;
         }
-        var machines = Machines.Select(ResolvedItems.ToMachine).ToList();
-        // Taken back from the end of the build as each is ended here; what fails to end is left to it. The pool's machines stop beside the others.
+        // Taken back from the end of the build as each is ended here; what fails to end is left to it.
         var run = RunDir == "" ? null : RunGuard.Of(BuildEngine4).Find(RunDir);
-        var pool = run?.TakePool();
-        var poolStop = pool?.StopAsync() ?? Task.FromResult<IReadOnlyList<StopOutcome>>([]);
-        // End them all even when one fails or the build is canceled: a stop is never cut short. Each failure is logged once.
-        var ends = machines.Select(async m =>
-        {
-            var end = await MachineEnd.FinishAsync(m, TestsFailed, CancellationToken.None);
-            run?.Forget(m);
-            return end;
-        }).ToList();
-        await Task.WhenAll(ends.Select(t => t.ContinueWith(_ => { }, TaskScheduler.Default)));
-        await poolStop.ContinueWith(_ => { }, TaskScheduler.Default);
-        LogFailures([.. ends, poolStop]);
-        foreach (var problem in pool?.Problems ?? [])
-            LogWarning(new NspawnWarning(ErrorCodes.PoolBootFailed, problem));
-        if (pool is not null && poolStop.IsCompletedSuccessfully)
-            Progress(pool.Describe(poolStop.Result));
-        if (RunDir != "")
-            RunFiles.Remove(RunDir);
-        // The machines a test host booted for itself, when it was killed before it could stop them.
-        if (chrootsDir is not null && machines.Count > 0)
-            // Its warnings were given by the reaper at the start (said once a run).
-            foreach (var what in await MachineRegistry.ReapAsync([chrootsDir], _ => { }, CancellationToken.None))
-                Progress($"Removed a leftover of a process that is gone: {what}.");
-        var done = ends.Where(t => t.IsCompletedSuccessfully).Select(t => t.Result).ToList();
-        Ownership.ReturnBinds(Ownership.SudoUser, done.Where(e => !e.Kept).Select(e => e.Machine), chrootsDir);
-        if (Network.Length > 0)
+        var network = Network.Select(ResolvedItems.ToPrivateNetwork).FirstOrDefault();
+        if (network is not null)
             run?.ForgetNetwork();
-        await RemoveNetworksAsync(keep: done.Any(e => e.Kept));
-        var saved = done.Select(e => e.Logs).OfType<SavedLogs>().ToList();
-        foreach (var logs in saved)
-            Progress($"Saved the logs of {logs}.");
-        try
+        // End them all even when one fails or the build is canceled: a stop is never cut short. Each failure is logged once.
+        var result = await new RunStop
         {
-            foreach (var trx in TrxAttachments.Add(saved))
-                Progress($"Listed the saved logs in {trx}.");
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or NspawnException)
-        {
-            Log.LogWarning($"The saved logs could not be listed in the TRX files: {e.Message}");
-        }
-        if (done.Any(e => !e.Kept))
-            Progress($"Stopped {string.Join("; ", done.Where(e => !e.Kept).Select(e => e.Stopped))}.");
-        foreach (var kept in done.Where(e => e.Kept))
-            Progress(KeptMachines.Describe(kept.Machine, ProjectFile));
+            Machines = Machines.Select(ResolvedItems.ToMachine).ToList(), Pool = run?.TakePool(), Network = network, RunDir = RunDir == "" ? null : RunDir,
+            TestsFailed = TestsFailed, ChrootsDir = chrootsDir, ProjectFile = ProjectFile, Ended = m => run?.Forget(m),
+        }.RunAsync(Progress, w => LogWarning(w));
+        LogFailures(result.Failures);
+        var done = result.Ended;
+        var saved = result.Saved;
         // Said again in the error, which Terminal Logger shows where it hides messages.
         Summary = (done.Any(e => e.Kept) ? "Their machines were kept running" : "Their machines were stopped")
                   + (saved.Count == 0 ? "." : $"; their logs are in {string.Join(", ", saved.Select(s => Path.GetDirectoryName(s.Dir)).Distinct())}.")
                   + string.Concat(done.Where(e => e.Kept).Select(e => " " + KeptMachines.Describe(e.Machine, ProjectFile)));
-    }
-
-    /// <summary>The build's private network goes with its machines; one a kept machine is on stays until NspawnStopKept or the reaper.</summary>
-    private async Task RemoveNetworksAsync(bool keep)
-    {
-        foreach (var network in Network.Select(ResolvedItems.ToPrivateNetwork))
-        {
-            if (keep)
-                continue;
-            await NetworkRegistry.RemoveAsync(network, CancellationToken.None);
-            Progress($"Removed the private network {network.Bridge} ({network.Subnet}).");
-        }
     }
 
     private async Task StopKeptAsync(string? chrootsDir)
@@ -138,7 +93,7 @@ public sealed class StopEphemeral : NspawnTask
         var kept = chrootsDir is null ? [] : KeptMachines.In(chrootsDir);
         var stops = kept.Select(m => MachineLauncher.StopAsync(m, CancellationToken.None)).ToList();
         await Task.WhenAll(stops.Select(t => t.ContinueWith(_ => { }, TaskScheduler.Default)));
-        LogFailures(stops);
+        LogFailures(stops.Where(t => t.IsFaulted).Select(t => t.Exception!.InnerException!));
         Ownership.ReturnBinds(Ownership.SudoUser, stops.Where(t => t.IsCompletedSuccessfully).Select(t => t.Result.Machine), chrootsDir);
         foreach (var what in await NetworkRegistry.ReapAsync(CancellationToken.None))
             Progress($"Removed the {what}.");
@@ -147,9 +102,9 @@ public sealed class StopEphemeral : NspawnTask
             : $"Stopped the kept machines {string.Join("; ", stops.Where(t => t.IsCompletedSuccessfully).Select(t => t.Result))}.");
     }
 
-    private void LogFailures(IEnumerable<Task> tasks)
+    private void LogFailures(IEnumerable<Exception> failures)
     {
-        foreach (var failure in tasks.Where(t => t.IsFaulted).Select(t => t.Exception!.InnerException!))
+        foreach (var failure in failures)
             if (Expected(failure) is { } coded)
                 LogError(coded);
             else
