@@ -58,7 +58,7 @@ internal static class LaunchFile
             Network = e.Network,
             Binds = e.Binds ?? [],
             // A file without the setting is an older build's: the safe default.
-            PrivateUsers = e.PrivateUsers ?? Defaults.PrivateUsersOn,
+            PrivateUsers = e.PrivateUsers ?? Settings.PrivateUsers.Default,
         }).ToList(), document.Network is { } n && Ipv4Range.TryParse(n.Range) is { } range ? new NetworkSettings(n.Mode, range, n.Outbound) : null,
             document.ReturnOwnership ?? []);
     }
