@@ -148,7 +148,7 @@ public sealed class EphemeralMachine : IAsyncDisposable
             BootTimeout = options.BootTimeout ?? model?.BootTimeout ?? Settings.BootTimeout.Default,
             StopTimeout = options.StopTimeout ?? model?.StopTimeout ?? Settings.StopTimeout.Default,
             // The project's launcher: a machine in a unit of the host's systemd has one.
-            UseSystemdRun = model is null ? LaunchOptions.HostHasSystemd : model.Unit is not null,
+            UseSystemdRun = model is null ? Settings.Launcher.Default : model.Unit is not null,
             // A snapshot machine has its snapshot; an overlay machine has none.
             Mode = options.Mode ?? (model is null ? EphemeralModeResolver.Resolve("auto", Path.GetDirectoryName(imageDir)!, "")
                 : model.Snapshot is null ? EphemeralMode.Overlay : EphemeralMode.Snapshot),

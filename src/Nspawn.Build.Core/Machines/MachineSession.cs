@@ -50,7 +50,7 @@ internal sealed class MachineSession(IReadOnlyList<LaunchOptions> options, Netwo
                 progress(message);
         }
         progress(MachineLauncher.Describe(_machines, DateTime.UtcNow - start.Began));
-        var file = RunFiles.Write(_runDir, "machines.json", s => s.Write(System.Text.Encoding.UTF8.GetBytes(MachinesFile.Serialize(_machines, network?.Mode ?? NetworkMode.Host, _network))));
+        var file = RunFiles.Write(_runDir, "machines.json", s => s.Write(System.Text.Encoding.UTF8.GetBytes(MachinesFile.Serialize(_machines, network?.Mode, _network))));
         return MachinesFile.Environment(_machines, file);
     }
 

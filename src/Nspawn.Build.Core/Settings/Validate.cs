@@ -37,7 +37,7 @@ internal static partial class Validate
     {
         if (!Uri.TryCreate(value, UriKind.Absolute, out var uri) || (uri.Scheme != "http" && uri.Scheme != "https") || string.IsNullOrEmpty(uri.Host))
             throw new NspawnException(ErrorCodes.BadMirror,
-                $"{property} '{value}' is not an http or https URL. Set it to a Debian mirror such as 'http://deb.debian.org/debian'.");
+                $"{property} '{value}' is not an http or https URL. Set it to a Debian mirror such as '{Settings.Mirror.DefaultText}'.");
         return value!;
     }
 
@@ -57,7 +57,7 @@ internal static partial class Validate
         foreach (var name in names)
             if (!PackageName().IsMatch(name))
                 throw new NspawnException(ErrorCodes.BadPackageList,
-                    $"{property} holds '{name}', which is not a Debian package name. Give a comma-separated list such as 'dbus,systemd'.");
+                    $"{property} holds '{name}', which is not a Debian package name. Give a comma-separated list such as '{Settings.Include.DefaultText}'.");
         return names.Distinct().Order(StringComparer.Ordinal).ToArray();
     }
 
