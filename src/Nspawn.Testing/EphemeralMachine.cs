@@ -113,7 +113,7 @@ public sealed class EphemeralMachine : IAsyncDisposable
         // ContainerTest's machine, when there is one, gives the image, the stop timeout and the network that the project set.
         var file = Environment.GetEnvironmentVariable("NSPAWN_MACHINES_FILE") is { Length: > 0 } f && File.Exists(f) ? f : null;
         var model = file is not null ? FromEnvironment() : null;
-        var (buildNetwork, privateNetwork) = file is not null ? MachinesFile.DeserializeNetwork(File.ReadAllText(file)) : (NetworkMode.Host, null);
+        var (buildNetwork, privateNetwork) = file is not null ? MachinesFile.DeserializeNetwork(File.ReadAllText(file)) : (Settings.Network.Default, null);
         var network = options.Network ?? buildNetwork;
         if (network == NetworkMode.Private && privateNetwork is null)
             throw new InvalidOperationException(
@@ -145,10 +145,10 @@ public sealed class EphemeralMachine : IAsyncDisposable
     internal static LaunchOptions OwnLaunch(StartOptions options, Machine? model, string imageDir, NetworkMode network, PrivateNetwork? privateNetwork) =>
         new(Validate.MachineName(options.LogicalName, "LogicalName"), imageDir)
         {
-            BootTimeout = options.BootTimeout ?? model?.BootTimeout ?? Defaults.BootTimeout,
-            StopTimeout = options.StopTimeout ?? model?.StopTimeout ?? Defaults.StopTimeout,
+            BootTimeout = options.BootTimeout ?? model?.BootTimeout ?? Settings.BootTimeout.Default,
+            StopTimeout = options.StopTimeout ?? model?.StopTimeout ?? Settings.StopTimeout.Default,
             // The project's launcher: a machine in a unit of the host's systemd has one.
-            UseSystemdRun = model is null ? LaunchOptions.HostHasSystemd : model.Unit is not null,
+            UseSystemdRun = model is null ? Settings.Launcher.Default : model.Unit is not null,
             // A snapshot machine has its snapshot; an overlay machine has none.
             Mode = options.Mode ?? (model is null ? EphemeralModeResolver.Resolve("auto", Path.GetDirectoryName(imageDir)!, "")
                 : model.Snapshot is null ? EphemeralMode.Overlay : EphemeralMode.Snapshot),
@@ -156,7 +156,7 @@ public sealed class EphemeralMachine : IAsyncDisposable
             PrivateNetwork = network == NetworkMode.Private ? privateNetwork : null,
             Binds = options.Binds.Select(ToBindMount).ToList(),
             ExtraArguments = options.NspawnArguments,
-            PrivateUsers = options.PrivateUsers ?? (model is null ? Defaults.PrivateUsersOn : model.UidShift is not null),
+            PrivateUsers = options.PrivateUsers ?? (model is null ? Settings.PrivateUsers.Default : model.UidShift is not null),
             // The test's own output folder, for InvokeAsync.
             CodeDir = AppContext.BaseDirectory,
         };

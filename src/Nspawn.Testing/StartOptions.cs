@@ -7,9 +7,9 @@ public sealed record StartOptions
     public string? ImageDir { get; init; }
     /// <summary>A plain name, part of the machine name.</summary>
     public string LogicalName { get; init; } = Nspawn.Build.Defaults.OwnMachineName;
-    /// <summary>By default 60 s.</summary>
+    /// <summary>By default ContainerTest's NspawnBootTimeout, else that property's default.</summary>
     public TimeSpan? BootTimeout { get; init; }
-    /// <summary>How long a stop waits for the guest to power off before it kills it; by default ContainerTest's NspawnStopTimeout, else 15 s.</summary>
+    /// <summary>How long a stop waits for the guest to power off before it kills it; by default ContainerTest's NspawnStopTimeout, else that property's default.</summary>
     public TimeSpan? StopTimeout { get; init; }
     /// <summary>Snapshot or overlay; by default snapshot where the image is on btrfs, overlay elsewhere.</summary>
     public EphemeralMode? Mode { get; init; }

@@ -17,7 +17,7 @@ var report = new Report(await Host.DescribeAsync(), repeat);
 Privilege.RequireRoot();
 
 // The image, as ContainerTest makes it.
-var store = new BtrfsStore(chroots, Path.Combine(chroots, "btrfs.img"), Validate.Size(Defaults.LoopFileSize, "size"));
+var store = new BtrfsStore(chroots, Path.Combine(chroots, "btrfs.img"), Validate.Size(Settings.BtrfsImageSize.DefaultText, "size"));
 await store.EnsureAsync(Console.WriteLine, Console.WriteLine, CancellationToken.None);
 var builder = new ImageBuilder(chroots);
 var spec = TestImages.Spec("bookworm", "bookworm", "http://deb.debian.org/debian", "minbase", "dbus,systemd");
@@ -181,7 +181,7 @@ report.Add("image check, nothing changed (in process)", checks, target: TimeSpan
 // An import from the cache, into an empty chroots folder on a loop file system of its own (a new CI runner).
 var cacheDir = Directory.CreateTempSubdirectory("nspawn-bench-cache-").FullName;
 var runner = Path.Combine(Directory.CreateTempSubdirectory("nspawn-bench-runner-").FullName, "test_chroots");
-var runnerStore = new BtrfsStore(runner, Path.Combine(runner, "btrfs.img"), Validate.Size(Defaults.LoopFileSize, "size"));
+var runnerStore = new BtrfsStore(runner, Path.Combine(runner, "btrfs.img"), Validate.Size(Settings.BtrfsImageSize.DefaultText, "size"));
 try
 {
     var cache = new ImageCache(cacheDir);

@@ -195,7 +195,7 @@ public sealed class NetworkSettingsTests
         var (task, engine) = Resolve();
         Assert.True(task.Execute(), string.Join('\n', engine.ErrorLines));
         var network = ResolvedItems.ToNetwork(task.ResolvedNetwork);
-        Assert.Equal(new NetworkSettings(NetworkMode.Host, Validate.NetworkRange(Defaults.NetworkRange, ""), false), network);
+        Assert.Equal(new NetworkSettings(NetworkMode.Host, Validate.NetworkRange(Settings.NetworkRange.DefaultText, ""), false), network);
         var options = ResolvedItems.ToLaunch(Assert.Single(task.ResolvedMachines));
         Assert.Equal(NetworkMode.Host, options.Network);
         Assert.Empty(options.Binds);

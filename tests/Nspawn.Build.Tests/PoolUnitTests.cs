@@ -7,7 +7,7 @@ namespace Nspawn.Build.Tests;
 public sealed class PoolUnitTests : IDisposable
 {
     private readonly string _dir = Directory.CreateTempSubdirectory("nspawn-pool-").FullName;
-    private static readonly PoolTemplate Template = new("/srv/test_chroots/bookworm", EphemeralMode.Snapshot, TimeSpan.FromSeconds(15));
+    private static readonly PoolTemplate Template = new("/srv/test_chroots/bookworm", EphemeralMode.Snapshot, TimeSpan.FromSeconds(15), NetworkMode.Host, PrivateUsers: true);
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
@@ -35,7 +35,7 @@ public sealed class PoolUnitTests : IDisposable
     public void The_resolver_defaults_to_no_pool_and_checks_the_setting()
     {
         var settings = new ProjectSettings { BaseDir = _dir, ChrootsDir = Path.Combine(_dir, "test_chroots") };
-        Assert.Equal(Defaults.PoolSize, SettingsResolver.Resolve(settings).PoolSize);
+        Assert.Equal(Settings.PoolSize.Default, SettingsResolver.Resolve(settings).PoolSize);
         Assert.Equal(3, SettingsResolver.Resolve(settings with { PoolSize = "3" }).PoolSize);
         Assert.Equal(ErrorCodes.BadPoolSize, Assert.Throws<NspawnException>(() => SettingsResolver.Resolve(settings with { PoolSize = "many" })).Code);
     }

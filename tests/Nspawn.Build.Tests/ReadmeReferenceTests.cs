@@ -1,5 +1,7 @@
 using System.Reflection;
 using System.Text.RegularExpressions;
+using System.Xml.Linq;
+using Nspawn.Build.Tasks;
 
 namespace Nspawn.Build.Tests;
 
@@ -33,31 +35,48 @@ public sealed partial class ReadmeReferenceTests
     }
 
     [Fact]
-    public void The_defaults_in_the_properties_table_are_the_codes()
+    public void The_properties_table_shows_each_setting_with_its_default()
     {
         var defaults = Markdown.TableRows(Markdown.Section(Readme.Lines, "Properties")).ToDictionary(c => Markdown.Plain(c[0]), c => Markdown.Plain(c[1]));
-        var expected = new Dictionary<string, string>
+        var wrong = Settings.All.Where(s => defaults.GetValueOrDefault(s.Name) != (s.Shown ?? s.DefaultText))
+            .Select(s => $"{s.Name}: the README has '{defaults.GetValueOrDefault(s.Name) ?? "no row"}', the code '{s.Shown ?? s.DefaultText}'").ToList();
+        Assert.True(wrong.Count == 0, "The README's properties disagree with Settings:\n" + string.Join('\n', wrong));
+        Assert.Contains(Settings.BootTimeout, Settings.All);
+    }
+
+    [Fact]
+    public void The_targets_pass_every_setting_to_ResolveNspawnSettings_and_no_other_Nspawn_property()
+    {
+        var task = XDocument.Load(Path.Combine(Repo.Root, "build", "Nspawn.Build.targets")).Descendants().Single(e => e.Name.LocalName == nameof(ResolveNspawnSettings));
+        var passed = task.Attributes().Select(a => (Parameter: a.Name.LocalName, Value: a.Value)).Where(a => PropertyUse().IsMatch(a.Value)).ToHashSet();
+        // Each is passed as it is written, under its name without the prefix.
+        var expected = Settings.All.Select(s => (Parameter: s.Name["Nspawn".Length..], Value: $"$({s.Name})")).ToHashSet();
+        Assert.Equal(expected.Order(), passed.Order());
+        Assert.Contains(("BootTimeout", "$(NspawnBootTimeout)"), passed);
+        foreach (var (parameter, _) in expected)
         {
-            ["NspawnImage"] = Defaults.Image,
-            ["NspawnMirror"] = Defaults.Mirror,
-            ["NspawnVariant"] = Defaults.Variant,
-            ["NspawnInclude"] = Defaults.Include,
-            ["NspawnBtrfsImageSize"] = Defaults.LoopFileSize,
-            ["NspawnEphemeralMode"] = Defaults.EphemeralMode,
-            ["NspawnLauncher"] = Defaults.Launcher,
-            ["NspawnNetwork"] = Defaults.Network,
-            ["NspawnNetworkRange"] = Defaults.NetworkRange,
-            ["NspawnNetworkOutbound"] = Defaults.NetworkOutbound,
-            ["NspawnKeepLogs"] = Defaults.KeepLogs,
-            ["NspawnKeepOnFailure"] = Defaults.KeepOnFailure,
-            ["NspawnPrivateUsers"] = Defaults.PrivateUsers,
-            ["NspawnPoolSize"] = Defaults.PoolSize.ToString(),
-            ["NspawnBootTimeout"] = Defaults.BootTimeout.TotalSeconds.ToString(),
-            ["NspawnStopTimeout"] = Defaults.StopTimeout.TotalSeconds.ToString(),
-            ["NspawnImageBuildTimeout"] = Defaults.ImageBuildTimeout.TotalSeconds.ToString(),
-            ["NspawnBtrfsImageFile"] = "$(NspawnChrootsDir)/" + Defaults.LoopFileName,
-        };
-        Assert.Equal(expected, expected.Keys.ToDictionary(k => k, k => defaults[k]));
+            Assert.Equal(typeof(string), typeof(ResolveNspawnSettings).GetProperty(parameter)?.PropertyType);
+            Assert.Equal(typeof(string), typeof(ProjectSettings).GetProperty(parameter)?.PropertyType);
+        }
+    }
+
+    [Fact]
+    public void Each_setting_has_one_default_its_parser_takes()
+    {
+        Assert.Equal(Settings.All.Count, Settings.All.Select(s => s.Name).Distinct().Count());
+        Assert.All(Settings.All, s => Assert.StartsWith("Nspawn", s.Name));
+        // A default shown in words is made elsewhere: the setting has no text of its own to disagree with it.
+        Assert.All(Settings.All.Where(s => s.Shown is not null), s => Assert.Equal("", s.DefaultText));
+        // Every other default is a value its parser takes: the typed default is that parse.
+        Assert.All(Settings.All.Where(s => s.Shown is null), s => s.GetType().GetProperty("Default")!.GetValue(s));
+        Assert.Equal(TimeSpan.FromSeconds(60), Settings.BootTimeout.Default);
+        Assert.Equal(TimeSpan.FromSeconds(60), Settings.BootTimeout.Read(" "));
+        Assert.Equal(KeepLogs.Failure, Settings.KeepLogs.Default);
+        Assert.Equal(8L << 30, Settings.BtrfsImageSize.Default);
+        Assert.True(Settings.PrivateUsers.Default);
+        var e = Assert.Throws<NspawnException>(() => Settings.StopTimeout.Read("soon"));
+        Assert.Equal(ErrorCodes.BadTimeout, e.Code);
+        Assert.StartsWith("NspawnStopTimeout 'soon' is not a timeout.", e.Message);
     }
 
     [Fact]

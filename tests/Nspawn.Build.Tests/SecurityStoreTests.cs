@@ -271,7 +271,7 @@ public sealed class SecurityStoreTests(PackageFixture package) : IAsyncLifetime
     {
         var name = $"cached-{_suffix}";
         // A suite that does not exist: the build that replaces the import fails fast, in debootstrap.
-        var spec = TestImages.Spec(name, "no-such-suite", Defaults.Mirror, Defaults.Variant, Defaults.Include);
+        var spec = TestImages.Spec(name, "no-such-suite", Settings.Mirror.DefaultText, Settings.Variant.DefaultText, Settings.Include.DefaultText);
         var cache = Directory.CreateDirectory(Path.Combine(_dir, "cache")).FullName;
         var host = HostFiles();
         var bytes = Crafted(kind, spec, host);
@@ -436,7 +436,7 @@ public sealed class SecurityStoreTests(PackageFixture package) : IAsyncLifetime
     public async Task NspawnCleanImages_removes_only_this_projects_stale_exports()
     {
         var cache = Directory.CreateDirectory(Path.Combine(_dir, "exports")).FullName;
-        var bookworm = TestImages.Spec("bookworm", "bookworm", Defaults.Mirror, Defaults.Variant, Defaults.Include);
+        var bookworm = TestImages.Spec("bookworm", "bookworm", Settings.Mirror.DefaultText, Settings.Variant.DefaultText, Settings.Include.DefaultText);
         string Put(string name, byte[] content)
         {
             var path = Path.Combine(cache, name);

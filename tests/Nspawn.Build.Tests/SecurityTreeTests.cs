@@ -146,7 +146,7 @@ public sealed class SecurityTreeTests(PackageFixture package) : IAsyncLifetime
         var cache = Dir("cache");
         var victim = Path.Combine(_dir, "victim");
         File.WriteAllText(victim, "precious\n");
-        var export = new ImageCache(cache).FileOf(TestImages.Spec("bookworm", "", Defaults.Mirror, Defaults.Variant, Defaults.Include));
+        var export = new ImageCache(cache).FileOf(TestImages.Spec("bookworm", "", Settings.Mirror.DefaultText, Settings.Variant.DefaultText, Settings.Include.DefaultText));
         File.CreateSymbolicLink(export + ".partial", victim);
         var run = await new ConsumerProject(package, _dir, Repo.ChrootsDir).RunAsync(["-t:NspawnPrepareImages", $"-p:NspawnImageCacheDir={cache}"]);
         Assert.True(run.ExitCode == 0, run.ToString());

@@ -17,11 +17,11 @@ public sealed class TaskTests
         var machine = Assert.Single(task.ResolvedMachines);
         Assert.Equal(Defaults.MachineName, machine.ItemSpec);
         var options = ResolvedItems.ToLaunch(machine);
-        Assert.Equal(Defaults.BootTimeout, options.BootTimeout);
-        Assert.Equal(Defaults.StopTimeout, options.StopTimeout);
-        Assert.Equal("/srv/test_chroots/" + Defaults.Image, options.ImageDir);
+        Assert.Equal(Settings.BootTimeout.Default, options.BootTimeout);
+        Assert.Equal(Settings.StopTimeout.Default, options.StopTimeout);
+        Assert.Equal("/srv/test_chroots/" + Settings.Image.DefaultText, options.ImageDir);
         var image = ResolvedItems.ToImage(Assert.Single(task.Images));
-        Assert.Equal((Defaults.Image, Defaults.Mirror, Defaults.Variant), (image.Suite, image.Mirror, image.Variant));
+        Assert.Equal((Settings.Image.DefaultText, Settings.Mirror.DefaultText, Settings.Variant.DefaultText), (image.Suite, image.Mirror, image.Variant));
         var store = ResolvedItems.ToStore(task.Store);
         Assert.Equal("/srv/test_chroots/" + Defaults.LoopFileName, store.ImageFile);
         Assert.Equal(8L << 30, store.ImageSize);
@@ -65,7 +65,7 @@ public sealed class TaskTests
             Assert.Equal(script, web.SetupScript);
             Assert.True(web.Base!.Slim);
             Assert.Equal(["e2fsprogs"], web.Base.Exclude);
-            Assert.Equal((TestImages.Spec("bookworm", "", Defaults.Mirror, Defaults.Variant, Defaults.Include) with { Slim = true, Exclude = ["e2fsprogs"] }).Stamp, web.Base.Stamp);
+            Assert.Equal((TestImages.Spec("bookworm", "", Settings.Mirror.DefaultText, Settings.Variant.DefaultText, Settings.Include.DefaultText) with { Slim = true, Exclude = ["e2fsprogs"] }).Stamp, web.Base.Stamp);
         }
         finally
         {

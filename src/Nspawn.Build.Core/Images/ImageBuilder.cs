@@ -21,7 +21,7 @@ internal sealed class ImageBuilder(string chrootsDir)
     public ImageCache? Cache { get; init; }
 
     /// <summary>How long debootstrap, or a setup script, may take before it is stopped.</summary>
-    public TimeSpan BuildTimeout { get; init; } = Defaults.ImageBuildTimeout;
+    public TimeSpan BuildTimeout { get; init; } = Settings.ImageBuildTimeout.Default;
 
     /// <summary>The images the project uses (with their bases) and those it keeps: a store too full says what NspawnCleanImages would free.</summary>
     public IReadOnlyList<ImageSpec> ProjectImages { get; init; } = [];

@@ -23,7 +23,7 @@ internal sealed class ImageCache(string cacheDir)
     public string CacheDir { get; } = cacheDir;
 
     /// <summary>How long one export or import may take before it is stopped.</summary>
-    public TimeSpan Limit { get; init; } = Defaults.ImageBuildTimeout;
+    public TimeSpan Limit { get; init; } = Settings.ImageBuildTimeout.Default;
 
     public string FileOf(ImageSpec spec) =>
         Path.Combine(CacheDir, $"{spec.Name}-{Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(spec.Stamp)))[..16].ToLowerInvariant()}.btrfs.gz");

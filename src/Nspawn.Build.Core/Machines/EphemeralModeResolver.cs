@@ -4,10 +4,10 @@ namespace Nspawn.Build;
 internal static class EphemeralModeResolver
 {
     /// <summary>
-    /// snapshot, overlay, or auto: snapshot where the chroots folder is on btrfs or has its loop file
-    /// (unmounted after a reboot), overlay elsewhere.
+    /// NspawnEphemeralMode as written (its default when empty): snapshot, overlay, or auto: snapshot where the
+    /// chroots folder is on btrfs or has its loop file (unmounted after a reboot), overlay elsewhere.
     /// </summary>
     public static EphemeralMode Resolve(string? value, string chrootsDir, string loopFile) =>
-        Validate.Choice<EphemeralMode?>(value, "NspawnEphemeralMode", ("snapshot", EphemeralMode.Snapshot), ("overlay", EphemeralMode.Overlay), ("auto", null))
+        Settings.EphemeralMode.Read(value)
         ?? (File.Exists(loopFile) || (BtrfsStore.ExistingDir(chrootsDir) is { } dir && BtrfsStore.IsBtrfs(dir)) ? EphemeralMode.Snapshot : EphemeralMode.Overlay);
 }

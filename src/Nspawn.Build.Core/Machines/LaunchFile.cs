@@ -60,7 +60,7 @@ internal static class LaunchFile
             Network = e.Network,
             Binds = e.Binds ?? [],
             // A file without the setting is an older build's: the safe default.
-            PrivateUsers = e.PrivateUsers ?? Defaults.PrivateUsersOn,
+            PrivateUsers = e.PrivateUsers ?? Settings.PrivateUsers.Default,
             // An older build's file has none of these: no logs saved, nothing kept, no pool, as then.
             ResultsDir = e.ResultsDir,
             KeepLogs = e.KeepLogs ?? KeepLogs.Never,

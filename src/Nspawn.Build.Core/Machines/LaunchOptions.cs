@@ -6,14 +6,17 @@ internal sealed record LaunchOptions(string LogicalName, string ImageDir)
     public string Image => Path.GetFileName(ImageDir);
     /// <summary>Unique on the host: a new one for each start.</summary>
     public string MachineName { get; init; } = TempNames.Machine(LogicalName);
-    public TimeSpan BootTimeout { get; init; } = Defaults.BootTimeout;
-    public TimeSpan StopTimeout { get; init; } = Defaults.StopTimeout;
+    public TimeSpan BootTimeout { get; init; } = Settings.BootTimeout.Default;
+    public TimeSpan StopTimeout { get; init; } = Settings.StopTimeout.Default;
     /// <summary>nspawn in a transient unit of the host's systemd, registered with machined; else our child.</summary>
     public bool UseSystemdRun { get; init; }
-    /// <summary>Overlay machines (--volatile=overlay): a read-only image under a tmpfs, for images that are plain folders.</summary>
-    public EphemeralMode Mode { get; init; } = EphemeralMode.Snapshot;
+    /// <summary>
+    /// Overlay machines (--volatile=overlay): a read-only image under a tmpfs, for images that are plain folders. No default
+    /// of its own: the resolver, the launch file or StartOptions decide it (NspawnEphemeralMode's 'auto' depends on the folder).
+    /// </summary>
+    public EphemeralMode Mode { get; init; }
     /// <summary>The host's network, a private one, or none.</summary>
-    public NetworkMode Network { get; init; } = NetworkMode.Host;
+    public NetworkMode Network { get; init; } = Settings.Network.Default;
     /// <summary>The private network to join (with <see cref="NetworkMode.Private"/>).</summary>
     public PrivateNetwork? PrivateNetwork { get; init; }
     /// <summary>The machine's place on it, given when it starts.</summary>
@@ -22,14 +25,14 @@ internal sealed record LaunchOptions(string LogicalName, string ImageDir)
     public IReadOnlyList<BindMount> Binds { get; init; } = [];
     /// <summary>The test results folder, where the machine's logs go (in nspawn/LOGICAL) when they are kept; none for a test's own machine.</summary>
     public string? ResultsDir { get; init; }
-    public KeepLogs KeepLogs { get; init; } = KeepLogs.Failure;
+    public KeepLogs KeepLogs { get; init; } = Settings.KeepLogs.Default;
     /// <summary>Left running when its tests fail, for a look inside (NspawnKeepOnFailure).</summary>
     public bool KeepOnFailure { get; init; }
     /// <summary>
     /// Guest root is an unprivileged host UID (a user namespace, NspawnPrivateUsers): the default. Off, guest root is
     /// host root, which only a trusted image and trusted tests may have.
     /// </summary>
-    public bool PrivateUsers { get; init; } = Defaults.PrivateUsersOn;
+    public bool PrivateUsers { get; init; } = Settings.PrivateUsers.Default;
     /// <summary>The first host UID of the machine's user namespace (<see cref="UidRange"/>), claimed when it starts.</summary>
     public uint? UidShift { get; init; }
     /// <summary>An overlay machine's image as its user namespace sees it (<see cref="IdmappedMount"/>), booted instead of the image folder.</summary>

@@ -17,10 +17,10 @@ internal sealed record Machine(
     IReadOnlyList<string> Cgroups)
 {
     /// <summary>How long a stop waits for the guest to power off before it kills it (NspawnStopTimeout): every stop path uses it.</summary>
-    public TimeSpan StopTimeout { get; init; } = Defaults.StopTimeout;
+    public TimeSpan StopTimeout { get; init; } = Settings.StopTimeout.Default;
 
     /// <summary>How long its boot could take (NspawnBootTimeout): a test's own machine takes it from ContainerTest's.</summary>
-    public TimeSpan BootTimeout { get; init; } = Defaults.BootTimeout;
+    public TimeSpan BootTimeout { get; init; } = Settings.BootTimeout.Default;
 
     /// <summary>Its address on a private network, which the host reaches it at; null on the host's network or none.</summary>
     public string? Address { get; init; }
@@ -39,7 +39,7 @@ internal sealed record Machine(
     /// <summary>The test results folder; none for a test's own machine, whose logs are not saved.</summary>
     public string? ResultsDir { get; init; }
 
-    public KeepLogs KeepLogs { get; init; } = KeepLogs.Failure;
+    public KeepLogs KeepLogs { get; init; } = Settings.KeepLogs.Default;
 
     /// <summary>Left running when its tests fail (NspawnKeepOnFailure).</summary>
     public bool KeepOnFailure { get; init; }

@@ -71,7 +71,7 @@ internal sealed class MachinePool
         // A test's own machine: its logs are not saved and it is never kept. Its name is a test's own machine's by
         // default (StartOptions.LogicalName), which on a private network is its hostname and its name in the hosts file.
         var template = model with { LogicalName = Defaults.OwnMachineName, ResultsDir = null, KeepOnFailure = false, KeepLogs = KeepLogs.Never, Binds = [] };
-        var dir = PoolDir.Create(runDir, new PoolTemplate(template.ImageDir, template.Mode, template.StopTimeout, template.Network, template.LogicalName, template.PrivateUsers));
+        var dir = PoolDir.Create(runDir, new PoolTemplate(template.ImageDir, template.Mode, template.StopTimeout, template.Network, template.PrivateUsers, template.LogicalName));
         var pool = new MachinePool(template, size, dir, start ?? MachineLauncher.StartAsync, stop ?? ((m, ct) => MachineLauncher.StopAsync(m, ct)));
         pool._loop = Task.Run(pool.RunAsync);
         return pool;

@@ -51,7 +51,7 @@ internal sealed class MachineSession(LaunchPlan plan)
                 progress(message);
         }
         progress(MachineLauncher.Describe(_machines, DateTime.UtcNow - start.Began));
-        var file = RunFiles.Write(_runDir, "machines.json", s => s.Write(System.Text.Encoding.UTF8.GetBytes(MachinesFile.Serialize(_machines, plan.Network?.Mode ?? NetworkMode.Host, _network))));
+        var file = RunFiles.Write(_runDir, "machines.json", s => s.Write(System.Text.Encoding.UTF8.GetBytes(MachinesFile.Serialize(_machines, plan.Network?.Mode, _network))));
         var environment = MachinesFile.Environment(_machines, file);
         if (plan.PoolSize <= 0)
             return environment;

@@ -13,17 +13,17 @@ internal static class MachinesFile
         DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
     };
 
-    /// <summary>The machines, and their network: the private one a test's own machine joins by default.</summary>
-    private sealed record Document(IReadOnlyList<Machine> Machines, [property: JsonConverter(typeof(JsonStringEnumConverter<NetworkMode>))] NetworkMode NetworkMode = NetworkMode.Host, PrivateNetwork? Network = null);
+    /// <summary>The machines, and their network (NspawnNetwork's default when not given): the private one a test's own machine joins by default.</summary>
+    private sealed record Document(IReadOnlyList<Machine> Machines, [property: JsonConverter(typeof(JsonStringEnumConverter<NetworkMode>))] NetworkMode? NetworkMode = null, PrivateNetwork? Network = null);
 
-    public static string Serialize(IReadOnlyList<Machine> machines, NetworkMode mode = NetworkMode.Host, PrivateNetwork? network = null) =>
-        JsonSerializer.Serialize(new Document(machines, mode, network), JsonOptions);
+    public static string Serialize(IReadOnlyList<Machine> machines, NetworkMode? mode = null, PrivateNetwork? network = null) =>
+        JsonSerializer.Serialize(new Document(machines, mode ?? Settings.Network.Default, network), JsonOptions);
 
     public static IReadOnlyList<Machine> Deserialize(string json) => JsonSerializer.Deserialize<Document>(json, JsonOptions)?.Machines ?? [];
 
     /// <summary>The machines' network mode and, when private, the network.</summary>
     public static (NetworkMode Mode, PrivateNetwork? Network) DeserializeNetwork(string json) =>
-        JsonSerializer.Deserialize<Document>(json, JsonOptions) is { } d ? (d.NetworkMode, d.Network) : (NetworkMode.Host, null);
+        JsonSerializer.Deserialize<Document>(json, JsonOptions) is { } d ? (d.NetworkMode ?? Settings.Network.Default, d.Network) : (Settings.Network.Default, null);
 
     public static string SerializeOne(Machine machine) => JsonSerializer.Serialize(machine, JsonOptions);
 

@@ -2,40 +2,36 @@ namespace Nspawn.Build;
 
 /// <summary>
 /// Turns what the project wrote into checked values, once: the first step of every target. Every default
-/// comes from <see cref="Defaults"/>; every error names what the user wrote (a property, or an item's metadata).
+/// comes from <see cref="Settings"/>; every error names what the user wrote (a property, or an item's metadata).
 /// </summary>
 internal static class SettingsResolver
 {
     public static ResolvedProject Resolve(ProjectSettings p)
     {
-        var chroots = Validate.AbsolutePath(p.ChrootsDir, "NspawnChrootsDir");
-        var loopFile = Validate.AbsolutePath(Or(p.BtrfsImageFile, Path.Combine(chroots, Defaults.LoopFileName)), "NspawnBtrfsImageFile");
-        var store = new StoreSettings(chroots, loopFile, Validate.Size(Or(p.BtrfsImageSize, Defaults.LoopFileSize), "NspawnBtrfsImageSize"),
-            EphemeralModeResolver.Resolve(Or(p.EphemeralMode, Defaults.EphemeralMode), chroots, loopFile))
+        var chroots = Settings.ChrootsDir.Read(p.ChrootsDir);
+        var loopFile = Settings.BtrfsImageFile.Read(Or(p.BtrfsImageFile, Path.Combine(chroots, Defaults.LoopFileName)));
+        var store = new StoreSettings(chroots, loopFile, Settings.BtrfsImageSize.Read(p.BtrfsImageSize), EphemeralModeResolver.Resolve(p.EphemeralMode, chroots, loopFile))
         {
-            MaxAge = Validate.MaxAge(p.ImageMaxAge, "NspawnImageMaxAge"),
-            BuildTimeout = Validate.Timeout(Or(p.ImageBuildTimeout, Seconds(Defaults.ImageBuildTimeout)), "NspawnImageBuildTimeout"),
-            CacheDir = string.IsNullOrWhiteSpace(p.ImageCacheDir) ? null : Validate.AbsolutePath(p.ImageCacheDir, "NspawnImageCacheDir"),
-            KeepImages = Validate.Words(p.KeepImages, "NspawnKeepImages"),
+            MaxAge = Settings.ImageMaxAge.Read(p.ImageMaxAge),
+            BuildTimeout = Settings.ImageBuildTimeout.Read(p.ImageBuildTimeout),
+            CacheDir = Settings.ImageCacheDir.Read(p.ImageCacheDir),
+            KeepImages = Settings.KeepImages.Read(p.KeepImages),
         };
-        var mainImage = Validate.ImageName(Or(p.Image, Defaults.Image), "NspawnImage");
+        var mainImage = Settings.Image.Read(p.Image);
         var network = Network(p);
         var machines = Machines(p, store, mainImage, network);
         var images = machines.Select(m => m.Image).Distinct().Select(name => Image(p, name, mainImage, [])).ToList();
         RunSettings.Load(p.RunSettings);
-        var poolSize = Validate.PoolSize(Or(p.PoolSize, Defaults.PoolSize.ToString(System.Globalization.CultureInfo.InvariantCulture)), "NspawnPoolSize");
+        var poolSize = Settings.PoolSize.Read(p.PoolSize);
         return new ResolvedProject(store, images, machines, network) { PoolSize = poolSize };
     }
 
     private static NetworkSettings Network(ProjectSettings p)
     {
-        var network = new NetworkSettings(
-            Validate.Choice(Or(p.Network, Defaults.Network), "NspawnNetwork", ("host", NetworkMode.Host), ("private", NetworkMode.Private), ("none", NetworkMode.None)),
-            Validate.NetworkRange(Or(p.NetworkRange, Defaults.NetworkRange), "NspawnNetworkRange"),
-            Validate.Choice(Or(p.NetworkOutbound, Defaults.NetworkOutbound), "NspawnNetworkOutbound", ("true", true), ("false", false)));
+        var network = new NetworkSettings(Settings.Network.Read(p.Network), Settings.NetworkRange.Read(p.NetworkRange), Settings.NetworkOutbound.Read(p.NetworkOutbound));
         if (network.Outbound && network.Mode != NetworkMode.Private)
             throw new NspawnException(ErrorCodes.BadOption,
-                $"NspawnNetworkOutbound is true but NspawnNetwork is '{Or(p.Network, Defaults.Network)}': a way out through the host is for NspawnNetwork=private only. Set NspawnNetwork to 'private', or leave NspawnNetworkOutbound out.");
+                $"NspawnNetworkOutbound is true but NspawnNetwork is '{Settings.Network.Or(p.Network)}': a way out through the host is for NspawnNetwork=private only. Set NspawnNetwork to 'private', or leave NspawnNetworkOutbound out.");
         return network;
     }
 
@@ -58,7 +54,7 @@ internal static class SettingsResolver
             if (!destination.StartsWith('/') || destination.Split('/').Contains("..") || destination.Contains('\0'))
                 throw new NspawnException(ErrorCodes.BadPath,
                     $"The Destination of {label} '{item.Get("Destination")}' is not an absolute path in the machine. Give one such as '/opt/app', or leave it out for the same path as on the host.");
-            var readOnly = Validate.Choice(Or(item.Get("ReadOnly"), Defaults.BindReadOnly), $"The ReadOnly of {label}", ("true", true), ("false", false));
+            var readOnly = Validate.Flag(Or(item.Get("ReadOnly"), Defaults.BindReadOnly), $"The ReadOnly of {label}");
             var machines = item.Get("Machines").Split([';', ','], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
             foreach (var name in machines.Where(m => !machineNames.Contains(m)))
                 throw new NspawnException(ErrorCodes.BadMachineName,
@@ -70,14 +66,12 @@ internal static class SettingsResolver
 
     private static List<LaunchOptions> Machines(ProjectSettings p, StoreSettings store, string mainImage, NetworkSettings network)
     {
-        var boot = Validate.Timeout(Or(p.BootTimeout, Seconds(Defaults.BootTimeout)), "NspawnBootTimeout");
-        var stop = Validate.Timeout(Or(p.StopTimeout, Seconds(Defaults.StopTimeout)), "NspawnStopTimeout");
-        var useSystemdRun = Validate.Choice(Or(p.Launcher, Defaults.Launcher), "NspawnLauncher",
-            ("auto", LaunchOptions.HostHasSystemd), ("systemd-run", true), ("direct", false));
-        var keepLogs = Validate.Choice(Or(p.KeepLogs, Defaults.KeepLogs), "NspawnKeepLogs",
-            ("failure", KeepLogs.Failure), ("always", KeepLogs.Always), ("never", KeepLogs.Never));
-        var keepOnFailure = Validate.Choice(Or(p.KeepOnFailure, Defaults.KeepOnFailure), "NspawnKeepOnFailure", ("true", true), ("false", false));
-        var privateUsers = Validate.Choice(Or(p.PrivateUsers, Defaults.PrivateUsers), "NspawnPrivateUsers", ("true", true), ("false", false));
+        var boot = Settings.BootTimeout.Read(p.BootTimeout);
+        var stop = Settings.StopTimeout.Read(p.StopTimeout);
+        var useSystemdRun = Settings.Launcher.Read(p.Launcher);
+        var keepLogs = Settings.KeepLogs.Read(p.KeepLogs);
+        var keepOnFailure = Settings.KeepOnFailure.Read(p.KeepOnFailure);
+        var privateUsers = Settings.PrivateUsers.Read(p.PrivateUsers);
         var results = ResultsDir(p);
         // One machine named 'default' unless the project declares its own.
         var items = p.Machines.Count > 0 ? p.Machines : [new ProjectItem(Defaults.MachineName, new Dictionary<string, string>())];
@@ -119,31 +113,28 @@ internal static class SettingsResolver
             throw new NspawnException(ErrorCodes.BadOption, $"NspawnImageDefinition '{name}' is its own base ({string.Join(" -> ", derivedFrom.Append(name))}). Break the loop of BaseImage.");
         var definition = p.ImageDefinitions.FirstOrDefault(d => d.Name == name);
         var main = name == mainImage;
-        // The value and, for an error, the name of what the user wrote it in.
-        (string Value, string Label) Pick(string metadata, string property, string fallback) =>
-            definition?.Get(metadata) is { Length: > 0 } value ? (value, $"NspawnImageDefinition '{name}': {metadata}") : (fallback, property);
+        // The definition's metadata, else what the project wrote to the property, else its default; and, for an error, the name of what it came from.
+        (string Text, string Label) Written(string metadata, Setting setting, string written) =>
+            definition?.Get(metadata) is { Length: > 0 } value ? (value, $"NspawnImageDefinition '{name}': {metadata}") : (setting.Or(written), setting.Name);
+        T Pick<T>(string metadata, Setting<T> setting, string written)
+        {
+            var (text, label) = Written(metadata, setting, written);
+            return setting.Parse(text, label);
+        }
 
-        var suite = Pick("Suite", "NspawnSuite", main ? Or(p.Suite, name) : name);
-        var mirror = Pick("Mirror", "NspawnMirror", Or(p.Mirror, Defaults.Mirror));
-        var variant = Pick("Variant", "NspawnVariant", Or(p.Variant, Defaults.Variant));
-        var include = Pick("Packages", "NspawnInclude", Or(p.Include, Defaults.Include));
-        var exclude = Pick("ExcludePackages", "NspawnExclude", p.Exclude);
-        var arch = Pick("Arch", "NspawnArch", p.Arch);
-        var components = Pick("Components", "NspawnComponents", p.Components);
-        var slim = Pick("Slim", "NspawnSlimBoot", Or(p.SlimBoot, "false"));
-        var script = Pick("SetupScript", "NspawnSetupScript", main ? p.SetupScript : "");
+        var script = Written("SetupScript", Settings.SetupScript, main ? p.SetupScript : "");
         var baseImage = definition?.Get("BaseImage") ?? "";
         return new ImageSpec(name,
-            Validate.ImageName(suite.Value, suite.Label),
-            Validate.Mirror(mirror.Value, mirror.Label),
-            Validate.Variant(variant.Value, variant.Label),
-            Validate.Packages(include.Value, include.Label))
+            Pick("Suite", Settings.Suite, main ? Or(p.Suite, name) : name),
+            Pick("Mirror", Settings.Mirror, p.Mirror),
+            Pick("Variant", Settings.Variant, p.Variant),
+            Pick("Packages", Settings.Include, p.Include))
         {
-            Exclude = Validate.Packages(exclude.Value, exclude.Label),
-            Arch = Validate.Word(arch.Value, arch.Label),
-            Components = Validate.Words(components.Value, components.Label),
-            Slim = Validate.Choice(slim.Value, slim.Label, ("true", true), ("false", false)),
-            SetupScript = string.IsNullOrWhiteSpace(script.Value) ? null : Validate.InputFile(script.Value, p.BaseDir, script.Label),
+            Exclude = Pick("ExcludePackages", Settings.Exclude, p.Exclude),
+            Arch = Pick("Arch", Settings.Arch, p.Arch),
+            Components = Pick("Components", Settings.Components, p.Components),
+            Slim = Pick("Slim", Settings.SlimBoot, p.SlimBoot),
+            SetupScript = string.IsNullOrWhiteSpace(script.Text) ? null : Validate.InputFile(script.Text, p.BaseDir, script.Label),
             Files = !main ? [] : p.ImageFiles.Select(f => new ImageFile(
                 Validate.InputFile(Or(f.Get("FullPath"), f.Name), p.BaseDir, $"NspawnImageFiles '{f.Name}'"),
                 Validate.ImagePath(f.Get("Destination"), $"The Destination of NspawnImageFiles '{f.Name}'"))).ToList(),
@@ -162,6 +153,4 @@ internal static class SettingsResolver
     }
 
     private static string Or(string? value, string fallback) => string.IsNullOrWhiteSpace(value) ? fallback : value;
-
-    private static string Seconds(TimeSpan span) => span.TotalSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
 }

@@ -6,7 +6,7 @@ internal sealed record StoreSettings(string ChrootsDir, string ImageFile, long I
     /// <summary>Rebuild an image older than this; never when null.</summary>
     public TimeSpan? MaxAge { get; init; }
     /// <summary>How long debootstrap, or a setup script, may take.</summary>
-    public TimeSpan BuildTimeout { get; init; } = Defaults.ImageBuildTimeout;
+    public TimeSpan BuildTimeout { get; init; } = Settings.ImageBuildTimeout.Default;
     /// <summary>Where images are exported to and imported from between runs; none when null.</summary>
     public string? CacheDir { get; init; }
     /// <summary>Images NspawnCleanImages keeps although this project does not use them.</summary>

@@ -37,7 +37,7 @@ internal static partial class Validate
     {
         if (!Uri.TryCreate(value, UriKind.Absolute, out var uri) || (uri.Scheme != "http" && uri.Scheme != "https") || string.IsNullOrEmpty(uri.Host))
             throw new NspawnException(ErrorCodes.BadMirror,
-                $"{property} '{value}' is not an http or https URL. Set it to a Debian mirror such as 'http://deb.debian.org/debian'.");
+                $"{property} '{value}' is not an http or https URL. Set it to a Debian mirror such as '{Settings.Mirror.DefaultText}'.");
         return value!;
     }
 
@@ -57,7 +57,7 @@ internal static partial class Validate
         foreach (var name in names)
             if (!PackageName().IsMatch(name))
                 throw new NspawnException(ErrorCodes.BadPackageList,
-                    $"{property} holds '{name}', which is not a Debian package name. Give a comma-separated list such as 'dbus,systemd'.");
+                    $"{property} holds '{name}', which is not a Debian package name. Give a comma-separated list such as '{Settings.Include.DefaultText}'.");
         return names.Distinct().Order(StringComparer.Ordinal).ToArray();
     }
 
@@ -147,7 +147,7 @@ internal static partial class Validate
             && privateRanges.Any(p => p.PrefixLength <= range.PrefixLength && p.Overlaps(range)))
             return range;
         throw new NspawnException(ErrorCodes.BadNetworkRange,
-            $"{property} '{value}' is not a private IPv4 range from /8 to /29 (inside 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16). Write one such as '{Defaults.NetworkRange}' or '192.168.77.0/24'.");
+            $"{property} '{value}' is not a private IPv4 range from /8 to /29 (inside 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16). Write one such as '{Settings.NetworkRange.DefaultText}' or '192.168.77.0/24'.");
     }
 
     /// <summary>NspawnPoolSize: how many machines are kept booted ahead for the tests, 0 (none) to <see cref="Defaults.MaxPoolSize"/>.</summary>
@@ -165,6 +165,9 @@ internal static partial class Validate
             throw new NspawnException(ErrorCodes.BadPath, $"{property} '{value}' is not an absolute path. Set it to a full path.");
         return Path.GetFullPath(value).TrimEnd('/') is { Length: > 0 } p ? p : "/";
     }
+
+    /// <summary>true or false.</summary>
+    public static bool Flag(string? value, string property) => Choice(value, property, ("true", true), ("false", false));
 
     public static T Choice<T>(string? value, string property, params (string Name, T Value)[] choices)
     {

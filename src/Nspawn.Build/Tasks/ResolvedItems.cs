@@ -53,8 +53,8 @@ internal static class ResolvedItems
         Binds = JsonSerializer.Deserialize<List<BindMount>>(item.GetMetadata("Binds"), MachinesFile.JsonOptions) ?? [],
         ResultsDir = item.GetMetadata("ResultsDir") is { Length: > 0 } results ? results : null,
         KeepLogs = Enum.Parse<KeepLogs>(item.GetMetadata("KeepLogs"), ignoreCase: true),
-        KeepOnFailure = item.GetMetadata("KeepOnFailure") == "true",
-        PrivateUsers = item.GetMetadata("PrivateUsers") != "false",
+        KeepOnFailure = Settings.KeepOnFailure.Read(item.GetMetadata("KeepOnFailure")),
+        PrivateUsers = Settings.PrivateUsers.Read(item.GetMetadata("PrivateUsers")),
     };
 
     public static ITaskItem FromNetwork(NetworkSettings n) => Item(n.Mode.ToString().ToLowerInvariant(),

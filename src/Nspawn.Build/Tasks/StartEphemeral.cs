@@ -95,7 +95,7 @@ public sealed class StartEphemeral : NspawnTask
         Progress(MachineLauncher.Describe(machines, DateTime.UtcNow - start.Began));
 
         StartedMachines = machines.Select(ResolvedItems.FromMachine).ToArray();
-        var machinesFile = RunFiles.Write(RunDir, "machines.json", s => s.Write(System.Text.Encoding.UTF8.GetBytes(MachinesFile.Serialize(machines, network?.Mode ?? NetworkMode.Host, privateNetwork))));
+        var machinesFile = RunFiles.Write(RunDir, "machines.json", s => s.Write(System.Text.Encoding.UTF8.GetBytes(MachinesFile.Serialize(machines, network?.Mode, privateNetwork))));
         var environment = MachinesFile.Environment(machines, machinesFile);
         if (PoolSize > 0)
         {
@@ -133,7 +133,7 @@ public sealed class StartEphemeral : NspawnTask
         }
         try
         {
-            UpMachines.Keep(machines, network?.Mode ?? NetworkMode.Host, start.Network, project, upFile, user);
+            UpMachines.Keep(machines, network?.Mode ?? Settings.Network.Default, start.Network, project, upFile, user);
         }
         catch
         {
