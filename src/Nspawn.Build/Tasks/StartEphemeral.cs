@@ -76,16 +76,7 @@ public sealed class StartEphemeral : NspawnTask
                 bind.Check($"An NspawnBind of machine '{o.LogicalName}'");
         var start = (Pending == "" ? null : RunGuard.Of(BuildEngine4).Find(Pending)?.TakeBoot()) ?? BackgroundStart.Begin(options, network);
         RunDir = start.RunDir;
-        IReadOnlyList<Machine> machines;
-        try
-        {
-            machines = await start.WaitAsync(cancellationToken);
-        }
-        finally
-        {
-            foreach (var message in start.Messages)
-                Progress(message);
-        }
+        var machines = await WaitAsync(start, cancellationToken);
         var privateNetwork = start.Network;
         // A backstop: what the targets do not end (a failed VSTest skips them) is ended when the build ends, however it ends.
         var run = RunGuard.Of(BuildEngine4).Run(RunDir);
@@ -107,6 +98,20 @@ public sealed class StartEphemeral : NspawnTask
         Environment = environment.Select(v => ResolvedItems.Variable(v.Key, v.Value)).ToArray();
     }
 
+    /// <summary>The boot's machines once all are up; what the boot said is logged however it went.</summary>
+    private async Task<IReadOnlyList<Machine>> WaitAsync(BackgroundStart start, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await start.WaitAsync(cancellationToken);
+        }
+        finally
+        {
+            foreach (var message in start.Messages)
+                Progress(message);
+        }
+    }
+
     /// <summary>
     /// NspawnUp: the project's up machines are replaced by fresh ones, left running when the build ends (no run, no pool),
     /// and handed to the sudo user's test runs. What fails before they are handed over is stopped here.
@@ -121,16 +126,7 @@ public sealed class StartEphemeral : NspawnTask
             foreach (var stopped in await UpMachines.DownAsync(earlier, user, Progress, cancellationToken))
                 Progress($"Stopped the earlier up machine {stopped}.");
         var start = BackgroundStart.Begin(options, network);
-        IReadOnlyList<Machine> machines;
-        try
-        {
-            machines = await start.WaitAsync(cancellationToken);
-        }
-        finally
-        {
-            foreach (var message in start.Messages)
-                Progress(message);
-        }
+        var machines = await WaitAsync(start, cancellationToken);
         try
         {
             UpMachines.Keep(machines, network?.Mode ?? Settings.Network.Default, start.Network, project, upFile, user);
