@@ -40,8 +40,7 @@ public sealed class OverlayTests(PackageFixture package) : IAsyncLifetime
     {
         var work = Path.GetDirectoryName(_plainChroots)!;
         var cache = Path.Combine(work, "cache");
-        var project = new ConsumerProject(package, Path.Combine(work, "project"), _plainChroots, properties: $"<NspawnImageCacheDir>{cache}</NspawnImageCacheDir>");
-        Directory.CreateDirectory(project.Dir);
+        var project = new ConsumerProject(package, Directory.CreateDirectory(Path.Combine(work, "project")).FullName, _plainChroots, properties: $"<NspawnImageCacheDir>{cache}</NspawnImageCacheDir>");
         // The plain image is up to date: the images step would export it if it exported overlay images.
         var overlay = await project.RunAsync(["-t:NspawnPrepareImages", "-p:NspawnEphemeralMode=overlay"]);
         Assert.True(overlay.ExitCode == 0, overlay.ToString());
