@@ -37,6 +37,27 @@ public sealed class AgentTests(PackageFixture package) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Nothing_of_the_agent_is_in_the_image_the_machine_gets_it_through_binds()
+    {
+        Assert.True(_machine.Agent is not null, _machine.AgentProblem);
+        // In the machine: its unit and its program are there, each a mount of the host's, not a file of the machine's own.
+        foreach (var path in new[] { $"/etc/systemd/system/{AgentSetup.UnitName}", "/run/nspawn-agent-bin", "/run/nspawn-agent-dotnet" })
+        {
+            var mount = await _machine.ExecAsync("findmnt", "-n", "-o", "TARGET", "--mountpoint", path);
+            Assert.True(mount.ExitCode == 0 && mount.StandardOutput.Trim() == path, $"{path} is not a mount in the machine: {mount}");
+        }
+        Assert.Equal(0, (await _machine.ExecAsync("test", "-f", "/run/nspawn-agent-bin/Nspawn.Testing.Agent.dll")).ExitCode);
+        // In the image the machine runs from: neither the unit nor the agent, anywhere.
+        Assert.False(File.Exists(Path.Combine(_machine.ImageDir, "etc/systemd/system", AgentSetup.UnitName)));
+        // find never follows the image's links (-P), which may point anywhere on the host.
+        var found = await Shell.RunAsync("find", ["-P", _machine.ImageDir, "-xdev", "(", "-name", "Nspawn.Testing.Agent*", "-o", "-name", "nspawn-agent*", ")", "-print"]);
+        Assert.Equal(0, found.ExitCode);
+        Assert.True(found.Output.Trim() == "", "the image holds agent files: " + found.Output);
+        // The same search finds what the image does hold.
+        Assert.Contains("/etc/systemd/system", (await Shell.RunAsync("find", ["-P", _machine.ImageDir, "-xdev", "-name", "system", "-print"])).Output);
+    }
+
+    [Fact]
     public async Task A_link_planted_for_the_socket_is_not_followed()
     {
         // A socket of the host's that listens: a host that followed the link would connect to it (and it would see that).

@@ -213,6 +213,59 @@ public sealed class ApiTests(PackageFixture package) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_machine_a_test_forgets_is_stopped_when_the_test_process_exits()
+    {
+        var baseline = Records.Baseline();
+        var snapshots = Snapshots();
+        var run = await Shell.RunAsync(ConsumerProject.Dotnet, ["exec", typeof(Program).Assembly.Location, "forget", Repo.ImageDir]);
+        Assert.True(run.ExitCode == 0, run.ToString());
+        var started = System.Text.RegularExpressions.Regex.Match(run.Output, @"started (\S+) (\d+) (\d+)");
+        Assert.True(started.Success, run.ToString());
+        // It booted, and by the time the process is gone so are its nspawn, its snapshot and its record.
+        Assert.StartsWith("nspawn-forgotten-", started.Groups[1].Value);
+        Assert.False(ProcessInfo.IsRunning(int.Parse(started.Groups[2].Value), ulong.Parse(started.Groups[3].Value)), "the forgotten machine still runs");
+        Assert.Empty(Records.Since(baseline));
+        Assert.Equal(snapshots, Snapshots());
+    }
+
+    private static IReadOnlyList<string> Snapshots() => Directory.EnumerateFileSystemEntries(Repo.ChrootsDir, ".#machine.*").Order().ToList();
+
+    [Fact]
+    public async Task Files_not_readable_by_all_cannot_be_read_in_the_machine()
+    {
+        // As a umask of 077 leaves them: in the tests' output folder, which every machine gets read-only, and in a read-only bind.
+        var bound = Directory.CreateTempSubdirectory("nspawn-umask-").FullName;
+        File.SetUnixFileMode(bound, (UnixFileMode)0b111_101_101);
+        var name = $"umask-{Guid.NewGuid():N}";
+        var files = new[] { AppContext.BaseDirectory, bound }.SelectMany(dir => new[] { (Path.Combine(dir, name + "-022"), (UnixFileMode)0b110_100_100), (Path.Combine(dir, name + "-077"), (UnixFileMode)0b110_000_000) }).ToList();
+        try
+        {
+            foreach (var (path, mode) in files)
+            {
+                File.WriteAllText(path, "content\n");
+                File.SetUnixFileMode(path, mode);
+            }
+            await using var machine = await EphemeralMachine.StartAsync(new StartOptions { ImageDir = Repo.ImageDir, LogicalName = "umask", Binds = [new Bind(bound, "/srv/bound")] });
+            var code = Path.Combine(AppContext.BaseDirectory, name);
+            var guest = Path.Combine("/srv/bound", name);
+            foreach (var readable in new[] { code, guest })
+                Assert.Equal("content\n", (await machine.ExecCheckedAsync("cat", readable + "-022")).StandardOutput);
+            foreach (var hidden in new[] { code, guest })
+            {
+                var r = await machine.ExecAsync("cat", hidden + "-077");
+                Assert.NotEqual(0, r.ExitCode);
+                Assert.Contains("Permission denied", r.StandardError);
+            }
+        }
+        finally
+        {
+            foreach (var (path, _) in files)
+                File.Delete(path);
+            Directory.Delete(bound, recursive: true);
+        }
+    }
+
+    [Fact]
     public async Task An_environment_machine_is_left_to_the_targets()
     {
         var file = Path.Combine(Path.GetTempPath(), $"machines-{Guid.NewGuid():N}.json");

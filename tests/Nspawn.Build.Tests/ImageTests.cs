@@ -1,4 +1,7 @@
 using System.Security;
+using System.Xml.Linq;
+using Nspawn.Build.Tasks;
+using static Nspawn.Build.Tests.Resolving;
 
 namespace Nspawn.Build.Tests;
 
@@ -49,6 +52,26 @@ public class ImageStampTests
     {
         var args = (Spec() with { Exclude = ["e2fsprogs"], Arch = "arm64", Components = ["main", "contrib"] }).DebootstrapArguments("/t");
         Assert.Equal(["--variant=minbase", "--include=dbus,systemd", "--exclude=e2fsprogs", "--arch=arm64", "--components=main,contrib", "bookworm", "/t", "http://deb.debian.org/debian"], args);
+    }
+
+    [Fact]
+    public void An_Ubuntu_definition_as_the_README_writes_it_reaches_debootstrap_unchanged()
+    {
+        // The README's jammy definition, as a project has it.
+        var xml = Assert.Single(Markdown.CodeBlocks(Markdown.Section(Readme.Lines, "Images and several machines"), "xml"));
+        var jammy = XElement.Parse(xml).Elements("NspawnImageDefinition").Single(e => (string?)e.Attribute("Include") == "jammy");
+        var definition = Item("jammy", jammy.Attributes().Where(a => a.Name != "Include").Select(a => (a.Name.LocalName, a.Value)).ToArray());
+        var (task, engine) = Resolve(t =>
+        {
+            t.Machines = [Item("client", ("Image", "jammy"))];
+            t.ImageDefinitions = [definition];
+        });
+        Assert.True(task.Execute(), string.Join('\n', engine.ErrorLines));
+        var spec = ResolvedItems.ToImage(Assert.Single(task.Images));
+        // The suite and the Ubuntu mirror as written, and no keyring or script of ours: debootstrap takes its own script
+        // for the suite (Ubuntu's), which checks the archive with ubuntu-keyring's key.
+        Assert.Equal(["--variant=minbase", "--include=dbus,systemd", "--components=main,universe", "jammy", "/t", "http://archive.ubuntu.com/ubuntu"],
+            spec.DebootstrapArguments("/t"));
     }
 
     [Fact]

@@ -4,7 +4,7 @@ namespace Nspawn.Build.Tests;
 
 /// <summary>
 /// Just enough Markdown for the tests that hold the README and docs/claims.md to the code: headings outside code
-/// blocks, a section's text, the rows of its tables, and GitHub's anchor of a heading.
+/// blocks, a section's text, the rows of its tables, its code blocks, and GitHub's anchor of a heading.
 /// </summary>
 public static partial class Markdown
 {
@@ -68,6 +68,27 @@ public static partial class Markdown
             rows.Add(cells);
         }
         return rows;
+    }
+
+    /// <summary>The text of every ``` block in <paramref name="lines"/> whose language is <paramref name="language"/>.</summary>
+    public static IReadOnlyList<string> CodeBlocks(IEnumerable<string> lines, string language)
+    {
+        var blocks = new List<string>();
+        List<string>? block = null;
+        var inCode = false;
+        foreach (var line in lines)
+        {
+            if (!line.StartsWith("```", StringComparison.Ordinal))
+            {
+                block?.Add(line);
+                continue;
+            }
+            if (inCode && block is not null)
+                blocks.Add(string.Join('\n', block));
+            block = !inCode && line[3..].Trim() == language ? [] : null;
+            inCode = !inCode;
+        }
+        return blocks;
     }
 
     /// <summary>A cell's text without its code marks.</summary>

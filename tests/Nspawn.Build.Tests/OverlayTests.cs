@@ -36,6 +36,24 @@ public sealed class OverlayTests(PackageFixture package) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Overlay_images_are_not_exported_to_the_cache()
+    {
+        var work = Path.GetDirectoryName(_plainChroots)!;
+        var cache = Path.Combine(work, "cache");
+        var project = new ConsumerProject(package, Directory.CreateDirectory(Path.Combine(work, "project")).FullName, _plainChroots, properties: $"<NspawnImageCacheDir>{cache}</NspawnImageCacheDir>");
+        // The plain image is up to date: the images step would export it if it exported overlay images.
+        var overlay = await project.RunAsync(["-t:NspawnPrepareImages", "-p:NspawnEphemeralMode=overlay"]);
+        Assert.True(overlay.ExitCode == 0, overlay.ToString());
+        Assert.Contains("Image 'bookworm' is up to date", overlay.Output);
+        Assert.DoesNotContain("NSPAWN0063", overlay.Output);
+        Assert.False(Directory.Exists(cache) && Directory.EnumerateFileSystemEntries(cache).Any(), "an overlay image was exported");
+        // The same step on the btrfs store exports the same image.
+        var snapshot = await project.RunAsync(["-t:NspawnPrepareImages", "-p:NspawnEphemeralMode=snapshot", $"-p:NspawnChrootsDir={Repo.ChrootsDir}"]);
+        Assert.True(snapshot.ExitCode == 0, snapshot.ToString());
+        Assert.Single(Directory.GetFiles(cache, "bookworm-*.btrfs.gz"));
+    }
+
+    [Fact]
     public async Task Auto_mode_picks_overlay_where_there_is_no_btrfs()
     {
         var run = await package.RunSampleAsync(["-p:NspawnEphemeralMode=auto", $"-p:NspawnChrootsDir={_plainChroots}"]);

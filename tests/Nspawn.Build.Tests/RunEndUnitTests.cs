@@ -49,6 +49,37 @@ public sealed class RunEndUnitTests : IDisposable
     }
 
     [Fact]
+    public async Task Three_failed_boots_in_a_row_and_the_pool_gives_up_with_NSPAWN0081()
+    {
+        // Boots fail, fail, succeed (which ends the row), then fail three times in a row.
+        var boots = 0;
+        var launcher = new FakeLauncher((_, _) =>
+        {
+            var boot = Interlocked.Increment(ref boots);
+            return boot == 3 ? Task.CompletedTask : throw new NspawnException(ErrorCodes.BootFailed, $"boot {boot} failed");
+        });
+        var engine = new FakeBuildEngine();
+        var runDir = RunDir();
+        var pool = Pool(1, runDir, launcher);
+        RunGuard.Of(engine).Run(runDir).SetPool(pool);
+        await Until(() => PoolDir.ReadyCount(pool.Dir) == 1);
+        Assert.Null(PoolDir.Failure(pool.Dir));
+        // A test takes it: the pool boots its replacement, which fails three times.
+        Assert.NotNull(PoolDir.TryClaim(pool.Dir));
+        await pool.Loop.WaitAsync(Patience);
+        Assert.Equal(6, launcher.Begun);
+        // The tests are told (PoolClient then boots their own) ...
+        Assert.Equal("boot 6 failed", PoolDir.Failure(pool.Dir));
+        // ... and the build says each failure as the warning NSPAWN0081 when the pool ends.
+        launcher.Stopping = true;
+        Assert.True(new StopEphemeral { BuildEngine = engine, RunDir = runDir }.Execute(), string.Join('\n', engine.ErrorLines));
+        Assert.Equal(["boot 1 failed", "boot 2 failed", "boot 4 failed", "boot 5 failed", "boot 6 failed"],
+            engine.Warnings.Where(w => w.Code == ErrorCodes.PoolBootFailed).Select(w => w.Message![(w.Message!.LastIndexOf(": ", StringComparison.Ordinal) + 2)..]).Order());
+        Assert.Equal(engine.Warnings.Count, engine.Warnings.Count(w => w.Code == ErrorCodes.PoolBootFailed));
+        Assert.Equal(0, launcher.BegunAfterStop);
+    }
+
+    [Fact]
     public async Task A_stop_waits_for_the_boots_under_way_and_then_stops_every_machine_the_pool_booted()
     {
         var slow = new TaskCompletionSource();
