@@ -107,7 +107,7 @@ public sealed class EphemeralMachine : IAsyncDisposable
     {
         options ??= new StartOptions();
         // Under sudo the process may have dropped to the user already: it regains root for the boot.
-        if (!Environment.IsPrivilegedProcess && !ProcessPrivileges.Current.UnderSudo)
+        if (!Privilege.IsRoot && !ProcessPrivileges.Current.UnderSudo)
             throw new InvalidOperationException(
                 "EphemeralMachine.StartAsync boots a machine, which needs root: this test process is not root. Run tests that start machines of their own with 'sudo dotnet build -t:ContainerTest'; up machines (NspawnUp) serve FromEnvironment() and AllFromEnvironment().");
         // ContainerTest's machine, when there is one, gives the image, the stop timeout and the network that the project set.

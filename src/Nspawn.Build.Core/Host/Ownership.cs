@@ -13,7 +13,7 @@ namespace Nspawn.Build;
 internal static class Ownership
 {
     public static (uint Uid, uint Gid)? SudoUser =>
-        Environment.IsPrivilegedProcess
+        Privilege.IsRoot
         && uint.TryParse(Environment.GetEnvironmentVariable("SUDO_UID"), out var uid) && uid != 0
         && uint.TryParse(Environment.GetEnvironmentVariable("SUDO_GID"), out var gid)
             ? (uid, gid) : null;
