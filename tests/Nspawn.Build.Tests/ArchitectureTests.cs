@@ -5,7 +5,7 @@ namespace Nspawn.Build.Tests;
 
 /// <summary>
 /// The layers of Core, read from its folders (one type per file): Errors, then Host, then Images, then Machines, then
-/// Network and Agent, then Settings (which resolves a project into all of them). A type may use its own layer and those
+/// Network and Agent, then Runs, then Settings (which resolves a project into all of them). A type may use its own layer and those
 /// below. The uses of a higher layer that the code has today are listed in docs/architecture.md ("Uses against the
 /// layers"): a new one fails here, and so does a listed one that is gone (take it off the list). Constants are inlined by
 /// the compiler and so not seen.
@@ -13,7 +13,7 @@ namespace Nspawn.Build.Tests;
 [Trait("Category", "Unit")]
 public sealed partial class ArchitectureTests
 {
-    private static readonly string[] Layers = ["Errors", "Host", "Images", "Machines", "Network|Agent", "Settings"];
+    private static readonly string[] Layers = ["Errors", "Host", "Images", "Machines", "Network|Agent", "Runs", "Settings"];
 
     [GeneratedRegex(@"^\s*(?:public|internal|file)?\s*(?:static\s+|sealed\s+|abstract\s+|partial\s+|readonly\s+)*(?:class|record|struct|enum|interface)\s+(?:struct\s+|class\s+)?(\w+)", RegexOptions.Multiline)]
     private static partial Regex TypeDeclaration();
@@ -86,5 +86,23 @@ public sealed partial class ArchitectureTests
         var gone = listed.Except(actual).Select(u => $"{u.From} -> {u.To}").ToList();
         Assert.True(added.Count == 0, "new uses of a higher layer (move the code, or a step, down):\n" + string.Join("\n", added));
         Assert.True(gone.Count == 0, "listed uses that are gone (take them off docs/architecture.md): " + string.Join(", ", gone));
+    }
+
+    [Fact]
+    public void One_type_runs_a_run_for_the_build_and_for_MTP_mode()
+    {
+        // What boots a run's machines (all at once, the pool) and what ends them is Run's alone: the tasks
+        // (ContainerTest, NspawnOnTest) and MTP mode's session go through it.
+        var architecture = new ArchLoader().LoadAssemblies(typeof(Machine).Assembly, typeof(Tasks.StartEphemeral).Assembly).Build();
+        string[] runOnly = ["RunStop", "MachinePool"];
+        var users = architecture.Types
+            .SelectMany(t => t.Dependencies.Select(d => (From: SourceName(t.FullName), To: SourceName(d.Target.FullName))))
+            .Where(u => runOnly.Contains(u.To) && u.From != u.To)
+            .Select(u => u.From).ToHashSet();
+        // RunStop is the steps of Run's end; PoolDir only names the pool in a comment.
+        Assert.Equal(["Run"], users.Except(["PoolDir", "RunStop"]).Order());
+        Assert.DoesNotContain(architecture.Types, t => SourceName(t.FullName) is not ("Run" or "RunStop") && t.Dependencies.Any(d => SourceName(d.Target.FullName) == "RunStop"));
+        var runUsers = architecture.Types.Where(t => t.Dependencies.Any(d => SourceName(d.Target.FullName) == "Run")).Select(t => SourceName(t.FullName)).ToHashSet();
+        Assert.Superset(new HashSet<string> { "StartEphemeral", "StopEphemeral", "RunGuard", "MachineSession" }, runUsers);
     }
 }

@@ -61,7 +61,7 @@ public sealed class RunEndUnitTests : IDisposable
         var engine = new FakeBuildEngine();
         var runDir = RunDir();
         var pool = Pool(1, runDir, launcher);
-        RunGuard.Of(engine).Run(runDir).SetPool(pool);
+        RunGuard.Of(engine).Hold(Run.Started([], null, runDir, pool: pool));
         await Until(() => PoolDir.ReadyCount(pool.Dir) == 1);
         Assert.Null(PoolDir.Failure(pool.Dir));
         // A test takes it: the pool boots its replacement, which fails three times.
@@ -167,8 +167,8 @@ public sealed class RunEndUnitTests : IDisposable
                 await stopBegan.Task;
         }) { FailStop = _ => true };
         var fine = new FakeLauncher();
-        guard.Run(first).SetPool(Pool(2, first, failing));
-        guard.Run(second).SetPool(Pool(2, second, fine));
+        guard.Hold(Run.Started([], null, first, pool: Pool(2, first, failing)));
+        guard.Hold(Run.Started([], null, second, pool: Pool(2, second, fine)));
         var seen = new List<string>();
         guard.AtEnd("last", () => seen.Add($"stopped {fine.Stopped.Count}, booting {failing.Running}"));
         await Until(() => failing.Begun == 2 && fine.Started.Count == 2);
@@ -188,7 +188,7 @@ public sealed class RunEndUnitTests : IDisposable
         var launcher = new FakeLauncher();
         var runDir = RunDir();
         var pool = Pool(1, runDir, launcher);
-        RunGuard.Of(engine).Run(runDir).SetPool(pool);
+        RunGuard.Of(engine).Hold(Run.Started([], null, runDir, pool: pool));
         await Until(() => PoolDir.ReadyCount(pool.Dir) == 1);
         Assert.True(new StopEphemeral { BuildEngine = engine, RunDir = runDir }.Execute(), string.Join('\n', engine.ErrorLines));
         Assert.Single(launcher.Stopped);
@@ -204,7 +204,7 @@ public sealed class RunEndUnitTests : IDisposable
         var launcher = new FakeLauncher();
         var runDir = RunDir();
         var guard = RunGuard.Of(engine);
-        guard.Run(runDir).SetPool(Pool(2, runDir, launcher));
+        guard.Hold(Run.Started([], null, runDir, pool: Pool(2, runDir, launcher)));
         await Until(() => launcher.Started.Count == 2);
         launcher.Stopping = true;
         Assert.Empty(engine.EndBuild());
@@ -225,7 +225,7 @@ public sealed class RunEndUnitTests : IDisposable
         var guard = RunGuard.Of(engine);
         var failing = new FakeLauncher { FailStop = _ => true };
         var runDir = RunDir();
-        guard.Run(runDir).SetPool(Pool(1, runDir, failing));
+        guard.Hold(Run.Started([], null, runDir, pool: Pool(1, runDir, failing)));
         await Until(() => failing.Started.Count == 1);
         failing.Stopping = true;
         var ran = new List<string>();
@@ -241,7 +241,7 @@ public sealed class RunEndUnitTests : IDisposable
 
         // Through the engine, the same failures are only reported (on the console): the holder's disposal throws nothing.
         var second = RunDir("second");
-        guard.Run(second).SetPool(Pool(1, second, failing));
+        guard.Hold(Run.Started([], null, second, pool: Pool(1, second, failing)));
         await Until(() => failing.Started.Count == 2);
         guard.AtEnd("throws", () => throw new IOException("a last step failed"));
         Assert.Empty(engine.EndBuild());

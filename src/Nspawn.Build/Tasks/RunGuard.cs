@@ -6,7 +6,7 @@ namespace Nspawn.Build.Tasks;
 /// The one object the package leaves to the end of the build (registered once a build in each MSBuild process),
 /// which ends whatever the targets did not, however the build ends (a failed VSTest, a compile error, Ctrl+C).
 /// MSBuild disposes what tasks register in an order of its own, which changes from process to process; so there
-/// is one holder, whose end has a fixed order: every run's (<see cref="RunEnd"/>, side by side), then the files
+/// is one holder, whose end has a fixed order: every run's end (<see cref="Run.EndAsync"/>, side by side), then the files
 /// given back to the sudo user, which the machines may write until they stop. Each step runs even when one failed.
 /// </summary>
 internal sealed class RunGuard : IDisposable
@@ -15,8 +15,8 @@ internal sealed class RunGuard : IDisposable
     private static readonly Type Key = typeof(RunGuard);
     private static readonly object Registering = new();
     private readonly object _gate = new();
-    // By run folder; and the last steps by what they give back, each once a build.
-    private readonly Dictionary<string, RunEnd> _runs = [];
+    // By run folder, with whether a machine left to the end is one of failed tests; and the last steps by what they give back, each once a build.
+    private readonly Dictionary<string, (Run Run, bool LeftMeansFailed)> _runs = [];
     private readonly Dictionary<string, Action> _last = [];
 
     /// <summary>This build's holder, registered on first use.</summary>
@@ -32,22 +32,30 @@ internal sealed class RunGuard : IDisposable
         }
     }
 
-    /// <summary>The run of the folder <paramref name="runDir"/> (BackgroundStart.RunDir), made on first use.</summary>
-    public RunEnd Run(string runDir)
+    /// <summary>
+    /// Leaves <paramref name="run"/> to the end of the build (what the targets do not end, it ends). With
+    /// <paramref name="leftMeansFailed"/> (NspawnOnVSTest: a failing VSTest ends the build before the targets can stop
+    /// the machines), a machine left to the end is one whose tests failed: its logs are saved and it may be kept.
+    /// </summary>
+    public void Hold(Run run, bool leftMeansFailed = false)
     {
         lock (_gate)
-        {
-            if (!_runs.TryGetValue(runDir, out var run))
-                _runs[runDir] = run = new RunEnd(runDir);
-            return run;
-        }
+            _runs[run.RunDir] = (run, leftMeansFailed);
     }
 
-    /// <summary>The run of that folder, or null when none was begun.</summary>
-    public RunEnd? Find(string runDir)
+    /// <summary>The run of that folder, or null when none was begun in this build.</summary>
+    public Run? Find(string runDir)
     {
         lock (_gate)
-            return _runs.GetValueOrDefault(runDir);
+            return _runs.GetValueOrDefault(runDir).Run;
+    }
+
+    /// <summary>The run, ended by the targets with nothing left, is no longer the end of the build's.</summary>
+    public void Release(Run run)
+    {
+        lock (_gate)
+            if (_runs.TryGetValue(run.RunDir, out var held) && held.Run == run)
+                _runs.Remove(run.RunDir);
     }
 
     /// <summary>
@@ -84,7 +92,7 @@ internal sealed class RunGuard : IDisposable
     /// <summary>Ends what is left; never throws: the failures come back in order.</summary>
     internal async Task<IReadOnlyList<Exception>> EndAsync()
     {
-        List<RunEnd> runs;
+        List<(Run Run, bool LeftMeansFailed)> runs;
         List<Action> last;
         lock (_gate)
         {
@@ -92,8 +100,11 @@ internal sealed class RunGuard : IDisposable
             _runs.Clear();
             _last.Clear();
         }
-        // Runs share nothing: they end side by side, each in its own order.
-        var failures = (await Task.WhenAll(runs.Select(r => r.EndAsync()))).SelectMany(f => f).ToList();
+        // Runs share nothing: they end side by side, each in its own order. The build's loggers are gone by now:
+        // what the user must know goes to the console.
+        var ends = await Task.WhenAll(runs.Select(r => r.Run.EndAsync(r.LeftMeansFailed, m => Console.Error.WriteLine("Nspawn.Build: " + m),
+            w => Console.Error.WriteLine($"Nspawn.Build: warning {w.Code}: {w.Message}"))));
+        var failures = ends.SelectMany(e => e.Failures).ToList();
         failures.AddRange(await OrderedEnd.RunAsync([.. last.Select(step => (Func<Task>)(() => Task.Run(step)))]));
         return failures;
     }

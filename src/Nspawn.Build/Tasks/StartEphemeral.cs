@@ -63,9 +63,9 @@ public sealed class StartEphemeral : NspawnTask
             // (for InvokeAsync, made above) and the NspawnBind folders. Else they boot after Build.
             if ((codeDir is null || Directory.Exists(codeDir)) && options.SelectMany(o => o.Binds).All(b => Path.Exists(b.Source)))
             {
-                // Left to the end of the build until NspawnStartMachines takes it back: a build that fails first takes it down.
-                var begun = BackgroundStart.Begin(options, network);
-                RunGuard.Of(BuildEngine4).Run(begun.RunDir).SetBoot(begun);
+                // Left to the end of the build until NspawnStopMachines ends it: a build that fails first takes it down.
+                var begun = Run.Begin(options, network, ProjectFile);
+                RunGuard.Of(BuildEngine4).Hold(begun);
                 PendingStart = begun.RunDir;
             }
             return;
@@ -74,42 +74,17 @@ public sealed class StartEphemeral : NspawnTask
         foreach (var o in options)
             foreach (var bind in o.Binds)
                 bind.Check($"An NspawnBind of machine '{o.LogicalName}'");
-        var start = (Pending == "" ? null : RunGuard.Of(BuildEngine4).Find(Pending)?.TakeBoot()) ?? BackgroundStart.Begin(options, network);
-        RunDir = start.RunDir;
-        var machines = await WaitAsync(start, cancellationToken);
-        var privateNetwork = start.Network;
+        var guard = RunGuard.Of(BuildEngine4);
+        var run = (Pending == "" ? null : guard.Find(Pending)) ?? Run.Begin(options, network, ProjectFile);
         // A backstop: what the targets do not end (a failed VSTest skips them) is ended when the build ends, however it ends.
-        var run = RunGuard.Of(BuildEngine4).Run(RunDir);
-        run.Started(machines, privateNetwork, LeftMeansFailed, ProjectFile);
-        if (privateNetwork is not null)
+        guard.Hold(run, LeftMeansFailed);
+        RunDir = run.RunDir;
+        var environment = await run.ReadyAsync(PoolSize, Progress, cancellationToken);
+        if (run.Network is { } privateNetwork)
             StartedNetwork = [ResolvedItems.FromPrivateNetwork(privateNetwork)];
-        Progress(MachineLauncher.Describe(machines, DateTime.UtcNow - start.Began));
-
-        StartedMachines = machines.Select(ResolvedItems.FromMachine).ToArray();
-        var machinesFile = RunFiles.Write(RunDir, "machines.json", s => s.Write(System.Text.Encoding.UTF8.GetBytes(MachinesFile.Serialize(machines, network?.Mode, privateNetwork))));
-        var environment = MachinesFile.Environment(machines, machinesFile);
-        if (PoolSize > 0)
-        {
-            var pool = MachinePool.StartFor(options[0], privateNetwork, PoolSize, RunDir, Progress);
-            run.SetPool(pool);
-            environment = new Dictionary<string, string>(environment) { [PoolDir.Variable] = pool.Dir };
-        }
+        StartedMachines = run.Machines.Select(ResolvedItems.FromMachine).ToArray();
         RunSettingsFile = RunFiles.Write(RunDir, "nspawn.runsettings", s => RunSettings.Merge(suiteSettings, environment).Save(s));
         Environment = environment.Select(v => ResolvedItems.Variable(v.Key, v.Value)).ToArray();
-    }
-
-    /// <summary>The boot's machines once all are up; what the boot said is logged however it went.</summary>
-    private async Task<IReadOnlyList<Machine>> WaitAsync(BackgroundStart start, CancellationToken cancellationToken)
-    {
-        try
-        {
-            return await start.WaitAsync(cancellationToken);
-        }
-        finally
-        {
-            foreach (var message in start.Messages)
-                Progress(message);
-        }
     }
 
     /// <summary>
@@ -125,24 +100,19 @@ public sealed class StartEphemeral : NspawnTask
         if (earlier.Count > 0)
             foreach (var stopped in await UpMachines.DownAsync(earlier, user, Progress, cancellationToken))
                 Progress($"Stopped the earlier up machine {stopped}.");
-        var start = BackgroundStart.Begin(options, network);
-        var machines = await WaitAsync(start, cancellationToken);
+        var run = Run.Begin(options, network, project);
+        var machines = await run.WaitAsync(Progress, cancellationToken);
         try
         {
-            UpMachines.Keep(machines, network?.Mode ?? Settings.Network.Default, start.Network, project, upFile, user);
+            UpMachines.Keep(machines, network?.Mode ?? Settings.Network.Default, run.Network, project, upFile, user);
         }
         catch
         {
-            await Task.WhenAll(machines.Select(m => MachineLauncher.StopAsync(m, CancellationToken.None)));
-            if (start.Network is { } made)
-                await NetworkRegistry.RemoveAsync(made, CancellationToken.None);
+            await run.EndAsync(testsFailed: false, Progress, w => LogWarning(w));
             throw;
         }
-        finally
-        {
-            RunFiles.Remove(start.RunDir);
-        }
-        Progress(MachineLauncher.Describe(machines, DateTime.UtcNow - start.Began));
+        run.HandOver();
+        Progress(MachineLauncher.Describe(machines, DateTime.UtcNow - run.Began));
         Progress(UpMachines.Describe(machines, project));
         if (user is null)
             Progress("No sudo user ran this build (SUDO_UID is not set): only root can reach the up machines.");

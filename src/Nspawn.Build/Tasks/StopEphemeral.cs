@@ -68,17 +68,14 @@ public sealed class StopEphemeral : NspawnTask
             await StopKeptAsync(chrootsDir);
             return;
         }
-        // Taken back from the end of the build as each is ended here; what fails to end is left to it.
-        var run = RunDir == "" ? null : RunGuard.Of(BuildEngine4).Find(RunDir);
-        var network = Network.Select(ResolvedItems.ToPrivateNetwork).FirstOrDefault();
-        if (network is not null)
-            run?.ForgetNetwork();
+        // The run this build began (it knows its pool), else the one the items describe; what fails to end is left to the end of the build.
+        var guard = RunGuard.Of(BuildEngine4);
+        var run = (RunDir == "" ? null : guard.Find(RunDir))
+                  ?? Run.Started(Machines.Select(ResolvedItems.ToMachine).ToList(), Network.Select(ResolvedItems.ToPrivateNetwork).FirstOrDefault(), RunDir == "" ? null : RunDir, ProjectFile);
         // End them all even when one fails or the build is canceled: a stop is never cut short. Each failure is logged once.
-        var result = await new RunStop
-        {
-            Machines = Machines.Select(ResolvedItems.ToMachine).ToList(), Pool = run?.TakePool(), Network = network, RunDir = RunDir == "" ? null : RunDir,
-            TestsFailed = TestsFailed, ChrootsDir = chrootsDir, ProjectFile = ProjectFile, Ended = m => run?.Forget(m),
-        }.RunAsync(Progress, w => LogWarning(w));
+        var result = await run.EndAsync(TestsFailed, Progress, w => LogWarning(w));
+        if (run.IsOver)
+            guard.Release(run);
         LogFailures(result.Failures);
         var done = result.Ended;
         var saved = result.Saved;

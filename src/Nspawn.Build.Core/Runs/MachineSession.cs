@@ -8,10 +8,7 @@ namespace Nspawn.Build;
 internal sealed class MachineSession(LaunchPlan plan)
 {
     private readonly object _gate = new();
-    private IReadOnlyList<Machine> _machines = [];
-    private string? _runDir;
-    private PrivateNetwork? _network;
-    private MachinePool? _pool;
+    private Run? _run;
     private Task? _stop;
 
     public IReadOnlyList<LaunchOptions> Options => plan.Machines;
@@ -31,36 +28,19 @@ internal sealed class MachineSession(LaunchPlan plan)
             MachineLauncher.Check(o);
         foreach (var what in await MachineRegistry.ReapAsync(ChrootsDirs, w => progress("warning " + w.Code + ": " + w.Message), cancellationToken))
             progress($"Removed a leftover of an earlier run: {what}.");
-        // The same start as the build's (the network first, then every machine at once; on a failure, nothing left).
-        var start = BackgroundStart.Begin(Options, plan.Network);
-        _runDir = start.RunDir;
+        // The same run as the build's: the network first, then every machine at once; on a failure, nothing left.
+        var run = _run = Run.Begin(Options, plan.Network, plan.ProjectFile);
         // A backstop for an exit that skips the normal stop (an error in the host, a SIGTERM).
         AppDomain.CurrentDomain.ProcessExit += (_, _) =>
         {
             StopAsync(testsFailed: false, _ => { }).ContinueWith(_ => { }, TaskScheduler.Default).Wait();
             ReturnOwnership();
         };
-        try
-        {
-            _machines = await start.WaitAsync(cancellationToken);
-            _network = start.Network;
-        }
-        finally
-        {
-            foreach (var message in start.Messages)
-                progress(message);
-        }
-        progress(MachineLauncher.Describe(_machines, DateTime.UtcNow - start.Began));
-        var file = RunFiles.Write(_runDir, "machines.json", s => s.Write(System.Text.Encoding.UTF8.GetBytes(MachinesFile.Serialize(_machines, plan.Network?.Mode, _network))));
-        var environment = MachinesFile.Environment(_machines, file);
-        if (plan.PoolSize <= 0)
-            return environment;
-        _pool = MachinePool.StartFor(Options[0], _network, plan.PoolSize, _runDir, progress);
-        return new Dictionary<string, string>(environment) { [PoolDir.Variable] = _pool.Dir };
+        return await run.ReadyAsync(plan.PoolSize, progress, cancellationToken);
     }
 
     /// <summary>
-    /// Ends the run as the build ends one (<see cref="RunStop"/>: logs saved, machines kept after failed tests, the pool
+    /// Ends the run as the build ends one (<see cref="Run.EndAsync"/>: logs saved, machines kept after failed tests, the pool
     /// stopped), once however often it is called; then gives back what the run wrote under sudo. Throws the first failure once all is done.
     /// </summary>
     public Task StopAsync(bool testsFailed, Action<string> progress)
@@ -71,11 +51,9 @@ internal sealed class MachineSession(LaunchPlan plan)
 
     private async Task StopAllAsync(bool testsFailed, Action<string> progress)
     {
-        var end = await new RunStop
-        {
-            Machines = _machines, Pool = _pool, Network = Interlocked.Exchange(ref _network, null), RunDir = _runDir, TestsFailed = testsFailed,
-            ChrootsDir = ChrootsDirs.FirstOrDefault(), ProjectFile = plan.ProjectFile,
-        }.RunAsync(progress, w => progress($"warning {w.Code}: {w.Message}"));
+        if (_run is not { } run)
+            return;
+        var end = await run.EndAsync(testsFailed, progress, w => progress($"warning {w.Code}: {w.Message}"));
         // Last: the machines may write in the user's tree until they stop.
         ReturnOwnership();
         if (end.Failures.Count > 0)

@@ -1,11 +1,10 @@
 namespace Nspawn.Build;
 
 /// <summary>
-/// The end of one run's machines, the same wherever a run ends: NspawnStopMachines (StopEphemeral), the end of the
-/// build for what the targets left (RunEnd), and the MTP extension once the test host exited (MachineSession). In a
-/// fixed order, each step run even when an earlier one failed: the warm pool and every machine side by side (logs saved
-/// as NspawnKeepLogs wants, kept as NspawnKeepOnFailure wants, else stopped), the run's folder, the machines of test
-/// hosts that are gone, what the machines' root wrote in the binds, the private network (unless a kept machine is on it),
+/// The steps of a <see cref="Run"/>'s end, however it ends: NspawnStopMachines (StopEphemeral), the end of the build
+/// for what the targets left (RunGuard), the MTP extension once the test host exited (MachineSession). In a fixed
+/// order, each step run even when an earlier one failed: the warm pool and every machine side by side (logs saved as
+/// NspawnKeepLogs wants, kept as NspawnKeepOnFailure wants, else stopped), the run's folder, the machines of test hosts that are gone, what the machines' root wrote in the binds, the private network (unless a kept machine is on it),
 /// the saved logs listed in the TRX files. What the user must know goes to the caller's progress and warnings.
 /// </summary>
 internal sealed class RunStop
@@ -18,14 +17,13 @@ internal sealed class RunStop
     public string? RunDir { get; init; }
     /// <summary>The tests failed (or could not run): logs are saved (NspawnKeepLogs=failure) and machines kept (NspawnKeepOnFailure).</summary>
     public bool TestsFailed { get; init; }
-    /// <summary>The store's folder: where the machines of test hosts that are gone are looked for. The machines' own when not given.</summary>
-    public string? ChrootsDir { get; init; }
     /// <summary>The project, for the command that stops kept machines.</summary>
     public string ProjectFile { get; init; } = "";
     /// <summary>Told as each machine's end is over (stopped or kept): the build takes it back from its own end.</summary>
     public Action<Machine>? Ended { get; init; }
 
-    private string? Store => ChrootsDir ?? Machines.Select(m => Path.GetDirectoryName(m.ImageDir)).FirstOrDefault();
+    /// <summary>The store's folder: where the machines of test hosts that are gone are looked for.</summary>
+    private string? Store => Machines.Select(m => Path.GetDirectoryName(m.ImageDir)).FirstOrDefault();
 
     /// <summary>Ends the run; never throws: what failed comes back in order, for the caller to report.</summary>
     public async Task<RunStopResult> RunAsync(Action<string> progress, Action<NspawnWarning> warn)
