@@ -11,7 +11,7 @@ internal static class Program
         var at = Array.IndexOf(args, "--managed");
         var managed = at >= 0 ? args[(at + 1)..] : [];
         var proxy = new InvokeProxy(managed, Path.Combine(Listener.SocketDir, "invoke.sock"));
-        await Listener.RunAsync(Listener.DefaultSocket, proxy.ServeAsync);
+        await Listener.RunAsync(Listener.DefaultSocket, proxy.ServeAsync, warm: true);
         return 0;
     }
 }

@@ -16,13 +16,17 @@ internal static class Listener
     /// <summary>Serves a call of <see cref="AgentRequest.Invoke"/>: its reply, or null when it answered the connection itself.</summary>
     public delegate Task<AgentReply?> InvokeRoute(Connection connection, AgentRequest request, byte[] rawRequest);
 
-    public static async Task RunAsync(string path, InvokeRoute invoke)
+    /// <summary>Serves on <paramref name="path"/>; <paramref name="warm"/>, once ready, readies what the first command needs.</summary>
+    public static async Task RunAsync(string path, InvokeRoute invoke, bool warm)
     {
         File.Delete(path);
         using var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         listener.Bind(new UnixDomainSocketEndPoint(path));
         listener.Listen(128);
         SystemdNotify.Send("READY=1");
+        // After READY=1: the boot does not wait for it, and the host's first command no longer pays for it.
+        if (warm)
+            _ = Task.Run(ExecHandler.WarmAsync);
         while (true)
         {
             var client = await listener.AcceptAsync();

@@ -11,7 +11,8 @@ internal static class Program
     {
         var at = Array.IndexOf(args, "--socket");
         var path = at >= 0 && at + 1 < args.Length ? args[at + 1] : Listener.DefaultSocket;
-        await Listener.RunAsync(path, async (_, request, _) => await InvokeHandler.RunAsync(request));
+        // As the InvokeAsync host (--socket), it runs no commands.
+        await Listener.RunAsync(path, async (_, request, _) => await InvokeHandler.RunAsync(request), warm: at < 0);
         return 0;
     }
 }
