@@ -66,12 +66,28 @@ public sealed class EphemeralMachine : IAsyncDisposable
     {
         var file = Environment.GetEnvironmentVariable("NSPAWN_MACHINES_FILE");
         if (string.IsNullOrEmpty(file))
-            throw new InvalidOperationException(
-                "NSPAWN_MACHINES_FILE is not set, so no machine was started for these tests. Run them with 'sudo dotnet build -t:ContainerTest' (or 'sudo dotnet test' with NspawnOnTest=true) in a project that references Nspawn.Build.");
+            return UpMachinesOfProject();
         if (!File.Exists(file))
             throw new InvalidOperationException($"NSPAWN_MACHINES_FILE names '{file}', which does not exist: the machines were stopped already.");
         ProcessPrivileges.Current.DropIfUnderSudo();
         return MachinesFile.Deserialize(File.ReadAllText(file)).Select(m => new EphemeralMachine(m, owned: false)).ToList();
+    }
+
+    /// <summary>
+    /// Without ContainerTest: the machines NspawnUp left running for the tests' project, which the build named in the
+    /// tests' runtime settings. They are reached through their agents, as the user: no root needed.
+    /// </summary>
+    private static IReadOnlyList<EphemeralMachine> UpMachinesOfProject()
+    {
+        const string how = "Run them with 'sudo dotnet build -t:ContainerTest' (or 'sudo dotnet test' with NspawnOnTest=true), or, for runs without sudo (dotnet test, your IDE), "
+                           + "start machines that stay up first: 'sudo dotnet build -t:NspawnUp' in the test project.";
+        var upFile = AppContext.GetData(UpMachines.AppContextKey) as string;
+        if (string.IsNullOrEmpty(upFile) || !File.Exists(upFile))
+            throw new InvalidOperationException($"No machine was started for these tests: NSPAWN_MACHINES_FILE is not set, and the project has no up machines. {how}");
+        var machines = MachinesFile.Deserialize(File.ReadAllText(upFile));
+        if (machines.Count == 0 || machines.Any(m => !ProcessInfo.IsRunning(m.LeaderPid, m.LeaderStartTime)))
+            throw new InvalidOperationException($"The machines NspawnUp started for this project ({upFile}) are no longer running (stopped, or the host restarted). {how}");
+        return machines.Select(m => new EphemeralMachine(m, owned: false)).ToList();
     }
 
     /// <summary>The machine ContainerTest started under this logical name (an NspawnMachine item), or the first one.</summary>
@@ -90,6 +106,10 @@ public sealed class EphemeralMachine : IAsyncDisposable
     public static async Task<EphemeralMachine> StartAsync(StartOptions? options = null, CancellationToken cancellationToken = default)
     {
         options ??= new StartOptions();
+        // Under sudo the process may have dropped to the user already: it regains root for the boot.
+        if (!Environment.IsPrivilegedProcess && !ProcessPrivileges.Current.UnderSudo)
+            throw new InvalidOperationException(
+                "EphemeralMachine.StartAsync boots a machine, which needs root: this test process is not root. Run tests that start machines of their own with 'sudo dotnet build -t:ContainerTest'; up machines (NspawnUp) serve FromEnvironment() and AllFromEnvironment().");
         // ContainerTest's machine, when there is one, gives the image, the stop timeout and the network that the project set.
         var file = Environment.GetEnvironmentVariable("NSPAWN_MACHINES_FILE") is { Length: > 0 } f && File.Exists(f) ? f : null;
         var model = file is not null ? FromEnvironment() : null;

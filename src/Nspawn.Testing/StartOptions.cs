@@ -12,12 +12,12 @@ public sealed record StartOptions
     /// <summary>How long a stop waits for the guest to power off before it kills it; by default ContainerTest's NspawnStopTimeout, else 15 s.</summary>
     public TimeSpan? StopTimeout { get; init; }
     /// <summary>Snapshot or overlay; by default snapshot where the image is on btrfs, overlay elsewhere.</summary>
-    public Nspawn.Build.EphemeralMode? Mode { get; init; }
+    public EphemeralMode? Mode { get; init; }
     /// <summary>
     /// The host's network, the private network of ContainerTest's machines (joined: an address on it, a name the
     /// others resolve), or none. By default the same as ContainerTest's machines, else the host's.
     /// </summary>
-    public Nspawn.Build.NetworkMode? Network { get; init; }
+    public NetworkMode? Network { get; init; }
     /// <summary>Host folders or files in the machine, read-only unless a bind says otherwise.</summary>
     public IReadOnlyList<Bind> Binds { get; init; } = [];
     /// <summary>

@@ -1,3 +1,4 @@
+using System.Net.Sockets;
 using Nspawn.Build.Agent;
 
 namespace Nspawn.Build.Tests;
@@ -38,9 +39,31 @@ public sealed class AgentTests(PackageFixture package) : IAsyncLifetime
     [Fact]
     public async Task A_link_planted_for_the_socket_is_not_followed()
     {
-        // The guest replaces its socket with a link to a socket of the host: the host refuses to connect.
-        await _machine.ExecCheckedAsync("sh", "-c", "mv /run/nspawn-agent/agent.sock /run/nspawn-agent/real.sock && ln -s /run/systemd/private /run/nspawn-agent/agent.sock");
-        await Assert.ThrowsAnyAsync<IOException>(() => _machine.ExecAsync("true"));
+        // A socket of the host's that listens: a host that followed the link would connect to it (and it would see that).
+        var lureDir = Directory.CreateTempSubdirectory("nspawn-lure-").FullName;
+        try
+        {
+            var lurePath = Path.Combine(lureDir, "lure.sock");
+            using var lure = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+            lure.Bind(new UnixDomainSocketEndPoint(lurePath));
+            lure.Listen(8);
+
+            // The guest replaces its socket with a link to that socket of the host: the host refuses to connect.
+            await _machine.ExecCheckedAsync("sh", "-c", $"mv /run/nspawn-agent/agent.sock /run/nspawn-agent/real.sock && ln -s '{lurePath}' /run/nspawn-agent/agent.sock");
+            var e = await Assert.ThrowsAnyAsync<IOException>(() => _machine.ExecAsync("true"));
+            Assert.Contains("socket in", e.Message);
+            Assert.EndsWith("is not a socket.", e.Message);
+            // Nobody connected to the lure (a connect to a listening socket is queued at once, accepted or not)...
+            Assert.False(lure.Poll(0, SelectMode.SelectRead), "the host followed the link to the lure");
+            // ...and this check sees a connection when there is one.
+            using var control = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+            control.Connect(new UnixDomainSocketEndPoint(lurePath));
+            Assert.True(lure.Poll(TimeSpan.FromMinutes(1), SelectMode.SelectRead));
+        }
+        finally
+        {
+            Directory.Delete(lureDir, recursive: true);
+        }
     }
 
     [Fact]

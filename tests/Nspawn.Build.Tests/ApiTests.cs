@@ -18,18 +18,8 @@ public sealed class ApiTests(PackageFixture package) : IAsyncLifetime
         Leaks.AssertNone();
     }
 
-    /// <summary>Host PIDs of processes with this command line, program name with or without its folder (guest processes are visible from the host).</summary>
-    private static List<int> HostProcesses(string cmdline) =>
-        Directory.EnumerateDirectories("/proc").Select(Path.GetFileName).Where(n => int.TryParse(n, out _))
-            .Where(n =>
-            {
-                try
-                {
-                    var line = File.ReadAllText($"/proc/{n}/cmdline").Replace('\0', ' ').Trim();
-                    return line == cmdline || line.EndsWith("/" + cmdline, StringComparison.Ordinal);
-                }
-                catch (IOException) { return false; }
-            }).Select(n => int.Parse(n!)).ToList();
+    /// <summary>Far past what any step here needs: only turns a hang into a failure.</summary>
+    private static readonly TimeSpan Patience = TimeSpan.FromMinutes(1);
 
     [Fact]
     public async Task Exec_returns_exit_code_and_both_streams()
@@ -71,12 +61,16 @@ public sealed class ApiTests(PackageFixture package) : IAsyncLifetime
     [Fact]
     public async Task A_timeout_kills_the_command_inside_the_machine()
     {
-        var started = DateTime.UtcNow;
-        var running = _machine.ExecAsync(["sh", "-c", "sleep 4242; echo never"], new ExecOptions { Timeout = TimeSpan.FromSeconds(2) });
-        Assert.True(await Shell.WaitUntilAsync(() => HostProcesses("sleep 4242").Count == 1, TimeSpan.FromSeconds(2)), "the command did not start");
-        await Assert.ThrowsAsync<TimeoutException>(() => running);
-        Assert.True(DateTime.UtcNow - started < TimeSpan.FromSeconds(10));
-        Assert.True(await Shell.WaitUntilAsync(() => HostProcesses("sleep 4242").Count == 0, TimeSpan.FromSeconds(5)), "the command still runs in the machine");
+        var output = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        var running = _machine.ExecAsync(["sh", "-c", "sleep 4242; echo never"], new ExecOptions { Timeout = TimeSpan.FromSeconds(5), OnOutput = output.Enqueue });
+        // Seen running before the call ended: what the timeout ends is a command that ran.
+        var seen = false;
+        await Shell.WaitUntilAsync(() => (seen = Processes.Named("sleep 4242").Count == 1) || running.IsCompleted, Patience);
+        Assert.True(seen, "the command was never seen running");
+        // The call ends by its timeout (a hang fails the test), and the command with it: it never got to its echo.
+        await Assert.ThrowsAsync<TimeoutException>(() => Shell.EndsWithin(running, Patience));
+        Assert.True(await Shell.WaitUntilAsync(() => Processes.Named("sleep 4242").Count == 0, Patience), "the command still runs in the machine");
+        Assert.Empty(output);
     }
 
     [Fact]
@@ -84,10 +78,10 @@ public sealed class ApiTests(PackageFixture package) : IAsyncLifetime
     {
         using var cts = new CancellationTokenSource();
         var running = _machine.ExecAsync(["sleep", "4343"], null, cts.Token);
-        Assert.True(await Shell.WaitUntilAsync(() => HostProcesses("sleep 4343").Count == 1, TimeSpan.FromSeconds(5)), "the command did not start");
+        Assert.True(await Shell.WaitUntilAsync(() => Processes.Named("sleep 4343").Count == 1, Patience), "the command did not start");
         cts.Cancel();
-        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => running);
-        Assert.True(await Shell.WaitUntilAsync(() => HostProcesses("sleep 4343").Count == 0, TimeSpan.FromSeconds(5)), "the command still runs in the machine");
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => Shell.EndsWithin(running, Patience));
+        Assert.True(await Shell.WaitUntilAsync(() => Processes.Named("sleep 4343").Count == 0, Patience), "the command still runs in the machine");
     }
 
     [Fact]
@@ -146,7 +140,10 @@ public sealed class ApiTests(PackageFixture package) : IAsyncLifetime
     public async Task The_journal_is_the_guests_since_a_moment_and_of_a_unit()
     {
         await _machine.ExecCheckedAsync("logger", "--tag", "api", "before");
-        await Task.Delay(50);
+        // The line is stamped when the journal takes it in: once it is there, a later millisecond (what --since counts in) is after it.
+        Assert.True(await Shell.WaitUntilAsync(async () => (await _machine.GetJournalAsync()).Any(l => l.EndsWith(": before")), Patience), "the line never reached the journal");
+        var there = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        Assert.True(await Shell.WaitUntilAsync(() => DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() > there, Patience));
         var since = DateTimeOffset.UtcNow;
         await _machine.ExecCheckedAsync("logger", "--tag", "api", "after");
         await _machine.ExecCheckedAsync("systemd-run", "--unit=api-echo", "--wait", "--quiet", "echo", "from a unit");
@@ -164,19 +161,27 @@ public sealed class ApiTests(PackageFixture package) : IAsyncLifetime
     public async Task OnConsole_streams_the_console_from_the_boot_to_the_stop()
     {
         var lines = new System.Collections.Concurrent.ConcurrentQueue<string>();
-        var machine = await EphemeralMachine.StartAsync(new StartOptions { ImageDir = Repo.ImageDir, LogicalName = "console", OnConsole = lines.Enqueue });
+        var stopped = false;
+        var late = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        void OnConsole(string line)
+        {
+            if (Volatile.Read(ref stopped))
+                late.Enqueue(line);
+            lines.Enqueue(line);
+        }
+        var machine = await EphemeralMachine.StartAsync(new StartOptions { ImageDir = Repo.ImageDir, LogicalName = "console", OnConsole = OnConsole });
         await using (machine)
         {
-            Assert.True(await Shell.WaitUntilAsync(() => lines.Contains("Welcome to Debian GNU/Linux 12 (bookworm)!"), TimeSpan.FromSeconds(10)), string.Join('\n', lines));
+            Assert.True(await Shell.WaitUntilAsync(() => lines.Contains("Welcome to Debian GNU/Linux 12 (bookworm)!"), Patience), string.Join('\n', lines));
             await machine.ExecCheckedAsync("sh", "-c", "echo written to the console > /dev/console");
-            Assert.True(await Shell.WaitUntilAsync(() => lines.Contains("written to the console"), TimeSpan.FromSeconds(10)), string.Join('\n', lines));
+            Assert.True(await Shell.WaitUntilAsync(() => lines.Contains("written to the console"), Patience), string.Join('\n', lines));
         }
-        // The power-off's lines came too, and nothing comes after the stop.
-        Assert.Contains(lines, l => l.Contains("Power-Off") || l.Contains("Halting system") || l.Contains("Stopped"));
-        var count = lines.Count;
-        await Task.Delay(500);
-        Assert.Equal(count, lines.Count);
+        Volatile.Write(ref stopped, true);
+        // The power-off's lines came too: systemd's own for the target every shutdown reaches (the image's shutdown.target, described "System Shutdown").
+        Assert.Contains(lines, l => l.EndsWith("Reached target shutdown.target - System Shutdown.", StringComparison.Ordinal));
         Assert.DoesNotContain(lines, l => l.Contains('\x1b') || l.Contains('\r'));
+        // The stop returned once the follower had read the console to its end: a line after it fails the test whenever it is seen.
+        Assert.Empty(late);
     }
 
     [Fact]
@@ -186,9 +191,9 @@ public sealed class ApiTests(PackageFixture package) : IAsyncLifetime
         await using (machine)
         {
             await machine.ExecCheckedAsync("systemd-run", "--unit=left-behind", "sleep", "4545");
-            Assert.True(await Shell.WaitUntilAsync(() => HostProcesses("sleep 4545").Count == 1, TimeSpan.FromSeconds(5)));
+            Assert.True(await Shell.WaitUntilAsync(() => Processes.Named("sleep 4545").Count == 1, Patience));
         }
-        Assert.Empty(HostProcesses("sleep 4545"));
+        Assert.Empty(Processes.Named("sleep 4545"));
         Assert.DoesNotContain(MachineRegistry.List(), r => r.Machine.Name == machine.Name);
     }
 
@@ -212,7 +217,7 @@ public sealed class ApiTests(PackageFixture package) : IAsyncLifetime
     {
         var file = Path.Combine(Path.GetTempPath(), $"machines-{Guid.NewGuid():N}.json");
         File.WriteAllText(file, MachinesFile.Serialize([MachinesFileOf(_machine)]));
-        Environment.SetEnvironmentVariable("NSPAWN_MACHINES_FILE", file);
+        var scope = new EnvironmentScope("NSPAWN_MACHINES_FILE", file);
         try
         {
             var fromEnv = EphemeralMachine.FromEnvironment();
@@ -224,7 +229,7 @@ public sealed class ApiTests(PackageFixture package) : IAsyncLifetime
         }
         finally
         {
-            Environment.SetEnvironmentVariable("NSPAWN_MACHINES_FILE", null);
+            scope.Dispose();
             File.Delete(file);
         }
         var e = Assert.Throws<InvalidOperationException>(() => EphemeralMachine.FromEnvironment());

@@ -34,22 +34,37 @@ public sealed class FakeBuildEngine : IBuildEngine4
     public void Yield() { }
     public void Reacquire() { }
 
-    public void RegisterTaskObject(object key, object obj, RegisteredTaskObjectLifetime lifetime, bool allowEarlyCollection) => _registered[key] = (obj, lifetime, _registrations++);
+    // As MSBuild: the first object registered under a key stays.
+    public void RegisterTaskObject(object key, object obj, RegisteredTaskObjectLifetime lifetime, bool allowEarlyCollection) => _registered.TryAdd(key, (obj, lifetime, _registrations++));
     public object? GetRegisteredTaskObject(object key, RegisteredTaskObjectLifetime lifetime) => _registered.TryGetValue(key, out var r) ? r.Obj : null;
     public object? UnregisterTaskObject(object key, RegisteredTaskObjectLifetime lifetime) => _registered.Remove(key, out var r) ? r.Obj : null;
 
     /// <summary>
-    /// Ends the build: disposes what is registered for the build's lifetime, in registration order rearranged by
-    /// <paramref name="order"/>. MSBuild's own order changes from process to process: a test may choose the worst one.
+    /// Ends the build as MSBuild does (RegisteredTaskObjectCacheBase.DisposeCacheObjects): what is registered for the
+    /// build's lifetime is disposed if it is IDisposable (an object that is only IAsyncDisposable is not), each one even
+    /// when one before threw (MSBuild eats the exception: nobody is left to log to), and then forgotten. The order is
+    /// registration order rearranged by <paramref name="order"/>: MSBuild's own changes from process to process, so a
+    /// test may choose the worst one. What the disposals threw is returned, for a test to look at.
     /// </summary>
-    public void EndBuild(Func<IReadOnlyList<object>, IEnumerable<object>>? order = null)
+    public IReadOnlyList<Exception> EndBuild(Func<IReadOnlyList<object>, IEnumerable<object>>? order = null)
     {
         var build = _registered.Where(r => r.Value.Lifetime == RegisteredTaskObjectLifetime.Build).OrderBy(r => r.Value.Order).ToList();
         foreach (var (key, _) in build)
             _registered.Remove(key);
         IReadOnlyList<object> objects = build.Select(r => r.Value.Obj).ToList();
+        var thrown = new List<Exception>();
         foreach (var disposable in (order?.Invoke(objects) ?? objects).OfType<IDisposable>())
-            disposable.Dispose();
+        {
+            try
+            {
+                disposable.Dispose();
+            }
+            catch (Exception e) when (e is not (OutOfMemoryException or StackOverflowException or AccessViolationException))
+            {
+                thrown.Add(e);
+            }
+        }
+        return thrown;
     }
 
     /// <summary>Each error as MSBuild prints it: "error CODE: message".</summary>

@@ -13,6 +13,11 @@ public sealed class LeakTests(PackageFixture package) : IAsyncLifetime
     private readonly string _dir = Directory.CreateTempSubdirectory("nspawn-leaks-").FullName;
     private string Gate => Path.Combine(_dir, "gate");
     private string Running => Path.Combine(_dir, "tests-running");
+    /// <summary>
+    /// Far past what a build needs to end after a signal (its machines' stop timeout, 15 s by default, and the clean-up
+    /// after): only turns a hang into a failure.
+    /// </summary>
+    private static readonly TimeSpan Hang = TimeSpan.FromMinutes(2);
 
     public async Task InitializeAsync()
     {
@@ -62,12 +67,12 @@ public sealed class LeakTests(PackageFixture package) : IAsyncLifetime
         var consumer = new ConsumerProject(package, _dir, mode == "overlay" ? plain : Repo.ChrootsDir, vstest: WaitingTests);
         var run = BackgroundRun.Start(consumer.Command(["-t:ContainerTest", $"-p:NspawnEphemeralMode={mode}", .. Network(network)]));
         Assert.True(await Shell.WaitUntilAsync(() => File.Exists(Running), TimeSpan.FromMinutes(2)), run.Output);
-        Assert.NotEmpty(Leaks.Find());
+        Assert.NotEmpty(Leaks.New());
         if (network == "private")
-            Assert.Contains(Leaks.Find(), l => l.StartsWith("nftables table ip nsb-"));
+            Assert.Contains(Leaks.New(), l => l.StartsWith("nftables table ip nsb-"));
         run.Signal(ProcessInfo.SigInt);
-        var result = await run.WaitForExitAsync(TimeSpan.FromSeconds(15));
-        Assert.True(result is not null, "the build did not end within 15 s of SIGINT:\n" + run.Output);
+        var result = await run.WaitForExitAsync(Hang);
+        Assert.True(result is not null, "the build did not end after SIGINT:\n" + run.Output);
         Assert.NotEqual(0, result.ExitCode);
         Leaks.AssertNone();
         Assert.Equal(forwarding, Forwarding);
@@ -80,14 +85,14 @@ public sealed class LeakTests(PackageFixture package) : IAsyncLifetime
     {
         // An image whose boot waits a minute for a service, so that the build is caught booting.
         await using var slow = await TempImage.WithUnitAsync("slow", "slow.service",
-            "[Unit]\nBefore=multi-user.target\n[Service]\nType=oneshot\nExecStart=/bin/sleep 60\n[Install]\nWantedBy=multi-user.target\n");
+            "[Unit]\nBefore=multi-user.target\n[Service]\nType=oneshot\nExecStart=/bin/sleep 60.17\n[Install]\nWantedBy=multi-user.target\n");
 
         var run = BackgroundRun.Start(Consumer(WaitingTests).Command(["-t:ContainerTest", $"-p:NspawnImage={slow.Name}", "-p:NspawnSuite=bookworm", "-p:NspawnBootTimeout=120"]));
-        Assert.True(await Shell.WaitUntilAsync(() => Directory.EnumerateDirectories(Repo.ChrootsDir, ".#machine.slow*").Any(), TimeSpan.FromMinutes(1)), run.Output);
-        await Task.Delay(1000);
+        // Caught booting: its boot runs the slow service.
+        Assert.True(await Shell.WaitUntilAsync(() => Processes.Named("/bin/sleep 60.17").Count > 0, TimeSpan.FromMinutes(1)), run.Output);
         run.Signal(ProcessInfo.SigInt);
-        var result = await run.WaitForExitAsync(TimeSpan.FromSeconds(15));
-        Assert.True(result is not null, "the build did not end within 15 s of SIGINT:\n" + run.Output);
+        var result = await run.WaitForExitAsync(Hang);
+        Assert.True(result is not null, "the build did not end after SIGINT:\n" + run.Output);
         Assert.Contains("error NSPAWN0040", result.Output);
         Assert.False(File.Exists(Running), "the tests ran");
         Leaks.AssertNone();
@@ -102,8 +107,8 @@ public sealed class LeakTests(PackageFixture package) : IAsyncLifetime
         var run = BackgroundRun.Start(Consumer().Command(["-t:NspawnPrepareImages", $"-p:NspawnImage={image.Name}", "-p:NspawnSuite=bookworm", "-p:NspawnVariant=buildd"]));
         Assert.True(await run.WaitForOutputAsync("downloading packages", TimeSpan.FromMinutes(2)), run.Output);
         run.Signal(ProcessInfo.SigInt);
-        var result = await run.WaitForExitAsync(TimeSpan.FromSeconds(15));
-        Assert.True(result is not null, "the build did not end within 15 s of SIGINT:\n" + run.Output);
+        var result = await run.WaitForExitAsync(Hang);
+        Assert.True(result is not null, "the build did not end after SIGINT:\n" + run.Output);
         Assert.NotEqual(0, result.ExitCode);
         Assert.Empty(Directory.GetDirectories(Repo.ChrootsDir, $".#{image.Name}.*"));
         var left = (await Cli.Wrap("pgrep").WithArguments(["-a", "-f", image.Name]).WithValidation(CommandResultValidation.None).ExecuteBufferedAsync()).StandardOutput;
@@ -125,14 +130,14 @@ public sealed class LeakTests(PackageFixture package) : IAsyncLifetime
         var run = BackgroundRun.Start(Consumer(WaitingTests, """<NspawnMachine Include="web" /><NspawnMachine Include="db" />""").Command(["-t:ContainerTest", .. Network(network)]));
         Assert.True(await Shell.WaitUntilAsync(() => File.Exists(Running), TimeSpan.FromMinutes(2)), run.Output);
         run.Signal(ProcessInfo.SigKill);
-        Assert.NotNull(await run.WaitForExitAsync(TimeSpan.FromSeconds(5)));
+        Assert.NotNull(await run.WaitForExitAsync(Hang));
         File.Delete(Gate); // ends the orphaned test stand-in
         // Nothing could clean up at that moment: the machine (or at least its record and snapshot) is still there.
-        Assert.NotEmpty(Leaks.Find());
+        Assert.NotEmpty(Leaks.New());
         if (network == "private")
         {
-            Assert.Contains(Leaks.Find(), l => l.StartsWith("interface nsb-"));
-            Assert.Contains(Leaks.Find(), l => l.StartsWith("nftables table ip nsb-"));
+            Assert.Contains(Leaks.New(), l => l.StartsWith("interface nsb-"));
+            Assert.Contains(Leaks.New(), l => l.StartsWith("nftables table ip nsb-"));
         }
         var reap = await Consumer(name: "next").RunAsync(["-t:NspawnReap"]);
         Assert.True(reap.ExitCode == 0, reap.ToString());
@@ -144,33 +149,43 @@ public sealed class LeakTests(PackageFixture package) : IAsyncLifetime
     }
 
     [Theory]
-    [InlineData("0")]
-    [InlineData("2")]
-    public async Task A_build_that_fails_while_or_after_its_machine_boots_leaves_nothing(string seconds)
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task A_build_that_fails_while_or_after_its_machine_boots_leaves_nothing(bool onceUp)
     {
-        // ContainerTest boots the machines while the project builds: a compile error, at once or once they are up, must take them down.
-        var consumer = new ConsumerProject(package, _dir, Repo.ChrootsDir, vstest: WaitingTests,
-            buildBody: $"""<Exec Command="sleep {seconds}" /><Error Text="a compile error" />""");
-        var run = await consumer.RunAsync(["-t:ContainerTest"]);
+        // ContainerTest boots the machines while the project builds: a compile error, at once or once they are up
+        // (the build waits on a gate, which the test removes once the machine is recorded: up), must take them down.
+        var before = Records.Baseline();
+        var wait = onceUp ? $"""<Exec Command="while [ -e '{SecurityElement.Escape(Gate)}' ]; do sleep 0.1; done" />""" : "";
+        var consumer = new ConsumerProject(package, _dir, Repo.ChrootsDir, vstest: WaitingTests, buildBody: wait + """<Error Text="a compile error" />""");
+        var background = BackgroundRun.Start(consumer.Command(["-t:ContainerTest"]));
+        if (onceUp)
+        {
+            Assert.True(await Shell.WaitUntilAsync(() => Records.Since(before).Count > 0, Hang), background.Output);
+            File.Delete(Gate);
+        }
+        var run = await background.WaitForExitAsync(Hang);
+        Assert.True(run is not null, "the build did not end:\n" + background.Output);
         Assert.NotEqual(0, run.ExitCode);
         Assert.Contains("a compile error", run.Output);
         Assert.False(File.Exists(Running), "the tests ran");
         Leaks.AssertNone();
     }
 
-    /// <summary>The build's machine and a warm pool of two, all up while the tests run.</summary>
-    private static Task<bool> PoolIsUpAsync() =>
-        Shell.WaitUntilAsync(() => MachineRegistry.List().Count(r => r.Machine.Name.StartsWith("nspawn-pool-") && r.Machine.LeaderPid > 0) == 2, TimeSpan.FromMinutes(1));
+    /// <summary>The build's warm pool of two (machines recorded since <paramref name="before"/>), both up while the tests run.</summary>
+    private static Task<bool> PoolIsUpAsync(HashSet<string> before) =>
+        Shell.WaitUntilAsync(() => Records.Since(before).Count(r => r.Machine.Name.StartsWith("nspawn-pool-") && r.Machine.LeaderPid > 0) == 2, TimeSpan.FromMinutes(1));
 
     [Fact]
     public async Task Ctrl_C_while_tests_run_stops_the_pools_machines_too()
     {
+        var before = Records.Baseline();
         var run = BackgroundRun.Start(Consumer(WaitingTests).Command(["-t:ContainerTest", "-p:NspawnPoolSize=2"]));
         Assert.True(await Shell.WaitUntilAsync(() => File.Exists(Running), TimeSpan.FromMinutes(2)), run.Output);
-        Assert.True(await PoolIsUpAsync(), run.Output);
+        Assert.True(await PoolIsUpAsync(before), run.Output);
         run.Signal(ProcessInfo.SigInt);
-        var result = await run.WaitForExitAsync(TimeSpan.FromSeconds(15));
-        Assert.True(result is not null, "the build did not end within 15 s of SIGINT:\n" + run.Output);
+        var result = await run.WaitForExitAsync(Hang);
+        Assert.True(result is not null, "the build did not end after SIGINT:\n" + run.Output);
         Assert.NotEqual(0, result.ExitCode);
         Leaks.AssertNone();
     }
@@ -178,13 +193,14 @@ public sealed class LeakTests(PackageFixture package) : IAsyncLifetime
     [Fact]
     public async Task A_killed_builds_pool_machines_go_to_the_next_runs_reaper()
     {
+        var before = Records.Baseline();
         var run = BackgroundRun.Start(Consumer(WaitingTests).Command(["-t:ContainerTest", "-p:NspawnPoolSize=2"]));
         Assert.True(await Shell.WaitUntilAsync(() => File.Exists(Running), TimeSpan.FromMinutes(2)), run.Output);
-        Assert.True(await PoolIsUpAsync(), run.Output);
+        Assert.True(await PoolIsUpAsync(before), run.Output);
         run.Signal(ProcessInfo.SigKill);
-        Assert.NotNull(await run.WaitForExitAsync(TimeSpan.FromSeconds(5)));
+        Assert.NotNull(await run.WaitForExitAsync(Hang));
         File.Delete(Gate);
-        Assert.Equal(3, Leaks.Find().Count(l => l.StartsWith("process ")));
+        Assert.Equal(3, Leaks.New().Count(l => l.StartsWith("process ")));
         var reap = await Consumer(name: "next").RunAsync(["-t:NspawnReap"]);
         Assert.True(reap.ExitCode == 0, reap.ToString());
         Assert.Equal(2, reap.Output.Split("Removed a leftover of an earlier run: machine nspawn-pool-").Length - 1);
@@ -195,9 +211,10 @@ public sealed class LeakTests(PackageFixture package) : IAsyncLifetime
     [Fact]
     public async Task The_reaper_leaves_a_live_builds_machine_alone()
     {
+        var baseline = Records.Baseline();
         var run = BackgroundRun.Start(Consumer(WaitingTests).Command(["-t:ContainerTest"]));
         Assert.True(await Shell.WaitUntilAsync(() => File.Exists(Running), TimeSpan.FromMinutes(2)), run.Output);
-        var before = MachineRegistry.List().Single();
+        var before = Assert.Single(Records.Since(baseline));
         var reap = await Consumer(name: "other").RunAsync(["-t:NspawnReap"]);
         Assert.True(reap.ExitCode == 0, reap.ToString());
         Assert.DoesNotContain("Removed", reap.Output);

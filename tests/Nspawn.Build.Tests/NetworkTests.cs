@@ -45,15 +45,8 @@ public sealed partial class NetworkTests(PackageFixture package) : IAsyncLifetim
     private IReadOnlyList<EphemeralMachine> MachinesOfTheWaitingBuild()
     {
         var file = System.Xml.Linq.XDocument.Load(Seen).Descendants("NSPAWN_MACHINES_FILE").Single().Value;
-        Environment.SetEnvironmentVariable("NSPAWN_MACHINES_FILE", file);
-        try
-        {
+        using (new EnvironmentScope("NSPAWN_MACHINES_FILE", file))
             return EphemeralMachine.AllFromEnvironment();
-        }
-        finally
-        {
-            Environment.SetEnvironmentVariable("NSPAWN_MACHINES_FILE", null);
-        }
     }
 
     [Fact]

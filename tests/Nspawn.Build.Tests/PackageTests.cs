@@ -64,9 +64,19 @@ public sealed class PackageTests(PackageFixture package)
     }
 
     [Fact]
+    public void Every_public_type_a_test_project_compiles_against_is_in_the_Nspawn_Testing_namespaces()
+    {
+        var compiled = Directory.GetFiles(Lib, "*.dll").Concat(Directory.GetFiles(Path.Combine(package.PackageDir, "testingplatform"), "*.dll", SearchOption.AllDirectories)).ToList();
+        Assert.Contains(compiled, d => d.EndsWith("/Nspawn.Testing.dll", StringComparison.Ordinal));
+        var outside = compiled.SelectMany(d => Read(d).PublicTypes.Select(t => $"{t} ({Path.GetRelativePath(package.PackageDir, d)})"))
+            .Where(t => !t.StartsWith("Nspawn.Testing.", StringComparison.Ordinal)).ToList();
+        Assert.True(outside.Count == 0, "public types outside Nspawn.Testing: " + string.Join(", ", outside));
+    }
+
+    [Fact]
     public void The_public_surface_is_what_a_user_calls()
     {
-        Assert.Equal(["Nspawn.Build.EphemeralMode", "Nspawn.Build.NetworkMode", "Nspawn.Build.NspawnException"], Read(Path.Combine(Lib, "Nspawn.Build.Core.dll")).PublicTypes);
+        Assert.Equal(["Nspawn.Testing.EphemeralMode", "Nspawn.Testing.NetworkMode", "Nspawn.Testing.NspawnException"], Read(Path.Combine(Lib, "Nspawn.Build.Core.dll")).PublicTypes);
         Assert.Equal(["Nspawn.Testing.Bind", "Nspawn.Testing.EphemeralMachine", "Nspawn.Testing.ExecException", "Nspawn.Testing.ExecOptions", "Nspawn.Testing.ExecResult",
             "Nspawn.Testing.GuestException", "Nspawn.Testing.ProcessPrivileges", "Nspawn.Testing.StartOptions"], Read(Path.Combine(Lib, "Nspawn.Testing.dll")).PublicTypes);
         // The agent is a program the machines run, nothing a test calls.

@@ -38,8 +38,8 @@ public sealed class RunEndUnitTests : IDisposable
         Directory.Delete(runDir, recursive: true);
         gate.SetResult();
         await Until(() => launcher.Running == 0);
-        // Time for a loop that would boot replacements to do so.
-        await Task.Delay(200);
+        // Its loop gave up: from then on nothing can boot a replacement.
+        await pool.Loop.WaitAsync(Patience);
         launcher.Stopping = true;
         var stopped = await pool.StopAsync();
         Assert.Empty(stopped);
@@ -66,11 +66,10 @@ public sealed class RunEndUnitTests : IDisposable
         await Until(() => launcher.Begun == 3);
         launcher.Stopping = true;
         var stop = pool.StopAsync();
-        await Task.Delay(200);
         Assert.False(stop.IsCompleted);
         slow.SetResult();
-        var stopped = await stop;
-        // Ready, taken and late alike.
+        var stopped = await stop.WaitAsync(Patience);
+        // Ready, taken and late alike: the late one is up only after the stop began, which so waited for it.
         Assert.Equal(launcher.Started.Order(), stopped.Select(s => s.Machine.Name).Order());
         Assert.Equal(3, stopped.Count);
         Assert.Equal(0, launcher.Running);
@@ -128,9 +127,14 @@ public sealed class RunEndUnitTests : IDisposable
         engine.RegisterTaskObject("other", new Disposable(() => Directory.Delete(first, recursive: true)), RegisteredTaskObjectLifetime.Build, allowEarlyCollection: false);
         var guard = RunGuard.Of(engine);
         Assert.Same(guard, RunGuard.Of(engine));
-        // The first run's boots are under way at the end and ignore its cancellation; its machines then fail to stop.
-        var gate = new TaskCompletionSource();
-        var failing = new FakeLauncher(async (_, _) => await gate.Task) { FailStop = _ => true };
+        // The first run's boots are under way at the end and ignore its cancellation (they end only once it came);
+        // its machines then fail to stop.
+        var failing = new FakeLauncher(async (_, cancelled) =>
+        {
+            var stopBegan = new TaskCompletionSource();
+            using (cancelled.Register(() => stopBegan.TrySetResult()))
+                await stopBegan.Task;
+        }) { FailStop = _ => true };
         var fine = new FakeLauncher();
         guard.Run(first).SetPool(Pool(2, first, failing));
         guard.Run(second).SetPool(Pool(2, second, fine));
@@ -138,8 +142,7 @@ public sealed class RunEndUnitTests : IDisposable
         guard.AtEnd("last", () => seen.Add($"stopped {fine.Stopped.Count}, booting {failing.Running}"));
         await Until(() => failing.Begun == 2 && fine.Started.Count == 2);
         (failing.Stopping, fine.Stopping) = (true, true);
-        _ = Task.Delay(200).ContinueWith(_ => gate.SetResult(), TaskScheduler.Default);
-        engine.EndBuild(reverse ? o => o.Reverse() : null);
+        Assert.Empty(engine.EndBuild(reverse ? o => o.Reverse() : null));
         // The failing run's stop threw, yet the other run ended and the last step ran after both.
         Assert.Equal(["stopped 2, booting 0"], seen);
         Assert.Empty(failing.Stopped);
@@ -159,22 +162,97 @@ public sealed class RunEndUnitTests : IDisposable
         Assert.True(new StopEphemeral { BuildEngine = engine, RunDir = runDir }.Execute(), string.Join('\n', engine.ErrorLines));
         Assert.Single(launcher.Stopped);
         Assert.Contains(engine.Messages, m => m.Message?.StartsWith("The pool of 1 booted 1 machines") == true);
-        engine.EndBuild();
+        Assert.Empty(engine.EndBuild());
         Assert.Single(launcher.Stopped);
     }
 
-    private static async Task Until(Func<bool> condition)
+    [Fact]
+    public async Task The_holder_ends_each_run_once_and_forgets_it()
     {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
-        while (!condition())
-        {
-            Assert.True(DateTime.UtcNow < deadline, "The fake pool did not get there within 10 s.");
-            await Task.Delay(10);
-        }
+        var engine = new FakeBuildEngine();
+        var launcher = new FakeLauncher();
+        var runDir = RunDir();
+        var guard = RunGuard.Of(engine);
+        guard.Run(runDir).SetPool(Pool(2, runDir, launcher));
+        await Until(() => launcher.Started.Count == 2);
+        launcher.Stopping = true;
+        Assert.Empty(engine.EndBuild());
+        Assert.Equal(launcher.Started.Order(), launcher.Stopped.Order());
+        Assert.Null(guard.Find(runDir));
+        // Ended and forgotten: another end stops nothing again.
+        Assert.Empty(await guard.EndAsync());
+        Assert.Equal(2, launcher.Stopped.Count);
+        Assert.Equal(0, launcher.BegunAfterStop);
+        // The next build of this MSBuild process gets a holder of its own.
+        Assert.NotSame(guard, RunGuard.Of(engine));
     }
+
+    [Fact]
+    public async Task The_end_returns_every_failure_in_order_and_its_disposal_never_throws()
+    {
+        var engine = new FakeBuildEngine();
+        var guard = RunGuard.Of(engine);
+        var failing = new FakeLauncher { FailStop = _ => true };
+        var runDir = RunDir();
+        guard.Run(runDir).SetPool(Pool(1, runDir, failing));
+        await Until(() => failing.Started.Count == 1);
+        failing.Stopping = true;
+        var ran = new List<string>();
+        guard.AtEnd("throws", () => throw new IOException("a last step failed"));
+        guard.AtEnd("after", () => ran.Add("after"));
+        // Once for each key: the second step under a key is not added.
+        guard.AtEnd("after", () => ran.Add("again"));
+        var failures = await guard.EndAsync();
+        Assert.Equal(["after"], ran);
+        Assert.Collection(failures,
+            f => Assert.Equal(ErrorCodes.StopFailed, Assert.IsType<NspawnException>(f).Code),
+            f => Assert.Equal("a last step failed", Assert.IsType<IOException>(f).Message));
+
+        // Through the engine, the same failures are only reported (on the console): the holder's disposal throws nothing.
+        var second = RunDir("second");
+        guard.Run(second).SetPool(Pool(1, second, failing));
+        await Until(() => failing.Started.Count == 2);
+        guard.AtEnd("throws", () => throw new IOException("a last step failed"));
+        Assert.Empty(engine.EndBuild());
+        Assert.Empty(failing.Stopped);
+    }
+
+    [Fact]
+    public void The_fake_engine_ends_a_build_as_MSBuild_does()
+    {
+        var engine = new FakeBuildEngine();
+        var disposed = new List<string>();
+        engine.RegisterTaskObject("throws", new Disposable(() => throw new InvalidOperationException("a disposal failed")), RegisteredTaskObjectLifetime.Build, false);
+        engine.RegisterTaskObject("build", new Disposable(() => disposed.Add("build")), RegisteredTaskObjectLifetime.Build, false);
+        // The first object under a key stays.
+        engine.RegisterTaskObject("build", new Disposable(() => disposed.Add("second under the key")), RegisteredTaskObjectLifetime.Build, false);
+        engine.RegisterTaskObject("domain", new Disposable(() => disposed.Add("domain")), RegisteredTaskObjectLifetime.AppDomain, false);
+        engine.RegisterTaskObject("async", new AsyncOnly(() => disposed.Add("async")), RegisteredTaskObjectLifetime.Build, false);
+        var thrown = engine.EndBuild();
+        Assert.Equal("a disposal failed", Assert.Single(thrown).Message);
+        Assert.Equal(["build"], disposed);
+        Assert.Null(engine.GetRegisteredTaskObject("build", RegisteredTaskObjectLifetime.Build));
+        Assert.NotNull(engine.GetRegisteredTaskObject("domain", RegisteredTaskObjectLifetime.AppDomain));
+    }
+
+    /// <summary>Far past what the fakes need: only turns a hang into a failure.</summary>
+    private static readonly TimeSpan Patience = TimeSpan.FromSeconds(30);
+
+    private static async Task Until(Func<bool> condition) =>
+        Assert.True(await Shell.WaitUntilAsync(condition, Patience), "The fake pool never got there.");
 
     private sealed class Disposable(Action dispose) : IDisposable
     {
         public void Dispose() => dispose();
+    }
+
+    /// <summary>Only IAsyncDisposable: MSBuild does not dispose it.</summary>
+    private sealed class AsyncOnly(Action dispose) : IAsyncDisposable
+    {
+        public ValueTask DisposeAsync()
+        {
+            dispose();
+            return ValueTask.CompletedTask;
+        }
     }
 }

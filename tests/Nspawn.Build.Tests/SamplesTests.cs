@@ -150,14 +150,24 @@ public sealed class SamplesTests(PackageFixture package)
     public async Task Ctrl_C_in_MTP_mode_stops_the_machines()
     {
         await package.RequireImageAsync();
+        // The waiting test says it waits by creating this file (SAMPLE_HANG names it).
+        var waiting = Path.Combine(Path.GetTempPath(), $"nspawn-sample-hang-{Guid.NewGuid():N}");
+        var before = Records.Baseline();
         // setsid: dotnet test leads a process group of its own, which gets SIGINT as a terminal's Ctrl+C sends it.
         var run = BackgroundRun.Start(["setsid", "dotnet", "test", $"-p:NspawnBuildVersion={package.Version}", "-p:NspawnOnTest=true"],
-            new Dictionary<string, string?> { ["NUGET_PACKAGES"] = package.NuGetCache, ["SAMPLE_HANG"] = "1" }, Dir("Mtp"));
-        // The controller's machine and the assembly fixture's: the tests are running.
-        var running = await Shell.WaitUntilAsync(() => MachineRegistry.List().Count(r => r.Machine.Name.StartsWith("nspawn-fixture-", StringComparison.Ordinal)) == 1
-            && MachineRegistry.List().Any(r => r.Machine.Name.StartsWith("nspawn-default-", StringComparison.Ordinal)), TimeSpan.FromMinutes(3));
-        Assert.True(running, run.Output);
-        await Task.Delay(TimeSpan.FromSeconds(1));
+            new Dictionary<string, string?> { ["NUGET_PACKAGES"] = package.NuGetCache, ["SAMPLE_HANG"] = waiting }, Dir("Mtp"));
+        try
+        {
+            // The controller's machine and the assembly fixture's are up, and a test waits for Ctrl+C.
+            var running = await Shell.WaitUntilAsync(() => File.Exists(waiting), TimeSpan.FromMinutes(3));
+            Assert.True(running, run.Output);
+            Assert.Single(Records.Since(before), r => r.Machine.Name.StartsWith("nspawn-fixture-", StringComparison.Ordinal));
+            Assert.Single(Records.Since(before), r => r.Machine.Name.StartsWith("nspawn-default-", StringComparison.Ordinal));
+        }
+        finally
+        {
+            File.Delete(waiting);
+        }
         await Cli.Wrap("kill").WithArguments(["-INT", "--", $"-{run.Pid}"]).ExecuteAsync();
         var result = await run.WaitForExitAsync(TimeSpan.FromMinutes(2));
         Assert.NotNull(result);

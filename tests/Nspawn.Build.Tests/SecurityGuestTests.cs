@@ -65,19 +65,21 @@ public sealed class SecurityGuestTests(PackageFixture package) : IAsyncLifetime
         var devices = Record.Cgroups.SingleOrDefault(d => d.StartsWith("/sys/fs/cgroup/devices/", StringComparison.Ordinal));
         Assert.True(devices is not null, "this host has no cgroup v1 devices hierarchy to give the machine a device policy");
         Assert.DoesNotContain(File.ReadAllLines(Path.Combine(devices, "devices.list")), rule => rule.StartsWith("b ") || rule.StartsWith("a "));
-        Environment.SetEnvironmentVariable("NSPAWN_TEST_SECRET", "secret-of-the-host");
+        var secret = new EnvironmentScope("NSPAWN_TEST_SECRET", "secret-of-the-host");
         try
         {
             await _machine.WriteAllTextAsync("/usr/local/lib/nspawn-attack", AttackScript(device), (UnixFileMode)0b111_101_101);
             await _machine.ExecCheckedAsync("sh", "-c", $"""
                 mkdir -p /usr/local/lib/nspawn-real {Evidence}
-                for b in cat tar systemctl systemd-run; do mv /usr/bin/$b /usr/local/lib/nspawn-real/$b; cp /usr/local/lib/nspawn-attack /usr/bin/$b; done
+                for b in cat tar systemctl systemd-run id; do mv /usr/bin/$b /usr/local/lib/nspawn-real/$b; cp /usr/local/lib/nspawn-attack /usr/bin/$b; done
                 """);
 
             // Every operation of the API, each of which used to run one of these binaries with all of the host's capabilities.
             Assert.Contains("ID=debian", await _machine.ReadAllTextAsync("/etc/os-release"));
             await _machine.WriteAllTextAsync("/root/written", "written\n");
             Assert.Equal("hello\n", (await _machine.ExecCheckedAsync("echo", "hello")).StandardOutput);
+            // The control: a variable a test gives a command is what the probe sees, so its 'clean' below means the host's was not passed.
+            await _machine.ExecCheckedAsync(["id", "-u"], new ExecOptions { Environment = new Dictionary<string, string> { ["NSPAWN_TEST_SECRET"] = "given-by-the-test" } });
             File.WriteAllText(Path.Combine(_host, "in.txt"), "in\n");
             await _machine.CopyToAsync(Path.Combine(_host, "in.txt"), "/root");
             await _machine.CopyFromAsync("/root/written", _host);
@@ -87,7 +89,7 @@ public sealed class SecurityGuestTests(PackageFixture package) : IAsyncLifetime
         }
         finally
         {
-            Environment.SetEnvironmentVariable("NSPAWN_TEST_SECRET", null);
+            secret.Dispose();
         }
 
         // What each run of a replaced binary could do, as it recorded it in the machine.
@@ -102,10 +104,13 @@ public sealed class SecurityGuestTests(PackageFixture package) : IAsyncLifetime
             // In the machine's cgroup namespace (its leader's cgroups are seen from inside), and inside its cgroups (no '..').
             Assert.DoesNotContain(_machine.Name, record["leader:"]);
             Assert.DoesNotContain("..", record["self:"]);
-            Assert.Equal("clean", record["environment:"]);
+            Assert.Contains(record["environment:"], new[] { "clean", "leaked given-by-the-test" });
             Assert.Equal("denied", record["kernel-log:"]);
             Assert.Equal("denied", record["host-disk:"]);
         }
+
+        // The host's variable reached none; the one the test gave reached its command only.
+        Assert.Equal("id", Assert.Single(records, r => r.Value["environment:"] != "clean").Key.Split('-')[0]);
 
         var ran = records.Keys.Select(k => k[..k.LastIndexOf('-')]).ToHashSet();
         // The attack did run (through systemctl and tar), not as systemd-run (commands are the agent's children) nor as cat

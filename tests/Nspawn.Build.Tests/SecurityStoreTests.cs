@@ -275,18 +275,34 @@ public sealed class SecurityStoreTests(PackageFixture package) : IAsyncLifetime
         var cache = Directory.CreateDirectory(Path.Combine(_dir, "cache")).FullName;
         var host = HostFiles();
         var bytes = Crafted(kind, spec, host);
-        if (kind == "writes-through-links")
+        var stamp = Encoding.UTF8.GetBytes(spec.Stamp);
+        // The control: the stream is truly harmful. A plain 'btrfs receive', not confined, does what it goes for.
+        var scratch = TempNames.ImageTemp(Repo.ChrootsDir, name, ".recv-");
+        Directory.CreateDirectory(scratch);
+        await Cli.Wrap("btrfs").WithArguments(["receive", "-e", scratch]).WithStandardInputPipe(PipeSource.FromBytes(SendStream.Gunzip(bytes)))
+            .WithValidation(CommandResultValidation.None).ExecuteBufferedAsync();
+        switch (kind)
         {
-            // The stream is truly harmful: a plain 'btrfs receive', not confined, writes both host files.
-            var scratch = TempNames.ImageTemp(Repo.ChrootsDir, name, ".recv-");
-            Directory.CreateDirectory(scratch);
-            await Cli.Wrap("btrfs").WithArguments(["receive", "-e", scratch]).WithStandardInputPipe(PipeSource.FromBytes(SendStream.Gunzip(bytes)))
-                .WithValidation(CommandResultValidation.None).ExecuteBufferedAsync();
-            await Subvolumes.RemoveTreeAsync(Repo.ChrootsDir, scratch, CancellationToken.None);
-            Assert.Equal("PWN", File.ReadAllText(host.Victim));
-            Assert.Equal("PWNED", File.ReadAllText(host.Victim2)[..5]);
-            host = HostFiles();
+            case "writes-through-links":
+                // It writes both host files.
+                Assert.Equal("PWN", File.ReadAllText(host.Victim));
+                Assert.Equal("PWNED", File.ReadAllText(host.Victim2)[..5]);
+                break;
+            case "two-subvolumes":
+                // Two images, each with the right stamp: an import that took one would leave the other in the store.
+                Assert.Equal(stamp, File.ReadAllBytes(Path.Combine(scratch, "image", ImageBuilder.StampPath)));
+                Assert.Equal(stamp, File.ReadAllBytes(Path.Combine(scratch, "second", ImageBuilder.StampPath)));
+                break;
+            case "etc-is-a-link":
+                // The image's etc/ is the host folder: its stamp reads right, and what the build would write in the image's etc/ lands there.
+                Assert.Equal(stamp, File.ReadAllBytes(Path.Combine(scratch, "image", ImageBuilder.StampPath)));
+                File.WriteAllText(Path.Combine(scratch, "image/etc/written-in-the-image"), "");
+                Assert.True(File.Exists(Path.Combine(host.HostEtc, "written-in-the-image")));
+                File.Delete(Path.Combine(host.HostEtc, "written-in-the-image"));
+                break;
         }
+        await Subvolumes.RemoveTreeAsync(Repo.ChrootsDir, scratch, CancellationToken.None);
+        host = HostFiles();
         File.WriteAllBytes(new ImageCache(cache).FileOf(spec), bytes);
 
         var run = await Consumer().RunAsync(Quiet("-t:NspawnPrepareImages", $"-p:NspawnImage={name}", "-p:NspawnSuite=no-such-suite", $"-p:NspawnImageCacheDir={cache}"));
@@ -296,6 +312,10 @@ public sealed class SecurityStoreTests(PackageFixture package) : IAsyncLifetime
         Assert.DoesNotContain("imported from", run.Output);
         AssertUnchanged(host.Victim);
         AssertUnchanged(host.Victim2);
+        // The host folder holds what the stream put there (the stamp), and nothing more was written in it.
+        Assert.Equal(kind == "etc-is-a-link" ? ["nspawn-build.stamp"] : [], Directory.GetFileSystemEntries(host.HostEtc).Select(Path.GetFileName));
+        // No second image was left in the store.
+        Assert.Null(FileStatus.Of(Path.Combine(Repo.ChrootsDir, "second")));
         Assert.Null(FileStatus.Of(Path.Combine(Repo.ChrootsDir, name)));
         Assert.DoesNotContain(Directory.GetFileSystemEntries(Repo.ChrootsDir, $".#{name}.*"), e => !e.EndsWith(".lck"));
     }

@@ -69,11 +69,24 @@ public static class Leaks
     /// <summary>What is there before this test run begins (left by an earlier, killed run): only what this run leaves counts.</summary>
     public static void TakeBaseline() => _before = Find().ToHashSet();
 
+    /// <summary>What is there now and was not before this test run (see <see cref="TakeBaseline"/>).</summary>
+    public static IReadOnlyList<string> New() => Find().Where(leak => !_before.Contains(leak)).ToList();
+
     public static void AssertNone()
     {
-        var left = Find().Where(leak => !_before.Contains(leak)).ToList();
+        var left = New();
         Assert.True(left.Count == 0, "left behind: " + string.Join("; ", left));
     }
+}
+
+/// <summary>The host's machine records are everyone's: a test counts only those of machines that came after its baseline.</summary>
+internal static class Records
+{
+    /// <summary>The names of the machines recorded now: a test's baseline.</summary>
+    public static HashSet<string> Baseline() => MachineRegistry.List().Select(r => r.Machine.Name).ToHashSet();
+
+    /// <summary>The records of machines that were not there at <paramref name="baseline"/>.</summary>
+    public static IReadOnlyList<MachineRecord> Since(HashSet<string> baseline) => MachineRegistry.List().Where(r => !baseline.Contains(r.Machine.Name)).ToList();
 }
 
 public static class Shell
@@ -91,11 +104,41 @@ public static class Shell
         return true;
     }
 
+    /// <summary>Waits until <paramref name="condition"/> (a check that takes time of its own) holds; false after <paramref name="timeout"/>.</summary>
+    public static async Task<bool> WaitUntilAsync(Func<Task<bool>> condition, TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (!await condition())
+        {
+            if (DateTime.UtcNow > deadline)
+                return false;
+            await Task.Delay(100);
+        }
+        return true;
+    }
+
+    /// <summary>
+    /// The task once it ended; one still running after <paramref name="timeout"/> fails the test. Unlike WaitAsync,
+    /// a hang is not a TimeoutException, which is what some calls are expected to throw.
+    /// </summary>
+    public static async Task EndsWithin(Task task, TimeSpan timeout)
+    {
+        Assert.True(await Task.WhenAny(task, Task.Delay(timeout)) == task, $"still running after {timeout.TotalSeconds} s");
+        await task;
+    }
+
+    /// <inheritdoc cref="EndsWithin(Task, TimeSpan)"/>
+    public static async Task<T> EndsWithin<T>(Task<T> task, TimeSpan timeout)
+    {
+        await EndsWithin((Task)task, timeout);
+        return await task;
+    }
+
     public static async Task<RunResult> RunAsync(string program, IEnumerable<string> args, IReadOnlyDictionary<string, string?>? env = null, string? workingDir = null)
     {
         var output = new StringBuilder();
         var result = await Cli.Wrap(program).WithArguments(args)
-            .WithEnvironmentVariables((env ?? new Dictionary<string, string?>()).ToDictionary(kv => kv.Key, kv => kv.Value))
+            .WithEnvironmentVariables(SudoInvoker.With(env))
             .WithWorkingDirectory(workingDir ?? Repo.Root)
             .WithStandardOutputPipe(PipeTarget.ToStringBuilder(output))
             .WithStandardErrorPipe(PipeTarget.ToStringBuilder(output))
@@ -164,10 +207,11 @@ public sealed class PackageFixture : IAsyncLifetime
     }
 }
 
-[CollectionDefinition(Name)]
+[CollectionDefinition(Name, DisableParallelization = true)]
 public sealed class MachinesCollection : ICollectionFixture<PackageFixture>
 {
-    // Real machines, builds and mounts: one at a time, in one collection.
+    // Real machines, builds and mounts: one at a time, in one collection, with no other test class running beside
+    // them: their leak checks look at the whole host, and some set process-wide environment variables (EnvironmentScope).
     public const string Name = "real machines";
 }
 
@@ -226,7 +270,7 @@ public sealed class BackgroundRun
                 _output.AppendLine(line);
         }
         _task = Cli.Wrap(command[0]).WithArguments(command.Skip(1))
-            .WithEnvironmentVariables((env ?? new Dictionary<string, string?>()).ToDictionary(kv => kv.Key, kv => kv.Value))
+            .WithEnvironmentVariables(SudoInvoker.With(env))
             .WithWorkingDirectory(workingDir ?? Repo.Root)
             .WithStandardOutputPipe(PipeTarget.ToDelegate(Add))
             .WithStandardErrorPipe(PipeTarget.ToDelegate(Add))

@@ -35,7 +35,7 @@ internal sealed class AgentConnection : IAsyncDisposable
         using (privileged?.Invoke())
         {
             using var dir = NativeFile.Open(socketDir, NativeFile.Path | NativeFile.Directory);
-            socketFile = NativeFile.Open("agent.sock", NativeFile.Path, dir);
+            socketFile = NativeFile.Open(AgentSetup.SocketName, NativeFile.Path, dir);
         }
         using (socketFile)
         {

@@ -16,6 +16,8 @@ internal static class AgentSetup
     public const string OwnerFile = "owner";
     private const string AgentFile = "Nspawn.Testing.Agent.dll";
     private const string SocketFolder = "sock";
+    /// <summary>The agent's socket in its folder.</summary>
+    public const string SocketName = "agent.sock";
     private const string GuestDotnet = "/run/nspawn-agent-dotnet";
     private const string GuestBin = "/run/nspawn-agent-bin";
     private const string GuestEtc = "/run/nspawn-agent-etc";
@@ -96,7 +98,7 @@ internal static class AgentSetup
     }
 
     /// <summary>Whether the machine's agent has made its socket (it may not answer yet).</summary>
-    public static bool IsListening(string machineName) => FileStatus.Of(Path.Combine(SocketDirOf(machineName), "agent.sock")) is not null;
+    public static bool IsListening(string machineName) => FileStatus.Of(Path.Combine(SocketDirOf(machineName), SocketName)) is not null;
 
     /// <summary>Removes the machine's agent folder: its socket folder unmounted first, then the rest (links are removed, never followed).</summary>
     public static void Remove(string machineName) => RemoveDir(DirOf(machineName));
@@ -181,7 +183,7 @@ internal static class AgentSetup
             {
                 last = e.Message;
             }
-            var listening = FileStatus.Of(Path.Combine(socketDir, "agent.sock")) is not null;
+            var listening = FileStatus.Of(Path.Combine(socketDir, SocketName)) is not null;
             if (DateTime.UtcNow >= (listening ? answerDeadline : socketDeadline))
                 return machine with { AgentProblem = $"the agent did not answer ({last}); 'systemctl status {UnitName}' in the machine says why" };
             await Task.Delay(10, cancellationToken);

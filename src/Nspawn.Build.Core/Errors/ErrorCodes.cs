@@ -35,6 +35,8 @@ internal static class ErrorCodes
     public const string NoPrivateUsers = "NSPAWN0035";
     /// <summary>A command in a machine that has no agent, on a host without systemd.</summary>
     public const string NoAgent = "NSPAWN0036";
+    /// <summary>NspawnUp with NspawnPrivateUsers=false: the user's socket to guest root would be one to host root. Reported by the targets.</summary>
+    public const string UpNeedsPrivateUsers = "NSPAWN0037";
     public const string Canceled = "NSPAWN0040";
     public const string TestsFailed = "NSPAWN0050";
     /// <summary>

@@ -1,4 +1,5 @@
-namespace Nspawn.Build;
+// Public (the tests see it): in the tests' namespace, though Core defines it for the tasks too.
+namespace Nspawn.Testing;
 
 /// <summary>An expected failure with a stable code; tasks log it as <c>error NSPAWNnnnn: message</c>.</summary>
 public sealed class NspawnException(string code, string message, Exception? inner = null) : Exception(message, inner)

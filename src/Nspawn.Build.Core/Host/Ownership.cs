@@ -26,14 +26,18 @@ internal static class Ownership
     /// owner), at once rather than at the build's end, made harmless first (<see cref="BindGiveBack"/>).
     /// Never by the reaper: its sudo user may be another.
     /// </summary>
-    public static void ReturnBinds((uint Uid, uint Gid)? user, IEnumerable<Machine> stopped, string? chrootsDir)
+    public static void ReturnBinds((uint Uid, uint Gid)? user, IEnumerable<Machine> stopped, string? chrootsDir) =>
+        ReturnBinds(user, stopped, chrootsDir, BuildStart);
+
+    /// <summary><see cref="ReturnBinds(ValueTuple{uint, uint}?, IEnumerable{Machine}, string?)"/> for what changed since <paramref name="since"/> (machines an earlier build started).</summary>
+    public static void ReturnBinds((uint Uid, uint Gid)? user, IEnumerable<Machine> stopped, string? chrootsDir, long since)
     {
         foreach (var folder in stopped.SelectMany(m => m.WritableBinds).Distinct())
         {
             // Without sudo the folder's owner is the user: what the guest left is still made harmless (no device, no set-id bit).
             var to = user ?? (FileStatus.Of(folder) is { IsDirectory: true } owner ? (owner.Uid, owner.Gid) : null);
             if (to is { } giveTo)
-                ReturnTo(giveTo, BuildStart, [folder], chrootsDir, recursive: true, guest: true);
+                ReturnTo(giveTo, since, [folder], chrootsDir, recursive: true, guest: true);
         }
     }
 

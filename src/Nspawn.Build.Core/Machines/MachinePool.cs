@@ -46,6 +46,9 @@ internal sealed class MachinePool
     /// <summary>The folder the tests take machines from (NSPAWN_POOL_DIR).</summary>
     public string Dir { get; }
 
+    /// <summary>The loop that boots: it ends once the pool begins no more boots (stopped, given up, or its run is over).</summary>
+    internal Task Loop => _loop;
+
     /// <summary>
     /// Starts booting <paramref name="size"/> machines like <paramref name="model"/> (the first machine), and returns at once.
     /// <paramref name="start"/> and <paramref name="stop"/> stand in for the launcher in unit tests.

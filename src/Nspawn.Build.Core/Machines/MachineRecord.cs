@@ -8,6 +8,16 @@ internal sealed partial record MachineRecord(Machine Machine, int OwnerPid, ulon
     /// <summary>Left running after its tests failed (NspawnKeepOnFailure): the reaper leaves it to NspawnStopKept while it runs.</summary>
     public bool Kept { get; init; }
 
+    /// <summary>Started by NspawnUp for this project (its file), for test runs without root: left running until NspawnDown.</summary>
+    public string? UpProject { get; init; }
+
+    /// <summary>The up machines' file in that project, which the tests read: removed by NspawnDown.</summary>
+    public string? UpFile { get; init; }
+
+    /// <summary>Left to a user (kept or up) while its nspawn runs: no build stops it but on the user's word.</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public bool LeftRunning => (Kept || UpProject is not null) && ProcessInfo.IsRunning(Machine.NspawnPid, Machine.NspawnStartTime);
+
     /// <summary>Bump when what a record holds changes: a build acts only on records of its own format and leaves the others alone.</summary>
     public const int CurrentFormat = 1;
 

@@ -17,11 +17,21 @@ internal static class MachineRegistry
     public static bool Contains(string name) => File.Exists(PathOf(name));
 
     /// <summary>Records a machine as this process's; <paramref name="kept"/> marks one left running for a look inside.</summary>
-    public static void Add(Machine machine, bool kept = false)
+    public static void Add(Machine machine, bool kept = false) => Add(NewRecord(machine) with { Kept = kept });
+
+    /// <summary>Records a machine as one NspawnUp left running for <paramref name="projectFile"/>, whose tests find it through <paramref name="upFile"/>.</summary>
+    public static void AddUp(Machine machine, string projectFile, string upFile) => Add(NewRecord(machine) with { UpProject = projectFile, UpFile = upFile });
+
+    private static MachineRecord NewRecord(Machine machine)
+    {
+        var self = Environment.ProcessId;
+        return new MachineRecord(machine, self, ProcessInfo.StartTime(self) ?? 0) { Format = MachineRecord.CurrentFormat };
+    }
+
+    private static void Add(MachineRecord record)
     {
         Directory.CreateDirectory(Dir);
-        var self = Environment.ProcessId;
-        var record = new MachineRecord(machine, self, ProcessInfo.StartTime(self) ?? 0) { Kept = kept, Format = MachineRecord.CurrentFormat };
+        var machine = record.Machine;
         var tmp = PathOf(machine.Name) + ".tmp";
         File.WriteAllText(tmp, JsonSerializer.Serialize(record, MachinesFile.JsonOptions));
         File.Move(tmp, PathOf(machine.Name), overwrite: true);
@@ -78,8 +88,8 @@ internal static class MachineRegistry
             if (told.Add(w.Message))
                 warn(w);
         }
-                // A kept machine is left to NspawnStopKept, unless it was powered off from inside.
-        foreach (var record in List(Warn).Where(r => !r.OwnerAlive && !(r.Kept && ProcessInfo.IsRunning(r.Machine.NspawnPid, r.Machine.NspawnStartTime))))
+        // A kept machine is left to NspawnStopKept, an up machine to NspawnDown, unless it was powered off from inside.
+        foreach (var record in List(Warn).Where(r => !r.OwnerAlive && !r.LeftRunning))
         {
             await MachineLauncher.StopAsync(record.Machine, cancellationToken);
             reaped.Add($"machine {record.Machine.Name} (its build, PID {record.OwnerPid}, is gone)");

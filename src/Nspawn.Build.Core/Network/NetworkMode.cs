@@ -1,4 +1,5 @@
-namespace Nspawn.Build;
+// Public (the tests see it): in the tests' namespace, though Core defines it for the tasks too.
+namespace Nspawn.Testing;
 
 /// <summary>How a machine is networked (NspawnNetwork, StartOptions.Network).</summary>
 public enum NetworkMode

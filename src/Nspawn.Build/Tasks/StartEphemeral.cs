@@ -25,6 +25,11 @@ public sealed class StartEphemeral : NspawnTask
     /// <summary>The <see cref="PendingStart"/> of a StartEphemeral with <see cref="Begin"/>: wait for that boot instead of booting.</summary>
     public string Pending { get; set; } = "";
 
+    /// <summary>NspawnUp: leave the machines running for the user's test runs without root, recorded as the project's, found through <see cref="UpFile"/>.</summary>
+    public bool Up { get; set; }
+    /// <summary>With <see cref="Up"/>: the file in the project (obj/) that its tests read to find the machines.</summary>
+    public string UpFile { get; set; } = "";
+
     /// <summary>The tests' output folder (TargetDir), bound read-only into each machine at the same path for InvokeAsync.</summary>
     public string CodeDir { get; set; } = "";
 
@@ -47,6 +52,11 @@ public sealed class StartEphemeral : NspawnTask
         var network = Network.Length > 0 ? ResolvedItems.ToNetwork(Network) : null;
         var suiteSettings = RunSettings.Load(BaseRunSettings);
         MakeCodeDir(codeDir);
+        if (Up)
+        {
+            await UpAsync(options, network, cancellationToken);
+            return;
+        }
         if (Begin)
         {
             // The machines boot while the project compiles, when what they bind is there already: the output folder
@@ -98,6 +108,51 @@ public sealed class StartEphemeral : NspawnTask
         }
         RunSettingsFile = RunFiles.Write(RunDir, "nspawn.runsettings", s => RunSettings.Merge(suiteSettings, environment).Save(s));
         Environment = environment.Select(v => ResolvedItems.Variable(v.Key, v.Value)).ToArray();
+    }
+
+    /// <summary>
+    /// NspawnUp: the project's up machines are replaced by fresh ones, left running when the build ends (no run, no pool),
+    /// and handed to the sudo user's test runs. What fails before they are handed over is stopped here.
+    /// </summary>
+    private async Task UpAsync(IReadOnlyList<LaunchOptions> options, NetworkSettings? network, CancellationToken cancellationToken)
+    {
+        var project = Path.GetFullPath(ProjectFile);
+        var upFile = Path.GetFullPath(UpFile);
+        var user = Ownership.SudoUser;
+        var earlier = UpMachines.Of(project);
+        if (earlier.Count > 0)
+            foreach (var stopped in await UpMachines.DownAsync(earlier, user, Progress, cancellationToken))
+                Progress($"Stopped the earlier up machine {stopped}.");
+        var start = BackgroundStart.Begin(options, network);
+        IReadOnlyList<Machine> machines;
+        try
+        {
+            machines = await start.WaitAsync(cancellationToken);
+        }
+        finally
+        {
+            foreach (var message in start.Messages)
+                Progress(message);
+        }
+        try
+        {
+            UpMachines.Keep(machines, network?.Mode ?? NetworkMode.Host, start.Network, project, upFile, user);
+        }
+        catch
+        {
+            await Task.WhenAll(machines.Select(m => MachineLauncher.StopAsync(m, CancellationToken.None)));
+            if (start.Network is { } made)
+                await NetworkRegistry.RemoveAsync(made, CancellationToken.None);
+            throw;
+        }
+        finally
+        {
+            RunFiles.Remove(start.RunDir);
+        }
+        Progress(MachineLauncher.Describe(machines, DateTime.UtcNow - start.Began));
+        Progress(UpMachines.Describe(machines, project));
+        if (user is null)
+            Progress("No sudo user ran this build (SUDO_UID is not set): only root can reach the up machines.");
     }
 
     /// <summary>

@@ -20,6 +20,12 @@ public sealed class StopEphemeral : NspawnTask
     public string RunDir { get; set; } = "";
     /// <summary>Instead: stop the machines kept after failed tests (NspawnKeepOnFailure) whose images are in the store's folder.</summary>
     public bool StopKept { get; set; }
+    /// <summary>Instead: stop the up machines of <see cref="ProjectFile"/> (NspawnDown).</summary>
+    public bool Down { get; set; }
+    /// <summary>Instead: stop every up machine on the host, of every project (NspawnDownAll).</summary>
+    public bool DownAll { get; set; }
+    /// <summary>Instead: list every up machine on the host (NspawnListUp).</summary>
+    public bool ListUp { get; set; }
     /// <summary>ResolveNspawnSettings' Store: where Reap and StopKept look.</summary>
     public ITaskItem[] Store { get; set; } = [];
     /// <summary>StartEphemeral's StartedNetwork: removed once its machines are stopped.</summary>
@@ -34,8 +40,23 @@ public sealed class StopEphemeral : NspawnTask
     private protected override async Task ExecuteAsync(CancellationToken cancellationToken)
     {
         var chrootsDir = Store.Length > 0 ? ResolvedItems.ToStore(Store).ChrootsDir : null;
-        if (Reap || StopKept || Machines.Length > 0 || Network.Length > 0)
+        if (ListUp)
+        {
+            var up = UpMachines.All();
+            Progress(up.Count == 0 ? "No up machine runs on this host." : $"Up machines (NspawnUp) on this host:{string.Concat(up.Select(r => "\n  " + UpMachines.Line(r)))}");
+            return;
+        }
+        if (Reap || StopKept || Down || DownAll || Machines.Length > 0 || Network.Length > 0)
             Privilege.RequireRoot();
+        if (Down || DownAll)
+        {
+            var records = DownAll ? UpMachines.All() : UpMachines.Of(Path.GetFullPath(ProjectFile));
+            var stopped = await UpMachines.DownAsync(records, Ownership.SudoUser, Progress, cancellationToken);
+            Progress(records.Count == 0
+                ? DownAll ? "No up machine runs on this host." : $"No up machine runs for {ProjectFile}."
+                : $"Stopped the up machines {string.Join("; ", stopped)}.");
+            return;
+        }
         if (Reap)
         {
             foreach (var what in await MachineRegistry.ReapAsync(chrootsDir is null ? [] : [chrootsDir], LogWarning, cancellationToken))

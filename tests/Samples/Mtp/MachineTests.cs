@@ -61,9 +61,13 @@ public class CrashTests
     [Fact]
     public async Task The_test_host_can_wait_for_Ctrl_C()
     {
-        // The package's tests set SAMPLE_HANG=1 and press Ctrl+C (SIGINT to the process group) while this waits.
-        if (Environment.GetEnvironmentVariable("SAMPLE_HANG") == "1")
+        // The package's tests set SAMPLE_HANG to a file's path and press Ctrl+C (SIGINT to the process group) once
+        // this made the file: it then waits.
+        if (Environment.GetEnvironmentVariable("SAMPLE_HANG") is { Length: > 0 } waiting)
+        {
+            await File.WriteAllTextAsync(waiting, "", TestContext.Current.CancellationToken);
             await Task.Delay(Timeout.Infinite, TestContext.Current.CancellationToken);
+        }
     }
 
     [Fact]
