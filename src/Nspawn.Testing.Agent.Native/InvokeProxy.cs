@@ -76,6 +76,9 @@ internal sealed class InvokeProxy(IReadOnlyList<string> managedCommand, string s
         start.ArgumentList.Add(socketPath);
         // Not systemd's to hear from: the unit is ready already.
         start.Environment.Remove("NOTIFY_SOCKET");
+        // The tests' code gets the managed agent's heap, not the native one's small budget (AgentSetup.ManagedGen0Size).
+        start.Environment["DOTNET_GCgen0size"] = "400000";
+        start.Environment.Remove("DOTNET_GCRegionSize");
         return Process.Start(start) ?? throw new InvalidOperationException($"'{managedCommand[0]}' did not start");
     }
 

@@ -11,6 +11,9 @@ internal static class NativeAgent
 {
     public const string FileName = "nspawn-agent";
 
+    /// <summary>Its GC's gen0 budget and region size, 1 MiB (hex, as the runtime reads DOTNET_ variables).</summary>
+    public const string Gen0Size = "100000";
+
     /// <summary>
     /// The unit's start: the loader ($0) runs the native agent ($1) with the managed agent's command (the rest) for
     /// InvokeAsync; where the loader or the agent cannot load (126, 127), the managed agent runs instead, for all.
