@@ -212,7 +212,7 @@ public sealed class Sample : IAsyncDisposable
     public static async Task<Sample> PackAsync(string root)
     {
         var sample = new Sample(root);
-        await Cli.Wrap("dotnet").WithArguments(["pack", Path.Combine(root, "src/Nspawn.Build"), "-c", "Release", $"-p:Version={sample._version}", "-v:q", "-nologo"])
+        await Cli.Wrap("dotnet").WithArguments(["pack", Path.Combine(root, "src/Nspawn.Build"), "-c", "Release", $"-p:Version={sample._version}", "-p:NspawnNativeAgent=true", "-v:q", "-nologo"])
             .ExecuteBufferedAsync();
         return sample;
     }
