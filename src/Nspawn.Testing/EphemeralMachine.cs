@@ -179,7 +179,10 @@ public sealed class EphemeralMachine : IAsyncDisposable
         options ??= new ExecOptions();
         var stdout = new StringBuilder();
         var stderr = new StringBuilder();
-        PipeTarget Target(StringBuilder sb) => options.OnOutput is { } onOutput
+        // Both streams are read at once; the test's callback (often a List's Add) gets one line at a time.
+        var gate = new object();
+        Action<string>? onOutput = options.OnOutput is { } given ? line => { lock (gate) given(line); } : null;
+        PipeTarget Target(StringBuilder sb) => onOutput is not null
             ? PipeTarget.Merge(PipeTarget.ToStringBuilder(sb), PipeTarget.ToDelegate(onOutput))
             : PipeTarget.ToStringBuilder(sb);
         var input = options.StandardInput is null ? PipeSource.Null : PipeSource.FromString(options.StandardInput);

@@ -11,6 +11,6 @@ public sealed record ExecOptions
     public string? StandardInput { get; init; }
     /// <summary>Past it, the command and everything it started are killed inside the machine and TimeoutException is thrown.</summary>
     public TimeSpan? Timeout { get; init; }
-    /// <summary>Gets each line of output (standard output and error) as it comes, for a test log.</summary>
+    /// <summary>Gets each line of output (standard output and error) as it comes, for a test log: one line at a time, never two calls at once.</summary>
     public Action<string>? OnOutput { get; init; }
 }

@@ -50,6 +50,27 @@ public sealed class ApiTests(PackageFixture package) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Output_of_both_streams_reaches_the_callback_one_line_at_a_time()
+    {
+        // A plain List's Add behind a slow logger, as a test writes it: two calls at once would lose lines or throw.
+        var lines = new List<string>();
+        var inside = 0;
+        var overlaps = 0;
+        void Slow(string line)
+        {
+            if (Interlocked.Increment(ref inside) > 1)
+                Interlocked.Increment(ref overlaps);
+            Thread.Sleep(1);
+            lines.Add(line);
+            Interlocked.Decrement(ref inside);
+        }
+        await _machine.ExecCheckedAsync(["sh", "-c", "i=0; while [ $i -lt 300 ]; do echo o$i; echo e$i >&2; i=$((i+1)); done"],
+            new ExecOptions { OnOutput = Slow });
+        Assert.Equal(0, overlaps);
+        Assert.Equal(600, lines.Distinct().Count());
+    }
+
+    [Fact]
     public async Task ExecChecked_throws_with_both_streams()
     {
         var e = await Assert.ThrowsAsync<ExecException>(() => _machine.ExecCheckedAsync("sh", "-c", "echo visible; echo broken >&2; exit 3"));

@@ -146,6 +146,28 @@ public sealed class UpTests(PackageFixture package) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Every_up_machine_on_the_host_is_listed_and_stopped_at_once()
+    {
+        var one = await UserCopyAsync("list-one");
+        var two = await UserCopyAsync("list-two");
+        foreach (var dir in new[] { one, two })
+        {
+            var up = await SudoBuildAsync(dir, "NspawnUp");
+            Assert.True(up.ExitCode == 0, up.ToString());
+        }
+        var machines = UpOf(one).Concat(UpOf(two)).ToList();
+        Assert.Equal(2, machines.Count);
+        var list = await SudoBuildAsync(one, "NspawnListUp");
+        Assert.True(list.ExitCode == 0, list.ToString());
+        Assert.All(machines, r => Assert.Contains($"{r.UpProject}: '{r.Machine.LogicalName}' ({r.Machine.Name},", list.Output));
+        var all = await SudoBuildAsync(one, "NspawnDownAll");
+        Assert.True(all.ExitCode == 0, all.ToString());
+        Assert.Empty(UpMachines.All());
+        Assert.False(File.Exists(Path.Combine(two, "obj/nspawn-up.json")));
+        Leaks.AssertNone();
+    }
+
+    [Fact]
     public async Task Only_the_sudo_user_reaches_an_up_machines_agent()
     {
         var project = await UserCopyAsync("access");

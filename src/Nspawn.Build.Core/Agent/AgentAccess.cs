@@ -21,7 +21,10 @@ internal static class AgentAccess
         using var socket = NativeFile.Open(AgentSetup.SocketName, NativeFile.Path, socketDir);
         if (FileStatus.Of(socket).Type != SocketType)
             throw new IOException($"The agent's socket of machine {machineName} is not a socket.");
-        PosixAcl.Allow(agents, uid, Execute);
+        // The folder of every machine's agent folder is shared by all users' up machines: an ACL naming one user would
+        // shut out the one before. Passing through it is everyone's; each folder in it stays its machine's user's only.
+        using (var shared = NativeFile.Open(AgentSetup.AgentsDir, NativeFile.ReadOnly | NativeFile.Directory))
+            NativeFile.ChangeMode(shared, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute | UnixFileMode.GroupExecute | UnixFileMode.OtherExecute);
         PosixAcl.Allow(machine, uid, Execute);
         PosixAcl.Allow(socketDir, uid, Execute);
         PosixAcl.Allow(socket, uid, ReadWrite);
