@@ -8,6 +8,9 @@ internal static class Program
 {
     private static async Task<int> Main(string[] args)
     {
+        // The unit's check that this guest loads the agent at all (its glibc, its architecture).
+        if (args is ["--probe"])
+            return 0;
         var at = Array.IndexOf(args, "--managed");
         var managed = at >= 0 ? args[(at + 1)..] : [];
         var proxy = new InvokeProxy(managed, Path.Combine(Listener.SocketDir, "invoke.sock"));

@@ -209,7 +209,7 @@ internal static class AgentSetup
     /// multi-user.target: the guest reports ready once the agent listens. Delegate=yes: a cgroup per command below it.
     /// With <paramref name="native"/> (its path below the agent's folder), the native agent runs, the managed one
     /// (<see cref="ManagedCommand"/>) being its InvokeAsync host; a guest that cannot load it (its loader fails: 126, 127)
-    /// gets the managed agent for all. Their parent shell stays, so anything of the unit may notify.
+    /// gets the managed agent for all. Either replaces the unit's shell: the agent is the main process, the only one that may notify.
     /// </summary>
     private static string Unit(string? native) => string.Join('\n',
         "[Unit]",
@@ -222,7 +222,6 @@ internal static class AgentSetup
         "Type=notify",
         native is null ? $"ExecStart={ManagedCommand}"
             : $"ExecStart={NativeAgent.Launch} {NativeAgent.LoaderPath} {GuestBin}/{native} {ManagedCommand}",
-        native is null ? "" : "NotifyAccess=all",
         "Environment=DOTNET_SYSTEM_GLOBALIZATION_INVARIANT=1 DOTNET_EnableDiagnostics=0 DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 "
             // The native agent's heap in 1 MiB regions with a 1 MiB gen0 budget (hex): about 16 MiB resident, not 36.
             + (native is null ? $"DOTNET_GCgen0size={ManagedGen0Size}" : $"DOTNET_GCgen0size={NativeAgent.Gen0Size} DOTNET_GCRegionSize={NativeAgent.Gen0Size}"),

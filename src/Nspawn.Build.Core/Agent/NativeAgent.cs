@@ -15,11 +15,12 @@ internal static class NativeAgent
     public const string Gen0Size = "100000";
 
     /// <summary>
-    /// The unit's start: the loader ($0) runs the native agent ($1) with the managed agent's command (the rest) for
-    /// InvokeAsync; where the loader or the agent cannot load (126, 127), the managed agent runs instead, for all.
-    /// '$$' is systemd's escape for '$'.
+    /// The unit's start: the loader ($0) first runs the native agent ($1) with --probe, which only loads it; where that
+    /// works the agent replaces the shell (so it is the unit's main process, which a kill or a stop reaches), with the
+    /// managed agent's command (the rest) for InvokeAsync; where it does not (glibc too old, another architecture), the
+    /// managed agent replaces it, for all. '$$' is systemd's escape for '$'.
     /// </summary>
-    public const string Launch = "/bin/sh -c 'l=$$0 n=$$1; shift; \"$$l\" \"$$n\" --managed \"$$@\"; s=$$?; case $$s in 126|127) exec \"$$@\";; esac; exit $$s'";
+    public const string Launch = "/bin/sh -c 'l=$$0 n=$$1; shift; \"$$l\" \"$$n\" --probe && exec \"$$l\" \"$$n\" --managed \"$$@\"; exec \"$$@\"'";
 
     /// <summary>The guest's dynamic loader for the host's architecture (the guest runs the host's architecture).</summary>
     public static string LoaderPath => RuntimeInformation.ProcessArchitecture == Architecture.Arm64 ? "/lib/ld-linux-aarch64.so.1" : "/lib64/ld-linux-x86-64.so.2";
