@@ -8,5 +8,5 @@ bash tests/prereqs.sh
 version="0.1.0-sample.$(date -u +%Y%m%d%H%M%S)"
 export NUGET_PACKAGES="$(mktemp -d /tmp/nspawn-sample-nuget.XXXXXX)"
 trap 'dotnet msbuild tests/Sample -t:NspawnUnmount -p:NspawnBuildVersion="$version" -v:q -nologo >/dev/null 2>&1 || true; rm -rf "$NUGET_PACKAGES"' EXIT
-dotnet pack src/Nspawn.Build -c Release -p:Version="$version" -v:q -nologo
+dotnet pack src/Nspawn.Build -c Release -p:Version="$version" -p:NspawnNativeAgent=true -v:q -nologo
 dotnet build tests/Sample -t:ContainerTest -p:NspawnBuildVersion="$version" "$@"

@@ -11,7 +11,7 @@ internal sealed class Connection(NetworkStream stream)
 
     public NetworkStream Stream { get; } = stream;
 
-    public static async Task ServeAsync(Socket socket)
+    public static async Task ServeAsync(Socket socket, Listener.InvokeRoute invoke)
     {
         await using var stream = new NetworkStream(socket, ownsSocket: true);
         var connection = new Connection(stream);
@@ -20,7 +20,7 @@ internal sealed class Connection(NetworkStream stream)
             if (await AgentFrame.ReadAsync(stream, CancellationToken.None) is not { Kind: AgentFrame.Json } first)
                 return;
             var request = JsonSerializer.Deserialize(first.Payload, AgentJson.Default.AgentRequest)!;
-            AgentReply reply;
+            AgentReply? reply;
             try
             {
                 reply = request.Op switch
@@ -29,7 +29,7 @@ internal sealed class Connection(NetworkStream stream)
                     AgentRequest.Exec => await ExecHandler.RunAsync(connection, request),
                     AgentRequest.Read => await FileHandler.ReadAsync(connection, request),
                     AgentRequest.Write => await FileHandler.WriteAsync(connection, request),
-                    AgentRequest.Invoke => await InvokeHandler.RunAsync(request),
+                    AgentRequest.Invoke => await invoke(connection, request, first.Payload),
                     _ => Failure(new NotSupportedException($"Unknown operation '{request.Op}'.")),
                 };
             }
@@ -37,7 +37,8 @@ internal sealed class Connection(NetworkStream stream)
             {
                 reply = Failure(e);
             }
-            await connection.SendAsync(AgentFrame.Json, JsonSerializer.SerializeToUtf8Bytes(reply, AgentJson.Default.AgentReply));
+            if (reply is not null)
+                await connection.SendAsync(AgentFrame.Json, JsonSerializer.SerializeToUtf8Bytes(reply, AgentJson.Default.AgentReply));
         }
         catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException or InvalidDataException)
         {

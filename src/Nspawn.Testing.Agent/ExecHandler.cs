@@ -82,6 +82,28 @@ internal static class ExecHandler
         }
     }
 
+    /// <summary>
+    /// Starts and reaps one trivial command as <see cref="RunAsync"/> does (pipes, the child's reaper, pool threads, the timer), so
+    /// that a machine's first command finds them ready.
+    /// </summary>
+    public static async Task WarmAsync()
+    {
+        try
+        {
+            var start = new ProcessStartInfo("/bin/sh") { RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+            start.ArgumentList.Add("-c");
+            start.ArgumentList.Add(":");
+            using var process = Process.Start(start)!;
+            process.StandardInput.Close();
+            await Task.WhenAll(process.StandardOutput.BaseStream.CopyToAsync(Stream.Null), process.StandardError.BaseStream.CopyToAsync(Stream.Null), process.WaitForExitAsync(),
+                Task.Delay(1));
+        }
+        catch (Exception e) when (e is Win32Exception or IOException or InvalidOperationException)
+        {
+            // A guest without /bin/sh: its commands will say so.
+        }
+    }
+
     /// <summary>Standard input from the host; true when the host asked for a kill or went away.</summary>
     private static async Task<bool> ReadInputAsync(Connection connection, Process process, CancellationToken ended)
     {

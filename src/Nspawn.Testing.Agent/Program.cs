@@ -1,29 +1,18 @@
-using System.Net.Sockets;
-using Nspawn.Build.Agent;
-
 namespace Nspawn.Testing.Agent;
 
 /// <summary>
-/// Listens on a unix socket in the folder the host binds at <see cref="SocketDir"/> (root's only, on both sides)
-/// and serves one request per connection. Tells systemd it is ready once it listens (Type=notify), so the guest's
-/// boot, and so the machine's start, include it.
+/// The managed agent, on the host's .NET runtime: all of the agent where the native one cannot run (another
+/// architecture, an older glibc), and otherwise the host of InvokeAsync alone, which the native agent starts on the
+/// first call and passes those calls to (--socket: where it listens then).
 /// </summary>
 internal static class Program
 {
-    public const string SocketDir = "/run/nspawn-agent";
-
-    private static async Task<int> Main()
+    private static async Task<int> Main(string[] args)
     {
-        var path = Path.Combine(SocketDir, "agent.sock");
-        File.Delete(path);
-        using var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        listener.Bind(new UnixDomainSocketEndPoint(path));
-        listener.Listen(128);
-        SystemdNotify.Send("READY=1");
-        while (true)
-        {
-            var client = await listener.AcceptAsync();
-            _ = Task.Run(() => Connection.ServeAsync(client));
-        }
+        var at = Array.IndexOf(args, "--socket");
+        var path = at >= 0 && at + 1 < args.Length ? args[at + 1] : Listener.DefaultSocket;
+        // As the InvokeAsync host (--socket), it runs no commands.
+        await Listener.RunAsync(path, async (_, request, _) => await InvokeHandler.RunAsync(request), warm: at < 0);
+        return 0;
     }
 }

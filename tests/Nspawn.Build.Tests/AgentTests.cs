@@ -126,12 +126,38 @@ public sealed class AgentTests(PackageFixture package) : IAsyncLifetime
     }
 
     [Fact]
-    public async Task Without_the_runtime_in_the_guest_files_still_work_commands_only_through_machined_and_InvokeAsync_says_why()
+    public async Task The_native_agent_serves_commands_and_starts_the_runtime_only_for_InvokeAsync()
     {
-        // A tmpfs over the runtime's folder: the agent's unit cannot start, as in a guest without glibc.
+        Assert.True(NativeAgent.Find(Path.GetDirectoryName(typeof(AgentSetup).Assembly.Location)!) is not null, "the native agent was not built next to the core");
+        var before = await AgentProcessesAsync();
+        Assert.Contains(before, p => p.Contains("/nspawn-agent --managed "));
+        Assert.DoesNotContain(before, p => p.StartsWith("/run/nspawn-agent-dotnet/dotnet ", StringComparison.Ordinal));
+        Assert.Equal(5, await _machine.InvokeAsync(() => GuestCode.Add(2, 3)));
+        Assert.Contains(await AgentProcessesAsync(), p => p.StartsWith("/run/nspawn-agent-dotnet/dotnet ", StringComparison.Ordinal) && p.Contains("--socket /run/nspawn-agent/invoke.sock"));
+        Assert.Equal(7, await _machine.InvokeAsync(() => GuestCode.Add(3, 4)));
+    }
+
+    [Fact]
+    public async Task Where_the_native_agent_cannot_load_the_managed_one_does_all()
+    {
+        // A tmpfs over the native agent's folder: its loader fails (127), as in a guest whose glibc is too old for it.
         await using var machine = await EphemeralMachine.StartAsync(new StartOptions
         {
-            ImageDir = Repo.ImageDir, LogicalName = "no-agent", NspawnArguments = ["--tmpfs=/run/nspawn-agent-dotnet"],
+            ImageDir = Repo.ImageDir, LogicalName = "managed-agent", NspawnArguments = ["--tmpfs=/run/nspawn-agent-bin/runtimes"],
+        });
+        Assert.True(machine.Agent is not null, machine.AgentProblem);
+        Assert.Equal("out\n", (await machine.ExecCheckedAsync("echo", "out")).StandardOutput);
+        Assert.Contains($"/system.slice/{AgentSetup.UnitName}/cmd-", (await machine.ExecCheckedAsync("cat", "/proc/self/cgroup")).StandardOutput);
+        Assert.Equal(5, await machine.InvokeAsync(() => GuestCode.Add(2, 3)));
+    }
+
+    [Fact]
+    public async Task Without_the_agent_in_the_guest_files_still_work_commands_only_through_machined_and_InvokeAsync_says_why()
+    {
+        // A tmpfs over the agents' folder: neither the native agent nor the managed one can start, as in a guest without glibc.
+        await using var machine = await EphemeralMachine.StartAsync(new StartOptions
+        {
+            ImageDir = Repo.ImageDir, LogicalName = "no-agent", NspawnArguments = ["--tmpfs=/run/nspawn-agent-bin"],
         });
         Assert.Null(machine.Agent);
         // No guest program is started from the host (it would escape the guest's seccomp filter): only machined may start one.
@@ -144,5 +170,13 @@ public sealed class AgentTests(PackageFixture package) : IAsyncLifetime
         var e = await Assert.ThrowsAsync<InvalidOperationException>(() => machine.InvokeAsync(() => GuestCode.Add(1, 2)));
         Assert.Contains("agent", e.Message);
         Assert.Contains(AgentSetup.UnitName, e.Message);
+    }
+
+    /// <summary>The command lines of the agent unit's own processes (not those of its commands' cgroups), read through the guest's /proc.</summary>
+    private async Task<string[]> AgentProcessesAsync()
+    {
+        var cgroup = $"/sys/fs/cgroup/system.slice/{AgentSetup.UnitName}/cgroup.procs";
+        var lines = await _machine.ExecCheckedAsync("sh", "-c", "for p in $(cat \"$0\"); do tr '\\0' ' ' < /proc/$p/cmdline; echo; done", cgroup);
+        return lines.StandardOutput.Split('\n', StringSplitOptions.RemoveEmptyEntries);
     }
 }

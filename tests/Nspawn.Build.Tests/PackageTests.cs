@@ -94,4 +94,23 @@ public sealed class PackageTests(PackageFixture package)
         Assert.False(File.Exists(Path.Combine(tasks, "Nspawn.Testing.Platform.dll")));
         Assert.DoesNotContain(Directory.GetFiles(tasks, "Microsoft.Build*"), _ => true);
     }
+
+    [Fact]
+    public async Task The_native_agent_is_packed_where_the_core_finds_it_in_the_tasks_and_in_a_test_projects_output()
+    {
+        // The package holds the native agent of the architecture that packed it: this one.
+        var rid = System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture == System.Runtime.InteropServices.Architecture.Arm64 ? "linux-arm64" : "linux-x64";
+        var relative = Path.Combine("runtimes", rid, "native", Nspawn.Build.Agent.NativeAgent.FileName);
+        // Next to the tasks' core, and as a NuGet native asset, which the SDK copies next to a test project's core.
+        foreach (var dir in new[] { Path.Combine(package.PackageDir, "tasks/net8.0"), package.PackageDir })
+        {
+            Assert.Equal(relative, Nspawn.Build.Agent.NativeAgent.Find(dir));
+            Assert.Equal("\u007fELF"u8.ToArray(), File.ReadAllBytes(Path.Combine(dir, relative))[..4]);
+        }
+        await package.RequireImageAsync();
+        // The output the first run just built (another configuration's may be older).
+        var core = Directory.GetFiles(Path.Combine(Repo.Sample, "bin"), "Nspawn.Build.Core.dll", SearchOption.AllDirectories).MaxBy(File.GetLastWriteTimeUtc);
+        Assert.NotNull(core);
+        Assert.Equal(relative, Nspawn.Build.Agent.NativeAgent.Find(Path.GetDirectoryName(core)!));
+    }
 }

@@ -168,7 +168,7 @@ public sealed class PackageFixture : IAsyncLifetime
     public async Task InitializeAsync()
     {
         Leaks.TakeBaseline();
-        var pack = await Shell.RunAsync("dotnet", ["pack", "src/Nspawn.Build", "-c", "Release", $"-p:Version={Version}"]);
+        var pack = await Shell.RunAsync("dotnet", ["pack", "src/Nspawn.Build", "-c", "Release", $"-p:Version={Version}", "-p:NspawnNativeAgent=true"]);
         Assert.True(pack.ExitCode == 0, pack.ToString());
         ZipFile.ExtractToDirectory(Nupkg, PackageDir);
     }

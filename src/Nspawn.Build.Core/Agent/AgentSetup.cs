@@ -68,7 +68,6 @@ internal static class AgentSetup
         // Read by the guest's systemd, which is not host root in a user namespace: root's, readable by all, written by none.
         var etc = Directory.CreateDirectory(Path.Combine(dir, "etc"), RootOnly | UnixFileMode.GroupRead | UnixFileMode.GroupExecute | UnixFileMode.OtherRead | UnixFileMode.OtherExecute).FullName;
         File.WriteAllText(Path.Combine(etc, "agent.runtimeconfig.json"), RuntimeConfig());
-        File.WriteAllText(Path.Combine(etc, UnitName), Unit());
         // Last: nothing after it can fail and leave the mount behind.
         var socketDir = Directory.CreateDirectory(Path.Combine(dir, SocketFolder), RootOnly).FullName;
         try
@@ -80,6 +79,8 @@ internal static class AgentSetup
             RemoveDir(dir);
             return ([], [], $"its socket folder could not be made ({e.Message})");
         }
+        var native = NativeAgent.Find(Path.GetDirectoryName(agent)!);
+        File.WriteAllText(Path.Combine(etc, UnitName), Unit(native));
         var options = new List<string>
         {
             $"--bind-ro={dotnet}:{GuestDotnet}",
@@ -206,8 +207,11 @@ internal static class AgentSetup
     /// <summary>
     /// A service of the guest's systemd, confined as the guest's processes are. Type=notify and ordered before
     /// multi-user.target: the guest reports ready once the agent listens. Delegate=yes: a cgroup per command below it.
+    /// With <paramref name="native"/> (its path below the agent's folder), the native agent runs, the managed one
+    /// (<see cref="ManagedCommand"/>) being its InvokeAsync host; a guest that cannot load it (its loader fails: 126, 127)
+    /// gets the managed agent for all. Either replaces the unit's shell: the agent is the main process, the only one that may notify.
     /// </summary>
-    private static string Unit() => string.Join('\n',
+    private static string Unit(string? native) => string.Join('\n',
         "[Unit]",
         "Description=Nspawn.Build agent",
         "DefaultDependencies=no",
@@ -216,10 +220,18 @@ internal static class AgentSetup
         "",
         "[Service]",
         "Type=notify",
-        $"ExecStart={GuestDotnet}/dotnet exec --runtimeconfig {GuestEtc}/agent.runtimeconfig.json {GuestBin}/{AgentFile}",
-        "Environment=DOTNET_SYSTEM_GLOBALIZATION_INVARIANT=1 DOTNET_EnableDiagnostics=0 DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_GCgen0size=0x400000",
+        native is null ? $"ExecStart={ManagedCommand}"
+            : $"ExecStart={NativeAgent.Launch} {NativeAgent.LoaderPath} {GuestBin}/{native} {ManagedCommand}",
+        "Environment=DOTNET_SYSTEM_GLOBALIZATION_INVARIANT=1 DOTNET_EnableDiagnostics=0 DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 "
+            // The native agent's heap in 1 MiB regions with a 1 MiB gen0 budget (hex): about 16 MiB resident, not 36.
+            + (native is null ? $"DOTNET_GCgen0size={ManagedGen0Size}" : $"DOTNET_GCgen0size={NativeAgent.Gen0Size} DOTNET_GCRegionSize={NativeAgent.Gen0Size}"),
         "Delegate=yes",
         "TimeoutStartSec=30s",
         "OOMScoreAdjust=-500",
         "");
+
+    /// <summary>The managed agent's gen0 budget (hex, as the runtime reads it): 4 MiB, for the tests' code that InvokeAsync runs.</summary>
+    public const string ManagedGen0Size = "400000";
+
+    private static string ManagedCommand => $"{GuestDotnet}/dotnet exec --runtimeconfig {GuestEtc}/agent.runtimeconfig.json {GuestBin}/{AgentFile}";
 }
