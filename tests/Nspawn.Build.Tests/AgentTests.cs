@@ -132,6 +132,10 @@ public sealed class AgentTests(PackageFixture package) : IAsyncLifetime
         var before = await AgentProcessesAsync();
         Assert.Contains(before, p => p.Contains("/nspawn-agent --managed "));
         Assert.DoesNotContain(before, p => p.StartsWith("/run/nspawn-agent-dotnet/dotnet ", StringComparison.Ordinal));
+        // The agent is the unit's main process, not a shell around it: a stop, a kill or a jam of MainPID reaches the agent.
+        var main = await _machine.ExecCheckedAsync("sh", "-c", "tr '\\0' ' ' < /proc/$(systemctl show -P MainPID nspawn-agent.service)/cmdline");
+        Assert.Contains("/nspawn-agent --managed ", main.StandardOutput);
+        Assert.DoesNotContain(before, p => p.StartsWith("/bin/sh ", StringComparison.Ordinal));
         Assert.Equal(5, await _machine.InvokeAsync(() => GuestCode.Add(2, 3)));
         Assert.Contains(await AgentProcessesAsync(), p => p.StartsWith("/run/nspawn-agent-dotnet/dotnet ", StringComparison.Ordinal) && p.Contains("--socket /run/nspawn-agent/invoke.sock"));
         Assert.Equal(7, await _machine.InvokeAsync(() => GuestCode.Add(3, 4)));
