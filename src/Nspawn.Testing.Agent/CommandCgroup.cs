@@ -9,8 +9,15 @@ internal sealed class CommandCgroup : IDisposable
     private static readonly string? Parent = FindOwn();
     private static long _next;
     private readonly string _dir;
+    private bool _removed;
 
     private CommandCgroup(string dir) => _dir = dir;
+
+    /// <summary>The cgroup's folder; in the unified hierarchy (cgroup2) where <see cref="Unified"/>.</summary>
+    public string Dir => _dir;
+
+    /// <summary>A cgroup2 one: a process can be started straight into it (clone3's CLONE_INTO_CGROUP).</summary>
+    public static bool Unified { get; } = Parent is not null && File.Exists("/sys/fs/cgroup/cgroup.controllers");
 
     /// <summary>cgroup.procs, which the command's first process writes itself into before it becomes the command.</summary>
     public string ProcsFile => Path.Combine(_dir, "cgroup.procs");
@@ -34,6 +41,9 @@ internal sealed class CommandCgroup : IDisposable
 
     public void Kill()
     {
+        // Empty (the command left nothing running): removed, nothing to kill.
+        if (TryRemove())
+            return;
         try
         {
             File.WriteAllText(Path.Combine(_dir, "cgroup.kill"), "1");
@@ -51,7 +61,7 @@ internal sealed class CommandCgroup : IDisposable
     /// <summary>Removes the cgroup once it is empty (a killed process takes a moment to leave it).</summary>
     public void Dispose()
     {
-        for (var attempt = 0; attempt < 200; attempt++)
+        for (var attempt = 0; attempt < 200 && !_removed; attempt++)
         {
             try
             {
@@ -66,6 +76,19 @@ internal sealed class CommandCgroup : IDisposable
             {
                 return;
             }
+        }
+    }
+
+    private bool TryRemove()
+    {
+        try
+        {
+            Directory.Delete(_dir);
+            return _removed = true;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
         }
     }
 
