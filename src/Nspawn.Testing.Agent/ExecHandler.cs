@@ -1,5 +1,4 @@
 using System.ComponentModel;
-using System.Diagnostics;
 using System.Text;
 using Nspawn.Build.Agent;
 
@@ -27,7 +26,7 @@ internal static class ExecHandler
         IStartedCommand process;
         try
         {
-            process = (cgroup is null ? null : DirectStart?.Invoke(plan, cgroup)) ?? ShellCommand.Start(plan, cgroup);
+            process = Start(plan, cgroup);
         }
         catch (Win32Exception e)
         {
@@ -72,19 +71,21 @@ internal static class ExecHandler
     {
         try
         {
-            var start = new ProcessStartInfo("/bin/sh") { RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-            start.ArgumentList.Add("-c");
-            start.ArgumentList.Add(":");
-            using var process = Process.Start(start)!;
-            process.StandardInput.Close();
-            await Task.WhenAll(process.StandardOutput.BaseStream.CopyToAsync(Stream.Null), process.StandardError.BaseStream.CopyToAsync(Stream.Null), process.WaitForExitAsync(),
-                Task.Delay(1));
+            using var cgroup = CommandCgroup.Create();
+            using var process = Start(new CommandStart(["/bin/sh", "-c", ":"], new Dictionary<string, string>(), "/", null), cgroup);
+            process.CloseInput();
+            await Task.WhenAll(process.Output.CopyToAsync(Stream.Null), process.Error.CopyToAsync(Stream.Null), process.ExitAsync(), Task.Delay(1));
+            cgroup?.Kill();
         }
-        catch (Exception e) when (e is Win32Exception or IOException or InvalidOperationException)
+        catch (Exception e) when (e is Win32Exception or IOException or InvalidOperationException or CommandNotRunException)
         {
             // A guest without /bin/sh: its commands will say so.
         }
     }
+
+    /// <summary>The native agent's own start where it has one and there is a cgroup to start in, else the shell's.</summary>
+    private static IStartedCommand Start(CommandStart plan, CommandCgroup? cgroup) =>
+        (cgroup is null ? null : DirectStart?.Invoke(plan, cgroup)) ?? ShellCommand.Start(plan, cgroup);
 
     /// <summary>Standard input from the host; true when the host asked for a kill or went away.</summary>
     private static async Task<bool> ReadInputAsync(Connection connection, IStartedCommand process, Stream stdin, CancellationToken ended)
