@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.ComponentModel;
 using System.Text;
 using Nspawn.Build.Agent;
@@ -125,22 +126,30 @@ internal static class ExecHandler
 
     private static async Task PumpAsync(Stream output, Connection connection, byte kind)
     {
-        var buffer = new byte[64 * 1024];
-        var sending = true;
-        int n;
-        while ((n = await output.ReadAsync(buffer)) > 0)
+        // Pooled: two new 64 KiB buffers per command would collect the native agent's small heap every few commands.
+        var buffer = ArrayPool<byte>.Shared.Rent(64 * 1024);
+        try
         {
-            if (!sending)
-                continue;
-            try
+            var sending = true;
+            int n;
+            while ((n = await output.ReadAsync(buffer)) > 0)
             {
-                await connection.SendAsync(kind, buffer.AsMemory(0, n));
+                if (!sending)
+                    continue;
+                try
+                {
+                    await connection.SendAsync(kind, buffer.AsMemory(0, n));
+                }
+                catch (Exception e) when (e is IOException or ObjectDisposedException)
+                {
+                    // The host is gone: drain the pipe so that the command never blocks on it.
+                    sending = false;
+                }
             }
-            catch (Exception e) when (e is IOException or ObjectDisposedException)
-            {
-                // The host is gone: drain the pipe so that the command never blocks on it.
-                sending = false;
-            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
         }
     }
 }
