@@ -11,7 +11,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
-#include <grp.h>
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
@@ -168,9 +167,10 @@ static void become_command(void *arg)
     /* The folder as root, as the managed agent enters it before it drops to the user. */
     if (request->cwd != NULL && chdir(request->cwd) < 0)
         report(request, STEP_CHDIR, errno);
+    /* The system calls themselves: glibc's wrappers would ask every thread of the agent, whose memory the child shares, to change too. */
     if (request->set_ids) {
-        if (setgroups((size_t)request->group_count, (const gid_t *)request->groups) < 0 || setresgid(request->gid, request->gid, request->gid) < 0
-            || setresuid(request->uid, request->uid, request->uid) < 0)
+        if (syscall(SYS_setgroups, (size_t)request->group_count, request->groups) < 0 || syscall(SYS_setresgid, request->gid, request->gid, request->gid) < 0
+            || syscall(SYS_setresuid, request->uid, request->uid, request->uid) < 0)
             report(request, STEP_IDS, errno);
     }
     sigprocmask(SIG_SETMASK, &none, NULL);
