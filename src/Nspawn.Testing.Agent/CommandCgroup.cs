@@ -2,15 +2,26 @@ namespace Nspawn.Testing.Agent;
 
 /// <summary>
 /// A cgroup of its own for each command, below the agent's (its unit has Delegate=yes): killing it kills all the
-/// command started, as stopping a unit would, at the cost of a mkdir rather than a unit.
+/// command started, as stopping a unit would, at the cost of a mkdir rather than a unit. One a command left empty
+/// serves the next (cgroup2): no mkdir and rmdir per command.
 /// </summary>
 internal sealed class CommandCgroup : IDisposable
 {
     private static readonly string? Parent = FindOwn();
+    /// <summary>How many empty cgroups wait for the next commands: as many as run at once, usually one.</summary>
+    private const int MaxIdle = 4;
+    private static readonly Stack<string> Idle = new();
     private static long _next;
     private readonly string _dir;
+    private bool _released;
 
     private CommandCgroup(string dir) => _dir = dir;
+
+    /// <summary>The cgroup's folder; in the unified hierarchy (cgroup2) where <see cref="Unified"/>.</summary>
+    public string Dir => _dir;
+
+    /// <summary>A cgroup2 one: a process can be started straight into it (clone3's CLONE_INTO_CGROUP).</summary>
+    public static bool Unified { get; } = Parent is not null && File.Exists("/sys/fs/cgroup/cgroup.controllers");
 
     /// <summary>cgroup.procs, which the command's first process writes itself into before it becomes the command.</summary>
     public string ProcsFile => Path.Combine(_dir, "cgroup.procs");
@@ -20,6 +31,9 @@ internal sealed class CommandCgroup : IDisposable
     {
         if (Parent is null)
             return null;
+        lock (Idle)
+            if (Idle.TryPop(out var idle))
+                return new CommandCgroup(idle);
         var dir = Path.Combine(Parent, $"cmd-{Environment.ProcessId}-{Interlocked.Increment(ref _next)}");
         try
         {
@@ -32,8 +46,23 @@ internal sealed class CommandCgroup : IDisposable
         }
     }
 
+    /// <summary>Kills what the command left running; an empty cgroup is kept for the next command, or removed.</summary>
     public void Kill()
     {
+        if (IsEmpty())
+        {
+            lock (Idle)
+            {
+                if (Idle.Count < MaxIdle)
+                {
+                    Idle.Push(_dir);
+                    _released = true;
+                    return;
+                }
+            }
+        }
+        if (TryRemove())
+            return;
         try
         {
             File.WriteAllText(Path.Combine(_dir, "cgroup.kill"), "1");
@@ -51,7 +80,7 @@ internal sealed class CommandCgroup : IDisposable
     /// <summary>Removes the cgroup once it is empty (a killed process takes a moment to leave it).</summary>
     public void Dispose()
     {
-        for (var attempt = 0; attempt < 200; attempt++)
+        for (var attempt = 0; attempt < 200 && !_released; attempt++)
         {
             try
             {
@@ -66,6 +95,32 @@ internal sealed class CommandCgroup : IDisposable
             {
                 return;
             }
+        }
+    }
+
+    /// <summary>cgroup2's "populated 0": no process in it (a cgroup1 one has no cgroup.events, and is never kept).</summary>
+    private bool IsEmpty()
+    {
+        try
+        {
+            return File.ReadAllText(Path.Combine(_dir, "cgroup.events")).Contains("populated 0\n", StringComparison.Ordinal);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
+    }
+
+    private bool TryRemove()
+    {
+        try
+        {
+            Directory.Delete(_dir);
+            return _released = true;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
         }
     }
 

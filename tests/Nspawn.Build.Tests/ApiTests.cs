@@ -80,6 +80,30 @@ public sealed class ApiTests(PackageFixture package) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_command_that_cannot_start_says_why()
+    {
+        // As a shell says it: 127, not found.
+        var missing = await _machine.ExecAsync("no-such-command-4747");
+        Assert.True(missing.ExitCode == 127 && missing.StandardError.Contains("no-such-command-4747"), missing.ToString());
+        // As systemd says it of a service (200/CHDIR): the folder is named.
+        var folder = await _machine.ExecAsync(["true"], new ExecOptions { WorkingDirectory = "/no/such/folder" });
+        Assert.True(folder.ExitCode == 200 && folder.StandardError.Contains("/no/such/folder"), folder.ToString());
+        // A user's groups come from the guest's /etc/group (as initgroups): the agent starts the command as that user itself.
+        Assert.Equal("nogroup\n", (await _machine.ExecCheckedAsync(["id", "-Gn"], new ExecOptions { User = "nobody" })).StandardOutput);
+        Assert.Equal("uid=4848 gid=4848 groups=4848\n", (await _machine.ExecCheckedAsync(["id"], new ExecOptions { User = "4848" })).StandardOutput);
+    }
+
+    [Fact]
+    public async Task What_a_command_leaves_running_is_killed_when_it_ends()
+    {
+        // The command ends once its background sleep runs (its cmdline says so), and then that sleep goes with it.
+        await _machine.ExecCheckedAsync("sh", "-c", "sleep 4646 >/dev/null 2>&1 & while ! grep -q 4646 /proc/$!/cmdline 2>/dev/null; do :; done");
+        Assert.True(await Shell.WaitUntilAsync(() => Processes.Named("sleep 4646").Count == 0, Patience), "what the command left running still runs");
+        // Its cgroup serves the next command clean.
+        Assert.Contains($"/system.slice/{Agent.AgentSetup.UnitName}/cmd-", (await _machine.ExecCheckedAsync("cat", "/proc/self/cgroup")).StandardOutput);
+    }
+
+    [Fact]
     public async Task A_timeout_kills_the_command_inside_the_machine()
     {
         var output = new System.Collections.Concurrent.ConcurrentQueue<string>();
