@@ -61,24 +61,24 @@ internal sealed class SystemdUnitLauncher : IMachineLauncher
 
     public async Task<bool> PowerOffAsync(Machine machine, Func<Task>? beforeKill, CancellationToken cancellationToken)
     {
-        var systemctl = ToolLocator.Require(Tool.Systemctl);
-        var poweredOff = true;
-        if (machine.NspawnPid > 0)
-        {
-            // SIGTERM makes nspawn ask the guest's init to power off: what stopping the unit sends (KillMode=mixed), as a
-            // system call rather than a machinectl process; its end is waited for up to the stop timeout, then the unit is killed.
-            ProcessInfo.Signal(machine.NspawnPid, machine.NspawnStartTime, ProcessInfo.SigTerm);
-            poweredOff = await ProcessInfo.WaitForExitAsync(machine.NspawnPid, machine.NspawnStartTime, machine.StopTimeout, cancellationToken);
-            if (!poweredOff && beforeKill is not null)
-                await beforeKill();
-            if (!poweredOff)
-                await HostCommand.RunAsync(systemctl, ["kill", "--signal=SIGKILL", machine.Unit!], cancellationToken);
-        }
-        // Whatever is left of the unit (nothing once nspawn is gone; all of it when nspawn never started) is stopped, then forgotten.
-        await HostCommand.RunAsync(systemctl, ["stop", machine.Unit!], cancellationToken);
-        await HostCommand.RunAsync(systemctl, ["reset-failed", machine.Unit!], cancellationToken);
-        return poweredOff;
+        // machinectl terminate, which with KillMode=mixed sends SIGTERM to nspawn only, so the guest powers off;
+        // then the unit is waited for, and stopped (its processes killed) past the timeout.
+        await HostCommand.RunAsync(ToolLocator.Require(Tool.Machinectl), ["terminate", machine.Name], cancellationToken);
+        var deadline = DateTime.UtcNow + machine.StopTimeout;
+        bool active;
+        while ((active = await IsActiveAsync(machine.Unit!, cancellationToken)) && DateTime.UtcNow < deadline)
+            await Task.Delay(20, cancellationToken);
+        if (active && beforeKill is not null)
+            await beforeKill();
+        if (active)
+            await HostCommand.RunAsync(ToolLocator.Require(Tool.Systemctl), ["kill", "--signal=SIGKILL", machine.Unit!], cancellationToken);
+        await HostCommand.RunAsync(ToolLocator.Require(Tool.Systemctl), ["stop", machine.Unit!], cancellationToken);
+        await HostCommand.RunAsync(ToolLocator.Require(Tool.Systemctl), ["reset-failed", machine.Unit!], cancellationToken);
+        return !active;
     }
+
+    private static async Task<bool> IsActiveAsync(string unit, CancellationToken cancellationToken) =>
+        (await HostCommand.RunAsync(ToolLocator.Require(Tool.Systemctl), ["is-active", "--quiet", unit], cancellationToken)).ExitCode == 0;
 
     private static async Task<string> ShowAsync(Tool tool, IReadOnlyList<string> args, CancellationToken cancellationToken) =>
         (await HostCommand.RunCheckedAsync(ToolLocator.Require(tool), args, ErrorCodes.CommandFailed, cancellationToken)).Trim();
