@@ -13,5 +13,4 @@ namespace Nspawn.Build;
 [JsonSerializable(typeof(MachinesFile.Document))]
 [JsonSerializable(typeof(MachineRecord))]
 [JsonSerializable(typeof(NetworkRecord))]
-[JsonSerializable(typeof(PoolTemplate))]
 internal sealed partial class StateJson : JsonSerializerContext;
