@@ -117,7 +117,7 @@ public sealed class ApiTests(PackageFixture package) : IAsyncLifetime
     }
 
     [Fact]
-    public async Task A_cgroup_a_command_changed_is_not_the_next_commands()
+    public async Task A_cgroup_a_command_changed_is_not_handed_to_the_next()
     {
         // Each command says its cgroup's state: it runs at all (a frozen cgroup would hang it), not frozen, nothing below it.
         const string Own = "IFS=: read -r _ _ cg < /proc/self/cgroup; cg=/sys/fs/cgroup$cg; ";
