@@ -120,7 +120,8 @@ public sealed class ApiTests(PackageFixture package) : IAsyncLifetime
     public async Task A_cgroup_a_command_changed_is_not_handed_to_the_next()
     {
         // Each command says its cgroup's state: it runs at all (a frozen cgroup would hang it), not frozen, nothing below it.
-        const string Own = "IFS=: read -r _ _ cg < /proc/self/cgroup; cg=/sys/fs/cgroup$cg; ";
+        // The guest's own hierarchy is the "0::" line (the host's v1 ones may show too); no process forked, which a freeze would stop.
+        const string Own = "while IFS=: read -r id _ path; do [ \"$id\" = 0 ] && cg=/sys/fs/cgroup$path; done < /proc/self/cgroup; ";
         async Task AssertCleanAsync()
         {
             var r = await Shell.EndsWithin(_machine.ExecAsync("sh", "-c", Own + "cat $cg/cgroup.freeze; grep '^nr_descendants ' $cg/cgroup.stat"), Patience);
@@ -134,7 +135,7 @@ public sealed class ApiTests(PackageFixture package) : IAsyncLifetime
         var pid = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
         var frozen = _machine.ExecAsync(["sh", "-c", Own + "echo $$; echo 1 > $cg/cgroup.freeze; echo never"], new ExecOptions { OnOutput = line => pid.TrySetResult(line) });
         var guestPid = await Shell.EndsWithin(pid.Task, Patience);
-        Assert.True(await Shell.WaitUntilAsync(async () => (await _machine.ExecAsync("sh", "-c", "grep -qx 'frozen 1' /sys/fs/cgroup$(cut -d: -f3 /proc/$0/cgroup)/cgroup.events", guestPid)).ExitCode == 0, Patience),
+        Assert.True(await Shell.WaitUntilAsync(async () => (await _machine.ExecAsync("sh", "-c", "grep -qx 'frozen 1' /sys/fs/cgroup$(grep '^0::' /proc/$0/cgroup | cut -d: -f3)/cgroup.events", guestPid)).ExitCode == 0, Patience),
             "the command's cgroup never froze");
         await _machine.ExecCheckedAsync("kill", "-9", guestPid);
         Assert.Equal(new ExecResult(137, guestPid + "\n", ""), await Shell.EndsWithin(frozen, Patience));
