@@ -137,7 +137,7 @@ public sealed class ApiTests(PackageFixture package) : IAsyncLifetime
         var guestPid = await Shell.EndsWithin(pid.Task, Patience);
         Assert.True(await Shell.WaitUntilAsync(async () => (await _machine.ExecAsync("sh", "-c", "grep -qx 'frozen 1' /sys/fs/cgroup$(grep '^0::' /proc/$0/cgroup | cut -d: -f3)/cgroup.events", guestPid)).ExitCode == 0, Patience),
             "the command's cgroup never froze");
-        await _machine.ExecCheckedAsync("kill", "-9", guestPid);
+        await _machine.ExecCheckedAsync("sh", "-c", "kill -9 \"$0\"", guestPid);
         Assert.Equal(new ExecResult(137, guestPid + "\n", ""), await Shell.EndsWithin(frozen, Patience));
         await AssertCleanAsync();
         await AssertCleanAsync();
