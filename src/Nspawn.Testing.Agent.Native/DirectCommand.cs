@@ -18,18 +18,26 @@ internal sealed unsafe class DirectCommand : IStartedCommand
     private const int CloseOnExec = 0x80000;
     private const int StepExec = 4;
     private const int NotFound = 2;
+    private const int InputOutputError = 5;
+    private const int KillSignal = 9;
     private static volatile bool _refused;
     private readonly AnonymousPipeClientStream _input;
     private readonly AnonymousPipeClientStream _output;
     private readonly AnonymousPipeClientStream _error;
     private readonly Task<int> _exit;
+    /// <summary>The first process's pidfd: a SafeHandle, so that a kill in flight keeps it open while the reaper closes it.</summary>
+    private readonly SafeFileHandle _pidfd;
 
-    private DirectCommand(int pid, int input, int output, int error)
+    private DirectCommand(int pid, SafeFileHandle pidfd, int input, int output, int error)
     {
         _input = new AnonymousPipeClientStream(PipeDirection.Out, new SafePipeHandle(input, ownsHandle: true));
         _output = new AnonymousPipeClientStream(PipeDirection.In, new SafePipeHandle(output, ownsHandle: true));
         _error = new AnonymousPipeClientStream(PipeDirection.In, new SafePipeHandle(error, ownsHandle: true));
+        _pidfd = pidfd;
         _exit = ChildReaper.ExitAsync(pid);
+        // Reaped, it has nothing left to kill: its pidfd goes at once rather than with the reply.
+        _exit.ContinueWith(static (_, handle) => ((SafeFileHandle)handle!).Dispose(), pidfd, CancellationToken.None,
+            TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
     }
 
     public Stream Input => _input;
@@ -50,6 +58,7 @@ internal sealed unsafe class DirectCommand : IStartedCommand
         var pipes = stackalloc int[6] { -1, -1, -1, -1, -1, -1 };
         var strings = new List<nint>();
         var cgroupFd = -1;
+        var pidfd = -1;
         try
         {
             for (var i = 0; i < 3; i++)
@@ -57,7 +66,11 @@ internal sealed unsafe class DirectCommand : IStartedCommand
                     throw new Win32Exception(Marshal.GetLastPInvokeError());
             cgroupFd = Open(cgroup.Dir, OpenDirectory | CloseOnExec);
             if (cgroupFd < 0)
+            {
+                // A cgroup we cannot open (removed by a command of root's, no fds left) would fail the shell's way too: it runs without.
+                cgroup.Drop();
                 return null;
+            }
             var argv = Strings(command.Command, strings, leading: 0);
             var shArgv = Strings(command.Command.Skip(1).ToList(), strings, leading: 2);
             var envp = Strings(command.Environment.Select(e => $"{e.Key}={e.Value}").ToList(), strings, leading: 0);
@@ -77,10 +90,11 @@ internal sealed unsafe class DirectCommand : IStartedCommand
                 StdinFd = pipes[0], StdoutFd = pipes[3], StderrFd = pipes[5],
             };
             int step;
-            var result = Spawn(&request, &step);
-            if (result < 0)
+            var result = Spawn(&request, &step, &pidfd);
+            // A pid is > 0: 0 taken for one would have the reaper's waitpid(0) take any child's status.
+            if (result <= 0)
             {
-                var errno = -result;
+                var errno = result < 0 ? -result : InputOutputError;
                 if (step == 0)
                 {
                     // No process. ENOSYS, E2BIG, EINVAL: this kernel has no clone3 or no CLONE_INTO_CGROUP, for good.
@@ -90,8 +104,8 @@ internal sealed unsafe class DirectCommand : IStartedCommand
                 throw step == StepExec ? new CommandNotRunException(Marshal.GetPInvokeErrorMessage(errno), errno == NotFound ? 127 : 126)
                     : new Win32Exception(errno);
             }
-            var started = new DirectCommand(result, pipes[1], pipes[2], pipes[4]);
-            (pipes[1], pipes[2], pipes[4]) = (-1, -1, -1);
+            var started = new DirectCommand(result, new SafeFileHandle(pidfd, ownsHandle: true), pipes[1], pipes[2], pipes[4]);
+            (pipes[1], pipes[2], pipes[4], pidfd) = (-1, -1, -1, -1);
             return started;
         }
         finally
@@ -101,6 +115,8 @@ internal sealed unsafe class DirectCommand : IStartedCommand
                     Close(pipes[i]);
             if (cgroupFd >= 0)
                 Close(cgroupFd);
+            if (pidfd >= 0)
+                Close(pidfd);
             foreach (var s in strings)
                 Marshal.FreeHGlobal(s);
         }
@@ -110,9 +126,20 @@ internal sealed unsafe class DirectCommand : IStartedCommand
 
     public void CloseInput() => _input.Dispose();
 
-    /// <summary>Nothing to do: it was born in its cgroup, which the caller kills.</summary>
+    /// <summary>
+    /// SIGKILLs the first process, by its pidfd (never a stranger that got its pid once it was reaped): its cgroup holds
+    /// the rest, which the caller kills, but the caller's wait for this exit must not depend on that kill working.
+    /// </summary>
     public void KillTree()
     {
+        try
+        {
+            Kill(_pidfd, KillSignal);
+        }
+        catch (ObjectDisposedException)
+        {
+            // Reaped already (its pidfd closed): nothing to kill.
+        }
     }
 
     public void Dispose()
@@ -120,6 +147,7 @@ internal sealed unsafe class DirectCommand : IStartedCommand
         _input.Dispose();
         _output.Dispose();
         _error.Dispose();
+        _pidfd.Dispose();
     }
 
     /// <summary>A NULL-terminated array of UTF-8 strings, after <paramref name="leading"/> empty slots.</summary>
@@ -161,7 +189,11 @@ internal sealed unsafe class DirectCommand : IStartedCommand
     }
 
     [DllImport(Library, EntryPoint = "nspawn_spawn")]
-    private static extern int Spawn(SpawnRequest* request, int* step);
+    private static extern int Spawn(SpawnRequest* request, int* step, int* pidfd);
+
+    /// <summary>pidfd_send_signal by its system call (glibc's wrapper is 2.36's: a guest's older glibc would not load the agent).</summary>
+    [DllImport(Library, EntryPoint = "nspawn_kill")]
+    private static extern int Kill(SafeFileHandle pidfd, int signal);
 
     [DllImport("libc", EntryPoint = "pipe2", SetLastError = true)]
     private static extern int Pipe2(int* fds, int flags);

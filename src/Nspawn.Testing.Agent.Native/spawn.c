@@ -26,6 +26,12 @@
 #ifndef CLONE_INTO_CGROUP
 #define CLONE_INTO_CGROUP 0x200000000ULL
 #endif
+#ifndef CLONE_PIDFD
+#define CLONE_PIDFD 0x1000
+#endif
+#ifndef SYS_pidfd_send_signal
+#define SYS_pidfd_send_signal 424
+#endif
 
 /* The kernel's struct clone_args up to cgroup (CLONE_ARGS_SIZE_VER2). */
 struct nspawn_clone_args {
@@ -149,21 +155,35 @@ static int exec_search(const struct nspawn_spawn_request *request)
 static void become_command(void *arg)
 {
     struct nspawn_spawn_request *request = arg;
-    /* As a new service's process: default signal handling (the agent's runtime ignores SIGPIPE), nothing blocked. */
-    struct sigaction default_action;
+    /*
+     * The agent's handlers go (none may run in this child, which shares its memory; exec would reset them anyway), but
+     * what it ignores stays ignored, as .NET's Process leaves it to the shell's way (ShellCommand) and as systemd starts
+     * a service: SIGPIPE ignored (IgnoreSIGPIPE=yes, the agent's unit's default), every other signal default.
+     */
+    struct sigaction default_action, current;
     memset(&default_action, 0, sizeof default_action);
     default_action.sa_handler = SIG_DFL;
-    for (int signal = 1; signal < NSIG; signal++)
+    for (int signal = 1; signal < NSIG; signal++) {
+        if (signal == SIGKILL || signal == SIGSTOP || sigaction(signal, NULL, &current) < 0)
+            continue;
+        if (!(current.sa_flags & SA_SIGINFO) && (current.sa_handler == SIG_IGN || current.sa_handler == SIG_DFL))
+            continue;
         sigaction(signal, &default_action, NULL);
+    }
     sigset_t none;
     sigemptyset(&none);
 
-    const int from[3] = { request->stdin_fd, request->stdout_fd, request->stderr_fd };
-    for (int target = 0; target < 3; target++) {
-        /* dup2 onto itself would keep close-on-exec: the parent's pipes are all above 2, this is only a guard. */
-        if (from[target] == target ? fcntl(target, F_SETFD, 0) < 0 : dup2(from[target], target) < 0)
+    /*
+     * A source on 0-2 (the agent's own 0-2 closed, so that pipe2 handed them out) would be overwritten by an earlier
+     * dup2 before it is copied: each such one is copied above 2 first (close-on-exec, gone at exec).
+     */
+    int from[3] = { request->stdin_fd, request->stdout_fd, request->stderr_fd };
+    for (int i = 0; i < 3; i++)
+        if (from[i] < 3 && (from[i] = fcntl(from[i], F_DUPFD_CLOEXEC, 3)) < 0)
             report(request, STEP_STREAMS, errno);
-    }
+    for (int target = 0; target < 3; target++)
+        if (dup2(from[target], target) < 0)
+            report(request, STEP_STREAMS, errno);
     /* The folder as root, as the managed agent enters it before it drops to the user. */
     if (request->cwd != NULL && chdir(request->cwd) < 0)
         report(request, STEP_CHDIR, errno);
@@ -178,13 +198,15 @@ static void become_command(void *arg)
 }
 
 /*
- * Starts the command; returns its pid, or -errno where it could not (then *step says where: 0 when no process was
- * made, and the caller may fall back to another way). The child is the caller's to reap, and is reaped here when it
- * failed before the command ran.
+ * Starts the command; returns its pid (> 0) and a pidfd of it in *pidfd (close-on-exec), or -errno where it could not
+ * (then *step says where: 0 when no process was made, and the caller may fall back to another way; *pidfd is -1). The
+ * child is the caller's to reap, and is reaped here when it failed before the command ran. The pidfd names this process
+ * only, even once its pid is another's: the caller's kill (nspawn_kill) cannot hit a stranger.
  */
-int nspawn_spawn(struct nspawn_spawn_request *request, int32_t *step)
+int nspawn_spawn(struct nspawn_spawn_request *request, int32_t *step, int32_t *pidfd)
 {
     *step = 0;
+    *pidfd = -1;
     request->failed_step = 0;
     request->failed_error = 0;
     void *stack = mmap(NULL, CHILD_STACK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
@@ -196,7 +218,8 @@ int nspawn_spawn(struct nspawn_spawn_request *request, int32_t *step)
     pthread_sigmask(SIG_SETMASK, &all, &old);
     struct nspawn_clone_args args;
     memset(&args, 0, sizeof args);
-    args.flags = CLONE_VM | CLONE_VFORK;
+    args.flags = CLONE_VM | CLONE_VFORK | CLONE_PIDFD;
+    args.pidfd = (uint64_t)(uintptr_t)pidfd;
     args.exit_signal = SIGCHLD;
     args.stack = (uint64_t)(uintptr_t)stack;
     args.stack_size = CHILD_STACK;
@@ -208,15 +231,26 @@ int nspawn_spawn(struct nspawn_spawn_request *request, int32_t *step)
     long pid = clone3_run(&args, sizeof args, become_command, request);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     munmap(stack, CHILD_STACK);
-    if (pid < 0)
+    if (pid < 0) {
+        *pidfd = -1;
         return (int)pid;
+    }
     if (request->failed_step == 0)
         return (int)pid;
     int status;
     while (waitpid((pid_t)pid, &status, 0) < 0 && errno == EINTR)
         ;
+    close(*pidfd);
+    *pidfd = -1;
     *step = request->failed_step;
-    return -request->failed_error;
+    /* Never 0, which the caller would take for a pid (and waitpid(0) reaps any child of the group). */
+    return -(request->failed_error ? request->failed_error : EIO);
+}
+
+/* Sends signal to the process of pidfd: 0, or -errno (ESRCH once it ended). */
+int nspawn_kill(int pidfd, int signal)
+{
+    return syscall(SYS_pidfd_send_signal, pidfd, signal, NULL, 0) < 0 ? -errno : 0;
 }
 
 /* The command's exit code once its first process ended (reaped), -1 while it runs, -2 where it is not our child. */

@@ -30,6 +30,11 @@ internal sealed record Account(string Name, uint Uid, uint Gid, string Home, str
     /// Its groups as setpriv gives them: its own and those that list it in /etc/group (--init-groups), or none for a
     /// number passwd lacks (--clear-groups).
     /// </summary>
+    /// <remarks>
+    /// Only where the guest's groups are all in /etc/group: setpriv's initgroups asks NSS (getgrouplist), which may also
+    /// ask LDAP, sssd or systemd's userdb; the native agent's own start (spawn.c) reads the file itself. Left so: a
+    /// test image's users and groups are local.
+    /// </remarks>
     public IReadOnlyList<uint> Groups()
     {
         if (!Known)

@@ -3,7 +3,8 @@ namespace Nspawn.Testing.Agent;
 /// <summary>
 /// A cgroup of its own for each command, below the agent's (its unit has Delegate=yes): killing it kills all the
 /// command started, as stopping a unit would, at the cost of a mkdir rather than a unit. One a command left empty
-/// serves the next (cgroup2): no mkdir and rmdir per command.
+/// serves the next (cgroup2): no mkdir and rmdir per command, where it is still as new (a command as root may have
+/// frozen it, limited it, or made cgroups below it).
 /// </summary>
 internal sealed class CommandCgroup : IDisposable
 {
@@ -14,6 +15,15 @@ internal sealed class CommandCgroup : IDisposable
     private static long _next;
     private readonly string _dir;
     private bool _released;
+    private bool _dropped;
+
+    /// <summary>
+    /// What a new cgroup holds, which a command as root may change and the next would inherit: frozen, no cgroups
+    /// below (nor a limit on them), a domain one. With controllers (none where the agent enables none) it could hold
+    /// limits too: then it is never reused.
+    /// </summary>
+    private static readonly (string File, string Value)[] AsNew =
+        [("cgroup.freeze", "0"), ("cgroup.controllers", ""), ("cgroup.type", "domain"), ("cgroup.max.depth", "max"), ("cgroup.max.descendants", "max")];
 
     private CommandCgroup(string dir) => _dir = dir;
 
@@ -31,9 +41,19 @@ internal sealed class CommandCgroup : IDisposable
     {
         if (Parent is null)
             return null;
-        lock (Idle)
-            if (Idle.TryPop(out var idle))
-                return new CommandCgroup(idle);
+        while (true)
+        {
+            string? idle;
+            lock (Idle)
+                if (!Idle.TryPop(out idle))
+                    break;
+            // Checked as it is taken: also what changed while it waited.
+            var reused = new CommandCgroup(idle);
+            if (reused.IsEmpty() && reused.IsAsNew())
+                return reused;
+            // Removed where it can be; else (cgroups below it, a process moved in) left to the unit's stop.
+            reused.TryRemove();
+        }
         var dir = Path.Combine(Parent, $"cmd-{Environment.ProcessId}-{Interlocked.Increment(ref _next)}");
         try
         {
@@ -46,10 +66,19 @@ internal sealed class CommandCgroup : IDisposable
         }
     }
 
-    /// <summary>Kills what the command left running; an empty cgroup is kept for the next command, or removed.</summary>
+    /// <summary>Never to be used again, nor kept for the next command (it could not be opened).</summary>
+    public void Drop() => _dropped = true;
+
+    /// <summary>Whether the command may start in it (not <see cref="Drop"/>ped).</summary>
+    public bool Usable => !_dropped;
+
+    /// <summary>
+    /// Kills what the command left running; an empty cgroup is kept for the next command, or removed. Called once the
+    /// command's first process is gone: a shell killed before it moved in can no longer join a kept one.
+    /// </summary>
     public void Kill()
     {
-        if (IsEmpty())
+        if (!_dropped && IsEmpty())
         {
             lock (Idle)
             {
@@ -87,6 +116,10 @@ internal sealed class CommandCgroup : IDisposable
                 Directory.Delete(_dir);
                 return;
             }
+            catch (DirectoryNotFoundException)
+            {
+                return;
+            }
             catch (IOException)
             {
                 Thread.Sleep(5);
@@ -107,6 +140,21 @@ internal sealed class CommandCgroup : IDisposable
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
+            return false;
+        }
+    }
+
+    /// <summary>See <see cref="AsNew"/>; and no cgroup below (cgroup.stat), also an empty one.</summary>
+    private bool IsAsNew()
+    {
+        try
+        {
+            return AsNew.All(f => File.ReadAllText(Path.Combine(_dir, f.File)).TrimEnd('\n') == f.Value)
+                && File.ReadAllText(Path.Combine(_dir, "cgroup.stat")).Split('\n').Contains("nr_descendants 0");
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // A kernel without one of them (cgroup.freeze is 5.2's) makes a new one per command.
             return false;
         }
     }

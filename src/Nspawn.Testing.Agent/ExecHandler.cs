@@ -17,6 +17,12 @@ internal static class ExecHandler
     /// </summary>
     public static Func<CommandStart, CommandCgroup, IStartedCommand?>? DirectStart { get; set; }
 
+    /// <summary>
+    /// How long the first process may take to end once killed: SIGKILL ends it at once, unless it is stuck in the
+    /// kernel (uninterruptible sleep); then the host gets an error, not a call that never returns.
+    /// </summary>
+    private static readonly TimeSpan KillGrace = TimeSpan.FromSeconds(30);
+
     public static async Task<AgentReply> RunAsync(Connection connection, AgentRequest request)
     {
         if (request.Command is not { Count: > 0 } command)
@@ -55,12 +61,24 @@ internal static class ExecHandler
             var first = await Task.WhenAny(exit, killRequested, backstop);
             var killed = first == backstop || (first == killRequested && killRequested.Result);
             ended.Cancel();
+            // The first process first, should it still run, and its end awaited (bounded): only then the cgroup's
+            // emptiness is checked, which a shell killed before it moved in could otherwise join once kept for the next command.
+            process.KillTree();
+            int? exitCode;
+            try
+            {
+                exitCode = await exit.WaitAsync(KillGrace);
+            }
+            catch (TimeoutException)
+            {
+                exitCode = null;
+            }
             // What the command left behind goes with it, as when a service's main process ends.
             cgroup?.Kill();
-            process.KillTree();
-            var exitCode = await exit;
+            if (exitCode is null)
+                throw new TimeoutException($"The command's first process did not end within {KillGrace.TotalSeconds:0} s of its kill (stuck in the kernel?).");
             await Task.WhenAny(Task.WhenAll(stdout, stderr), Task.Delay(TimeSpan.FromSeconds(5)));
-            return new AgentReply { Ok = true, ExitCode = exitCode, Killed = killed };
+            return new AgentReply { Ok = true, ExitCode = exitCode.Value, Killed = killed };
         }
     }
 
@@ -84,9 +102,12 @@ internal static class ExecHandler
         }
     }
 
-    /// <summary>The native agent's own start where it has one and there is a cgroup to start in, else the shell's.</summary>
+    /// <summary>
+    /// The native agent's own start where it has one and there is a cgroup to start in, else the shell's: in the same
+    /// cgroup, or in none where the direct start dropped it (it could not open it, and the shell could not enter it).
+    /// </summary>
     private static IStartedCommand Start(CommandStart plan, CommandCgroup? cgroup) =>
-        (cgroup is null ? null : DirectStart?.Invoke(plan, cgroup)) ?? ShellCommand.Start(plan, cgroup);
+        (cgroup is null ? null : DirectStart?.Invoke(plan, cgroup)) ?? ShellCommand.Start(plan, cgroup is { Usable: true } ? cgroup : null);
 
     /// <summary>Standard input from the host; true when the host asked for a kill or went away.</summary>
     private static async Task<bool> ReadInputAsync(Connection connection, IStartedCommand process, Stream stdin, CancellationToken ended)

@@ -104,6 +104,46 @@ public sealed class ApiTests(PackageFixture package) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_command_gets_the_signals_a_service_of_the_guest_gets()
+    {
+        // SIGPIPE ignored (systemd's IgnoreSIGPIPE=yes, and what .NET's Process and sh pass on from the agent), no other
+        // ignored, none blocked: a writer to a closed pipe gets EPIPE, as in any service of the guest.
+        var status = (await _machine.ExecCheckedAsync("cat", "/proc/self/status")).StandardOutput;
+        Assert.Contains("SigIgn:\t0000000000001000\n", status);
+        Assert.Contains("SigBlk:\t0000000000000000\n", status);
+        // The agent's own, which the shell's way (its fallback, the managed agent's) passes on: both ways are the same.
+        var agent = await _machine.ExecCheckedAsync("sh", "-c", "grep SigIgn: /proc/$(systemctl show -P MainPID \"$0\")/status", Agent.AgentSetup.UnitName);
+        Assert.Equal("SigIgn:\t0000000000001000\n", agent.StandardOutput);
+    }
+
+    [Fact]
+    public async Task A_cgroup_a_command_changed_is_not_handed_to_the_next()
+    {
+        // Each command says its cgroup's state: it runs at all (a frozen cgroup would hang it), not frozen, nothing below it.
+        // The guest's own hierarchy is the "0::" line (the host's v1 ones may show too); no process forked, which a freeze would stop.
+        const string Own = "while IFS=: read -r id _ path; do [ \"$id\" = 0 ] && cg=/sys/fs/cgroup$path; done < /proc/self/cgroup; ";
+        async Task AssertCleanAsync()
+        {
+            var r = await Shell.EndsWithin(_machine.ExecAsync("sh", "-c", Own + "cat $cg/cgroup.freeze; grep '^nr_descendants ' $cg/cgroup.stat"), Patience);
+            Assert.Equal(new ExecResult(0, "0\nnr_descendants 0\n", ""), r);
+        }
+        await AssertCleanAsync();
+        // A cgroup below its own, left empty: the command's cgroup is empty too once it ends.
+        await _machine.ExecCheckedAsync("sh", "-c", Own + "mkdir $cg/below");
+        await AssertCleanAsync();
+        // A command that freezes its own cgroup freezes itself: killed from another command, it leaves that cgroup empty and frozen.
+        var pid = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var frozen = _machine.ExecAsync(["sh", "-c", Own + "echo $$; echo 1 > $cg/cgroup.freeze; echo never"], new ExecOptions { OnOutput = line => pid.TrySetResult(line) });
+        var guestPid = await Shell.EndsWithin(pid.Task, Patience);
+        Assert.True(await Shell.WaitUntilAsync(async () => (await _machine.ExecAsync("sh", "-c", "grep -qx 'frozen 1' /sys/fs/cgroup$(grep '^0::' /proc/$0/cgroup | cut -d: -f3)/cgroup.events", guestPid)).ExitCode == 0, Patience),
+            "the command's cgroup never froze");
+        await _machine.ExecCheckedAsync("sh", "-c", "kill -9 \"$0\"", guestPid);
+        Assert.Equal(new ExecResult(137, guestPid + "\n", ""), await Shell.EndsWithin(frozen, Patience));
+        await AssertCleanAsync();
+        await AssertCleanAsync();
+    }
+
+    [Fact]
     public async Task A_timeout_kills_the_command_inside_the_machine()
     {
         var output = new System.Collections.Concurrent.ConcurrentQueue<string>();
