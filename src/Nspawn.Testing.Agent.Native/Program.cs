@@ -13,6 +13,7 @@ internal static class Program
             return 0;
         var at = Array.IndexOf(args, "--managed");
         var managed = at >= 0 ? args[(at + 1)..] : [];
+        ExecHandler.DirectStart = DirectCommand.TryStart;
         var proxy = new InvokeProxy(managed, Path.Combine(Listener.SocketDir, "invoke.sock"));
         await Listener.RunAsync(Listener.DefaultSocket, proxy.ServeAsync, warm: true);
         return 0;

@@ -26,6 +26,26 @@ internal sealed record Account(string Name, uint Uid, uint Gid, string Home, str
         throw new ArgumentException($"The machine has no group '{group}' (in its /etc/group).", nameof(group));
     }
 
+    /// <summary>
+    /// Its groups as setpriv gives them: its own and those that list it in /etc/group (--init-groups), or none for a
+    /// number passwd lacks (--clear-groups).
+    /// </summary>
+    /// <remarks>
+    /// Only where the guest's groups are all in /etc/group: setpriv's initgroups asks NSS (getgrouplist), which may also
+    /// ask LDAP, sssd or systemd's userdb; the native agent's own start (spawn.c) reads the file itself. Left so: a
+    /// test image's users and groups are local.
+    /// </remarks>
+    public IReadOnlyList<uint> Groups()
+    {
+        if (!Known)
+            return [];
+        var groups = new List<uint> { Gid };
+        foreach (var fields in Entries("/etc/group"))
+            if (fields.Length > 3 && uint.TryParse(fields[2], out var gid) && !groups.Contains(gid) && fields[3].Split(',').Contains(Name))
+                groups.Add(gid);
+        return groups;
+    }
+
     private static IEnumerable<string[]> Entries(string database) =>
         File.Exists(database) ? File.ReadLines(database).Select(line => line.Split(':')) : [];
 }

@@ -2,15 +2,36 @@ namespace Nspawn.Testing.Agent;
 
 /// <summary>
 /// A cgroup of its own for each command, below the agent's (its unit has Delegate=yes): killing it kills all the
-/// command started, as stopping a unit would, at the cost of a mkdir rather than a unit.
+/// command started, as stopping a unit would, at the cost of a mkdir rather than a unit. One a command left empty
+/// serves the next (cgroup2): no mkdir and rmdir per command, where it is still as new (a command as root may have
+/// frozen it, limited it, or made cgroups below it).
 /// </summary>
 internal sealed class CommandCgroup : IDisposable
 {
     private static readonly string? Parent = FindOwn();
+    /// <summary>How many empty cgroups wait for the next commands: as many as run at once, usually one.</summary>
+    private const int MaxIdle = 4;
+    private static readonly Stack<string> Idle = new();
     private static long _next;
     private readonly string _dir;
+    private bool _released;
+    private bool _dropped;
+
+    /// <summary>
+    /// What a new cgroup holds, which a command as root may change and the next would inherit: frozen, no cgroups
+    /// below (nor a limit on them), a domain one. With controllers (none where the agent enables none) it could hold
+    /// limits too: then it is never reused.
+    /// </summary>
+    private static readonly (string File, string Value)[] AsNew =
+        [("cgroup.freeze", "0"), ("cgroup.controllers", ""), ("cgroup.type", "domain"), ("cgroup.max.depth", "max"), ("cgroup.max.descendants", "max")];
 
     private CommandCgroup(string dir) => _dir = dir;
+
+    /// <summary>The cgroup's folder; in the unified hierarchy (cgroup2) where <see cref="Unified"/>.</summary>
+    public string Dir => _dir;
+
+    /// <summary>A cgroup2 one: a process can be started straight into it (clone3's CLONE_INTO_CGROUP).</summary>
+    public static bool Unified { get; } = Parent is not null && File.Exists("/sys/fs/cgroup/cgroup.controllers");
 
     /// <summary>cgroup.procs, which the command's first process writes itself into before it becomes the command.</summary>
     public string ProcsFile => Path.Combine(_dir, "cgroup.procs");
@@ -20,6 +41,19 @@ internal sealed class CommandCgroup : IDisposable
     {
         if (Parent is null)
             return null;
+        while (true)
+        {
+            string? idle;
+            lock (Idle)
+                if (!Idle.TryPop(out idle))
+                    break;
+            // Checked as it is taken: also what changed while it waited.
+            var reused = new CommandCgroup(idle);
+            if (reused.IsEmpty() && reused.IsAsNew())
+                return reused;
+            // Removed where it can be; else (cgroups below it, a process moved in) left to the unit's stop.
+            reused.TryRemove();
+        }
         var dir = Path.Combine(Parent, $"cmd-{Environment.ProcessId}-{Interlocked.Increment(ref _next)}");
         try
         {
@@ -32,8 +66,32 @@ internal sealed class CommandCgroup : IDisposable
         }
     }
 
+    /// <summary>Never to be used again, nor kept for the next command (it could not be opened).</summary>
+    public void Drop() => _dropped = true;
+
+    /// <summary>Whether the command may start in it (not <see cref="Drop"/>ped).</summary>
+    public bool Usable => !_dropped;
+
+    /// <summary>
+    /// Kills what the command left running; an empty cgroup is kept for the next command, or removed. Called once the
+    /// command's first process is gone: a shell killed before it moved in can no longer join a kept one.
+    /// </summary>
     public void Kill()
     {
+        if (!_dropped && IsEmpty())
+        {
+            lock (Idle)
+            {
+                if (Idle.Count < MaxIdle)
+                {
+                    Idle.Push(_dir);
+                    _released = true;
+                    return;
+                }
+            }
+        }
+        if (TryRemove())
+            return;
         try
         {
             File.WriteAllText(Path.Combine(_dir, "cgroup.kill"), "1");
@@ -51,11 +109,15 @@ internal sealed class CommandCgroup : IDisposable
     /// <summary>Removes the cgroup once it is empty (a killed process takes a moment to leave it).</summary>
     public void Dispose()
     {
-        for (var attempt = 0; attempt < 200; attempt++)
+        for (var attempt = 0; attempt < 200 && !_released; attempt++)
         {
             try
             {
                 Directory.Delete(_dir);
+                return;
+            }
+            catch (DirectoryNotFoundException)
+            {
                 return;
             }
             catch (IOException)
@@ -66,6 +128,47 @@ internal sealed class CommandCgroup : IDisposable
             {
                 return;
             }
+        }
+    }
+
+    /// <summary>cgroup2's "populated 0": no process in it (a cgroup1 one has no cgroup.events, and is never kept).</summary>
+    private bool IsEmpty()
+    {
+        try
+        {
+            return File.ReadAllText(Path.Combine(_dir, "cgroup.events")).Contains("populated 0\n", StringComparison.Ordinal);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>See <see cref="AsNew"/>; and no cgroup below (cgroup.stat), also an empty one.</summary>
+    private bool IsAsNew()
+    {
+        try
+        {
+            return AsNew.All(f => File.ReadAllText(Path.Combine(_dir, f.File)).TrimEnd('\n') == f.Value)
+                && File.ReadAllText(Path.Combine(_dir, "cgroup.stat")).Split('\n').Contains("nr_descendants 0");
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // A kernel without one of them (cgroup.freeze is 5.2's) makes a new one per command.
+            return false;
+        }
+    }
+
+    private bool TryRemove()
+    {
+        try
+        {
+            Directory.Delete(_dir);
+            return _released = true;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
         }
     }
 

@@ -1,5 +1,5 @@
+using System.Buffers;
 using System.ComponentModel;
-using System.Diagnostics;
 using System.Text;
 using Nspawn.Build.Agent;
 
@@ -11,74 +11,74 @@ namespace Nspawn.Testing.Agent;
 /// </summary>
 internal static class ExecHandler
 {
-    private const string DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-    // Moves itself into the command's cgroup ($0, when there is one), then becomes the command: a fixed script, arguments stay a list.
-    private const string EnterAndExec = "if [ -n \"$0\" ]; then echo 0 > \"$0\" || exit 125; fi; exec \"$@\"";
+    /// <summary>
+    /// The native agent's own start (its cgroup given), or null where it cannot start this one: then .NET's Process
+    /// and the guest's /bin/sh start it (<see cref="ShellCommand"/>). The managed agent has none.
+    /// </summary>
+    public static Func<CommandStart, CommandCgroup, IStartedCommand?>? DirectStart { get; set; }
+
+    /// <summary>
+    /// How long the first process may take to end once killed: SIGKILL ends it at once, unless it is stuck in the
+    /// kernel (uninterruptible sleep); then the host gets an error, not a call that never returns.
+    /// </summary>
+    private static readonly TimeSpan KillGrace = TimeSpan.FromSeconds(30);
 
     public static async Task<AgentReply> RunAsync(Connection connection, AgentRequest request)
     {
         if (request.Command is not { Count: > 0 } command)
             throw new ArgumentException("The command is empty.");
-        var account = request.User is null ? null : Account.Find(request.User);
+        var plan = CommandStart.Of(command, request);
         using var cgroup = CommandCgroup.Create();
-        var start = new ProcessStartInfo("/bin/sh")
-        {
-            RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
-            WorkingDirectory = request.WorkingDirectory ?? "/",
-        };
-        foreach (var arg in new[] { "-c", EnterAndExec, cgroup?.ProcsFile ?? "" })
-            start.ArgumentList.Add(arg);
-        start.Environment.Clear();
-        start.Environment["PATH"] = DefaultPath;
-        if (account is not null)
-        {
-            // As systemd does for a service with User=.
-            (start.Environment["HOME"], start.Environment["USER"], start.Environment["LOGNAME"], start.Environment["SHELL"]) = (account.Home, account.Name, account.Name, account.Shell);
-            foreach (var arg in new[] { "setpriv", $"--reuid={account.Uid}", $"--regid={account.Gid}", account.Known ? "--init-groups" : "--clear-groups", "--" })
-                start.ArgumentList.Add(arg);
-        }
-        foreach (var (name, value) in request.Environment ?? new Dictionary<string, string>())
-            start.Environment[name] = value;
-        foreach (var arg in command)
-            start.ArgumentList.Add(arg);
 
-        Process process;
+        IStartedCommand process;
         try
         {
-            process = Process.Start(start)!;
+            process = Start(plan, cgroup);
         }
         catch (Win32Exception e)
         {
             // As systemd reports a service it could not start (200/CHDIR and the like).
-            await connection.SendAsync(AgentFrame.Stderr, Encoding.UTF8.GetBytes($"Failed to start '{command[0]}' in {start.WorkingDirectory}: {e.Message}\n"));
+            await connection.SendAsync(AgentFrame.Stderr, Encoding.UTF8.GetBytes($"Failed to start '{command[0]}' in {plan.WorkingDirectory}: {e.Message}\n"));
             return new AgentReply { Ok = true, ExitCode = 200 };
+        }
+        catch (CommandNotRunException e)
+        {
+            // As a shell reports a command it cannot run: 127 not found, 126 not runnable.
+            await connection.SendAsync(AgentFrame.Stderr, Encoding.UTF8.GetBytes($"{command[0]}: {e.Message}\n"));
+            return new AgentReply { Ok = true, ExitCode = e.ExitCode };
         }
         using (process)
         {
+            var stdin = process.Input;
             if (!request.HasStdin)
-                process.StandardInput.Close();
-            var stdout = PumpAsync(process.StandardOutput.BaseStream, connection, AgentFrame.Stdout);
-            var stderr = PumpAsync(process.StandardError.BaseStream, connection, AgentFrame.Stderr);
+                process.CloseInput();
+            var stdout = PumpAsync(process.Output, connection, AgentFrame.Stdout);
+            var stderr = PumpAsync(process.Error, connection, AgentFrame.Stderr);
             var ended = new CancellationTokenSource();
-            var killRequested = ReadInputAsync(connection, process, ended.Token);
+            var killRequested = ReadInputAsync(connection, process, stdin, ended.Token);
             var backstop = Task.Delay(request.TimeoutSeconds is { } t ? TimeSpan.FromSeconds(t + 5) : Timeout.InfiniteTimeSpan, ended.Token);
-            var exit = process.WaitForExitAsync();
+            var exit = process.ExitAsync();
             var first = await Task.WhenAny(exit, killRequested, backstop);
             var killed = first == backstop || (first == killRequested && killRequested.Result);
             ended.Cancel();
-            // What the command left behind goes with it, as when a service's main process ends.
-            cgroup?.Kill();
+            // The first process first, should it still run, and its end awaited (bounded): only then the cgroup's
+            // emptiness is checked, which a shell killed before it moved in could otherwise join once kept for the next command.
+            process.KillTree();
+            int? exitCode;
             try
             {
-                if (!process.HasExited)
-                    process.Kill(entireProcessTree: true);
+                exitCode = await exit.WaitAsync(KillGrace);
             }
-            catch (InvalidOperationException)
+            catch (TimeoutException)
             {
+                exitCode = null;
             }
-            await process.WaitForExitAsync();
+            // What the command left behind goes with it, as when a service's main process ends.
+            cgroup?.Kill();
+            if (exitCode is null)
+                throw new TimeoutException($"The command's first process did not end within {KillGrace.TotalSeconds:0} s of its kill (stuck in the kernel?).");
             await Task.WhenAny(Task.WhenAll(stdout, stderr), Task.Delay(TimeSpan.FromSeconds(5)));
-            return new AgentReply { Ok = true, ExitCode = process.ExitCode, Killed = killed };
+            return new AgentReply { Ok = true, ExitCode = exitCode.Value, Killed = killed };
         }
     }
 
@@ -90,24 +90,28 @@ internal static class ExecHandler
     {
         try
         {
-            var start = new ProcessStartInfo("/bin/sh") { RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-            start.ArgumentList.Add("-c");
-            start.ArgumentList.Add(":");
-            using var process = Process.Start(start)!;
-            process.StandardInput.Close();
-            await Task.WhenAll(process.StandardOutput.BaseStream.CopyToAsync(Stream.Null), process.StandardError.BaseStream.CopyToAsync(Stream.Null), process.WaitForExitAsync(),
-                Task.Delay(1));
+            using var cgroup = CommandCgroup.Create();
+            using var process = Start(new CommandStart(["/bin/sh", "-c", ":"], new Dictionary<string, string>(), "/", null), cgroup);
+            process.CloseInput();
+            await Task.WhenAll(process.Output.CopyToAsync(Stream.Null), process.Error.CopyToAsync(Stream.Null), process.ExitAsync(), Task.Delay(1));
+            cgroup?.Kill();
         }
-        catch (Exception e) when (e is Win32Exception or IOException or InvalidOperationException)
+        catch (Exception e) when (e is Win32Exception or IOException or InvalidOperationException or CommandNotRunException)
         {
             // A guest without /bin/sh: its commands will say so.
         }
     }
 
+    /// <summary>
+    /// The native agent's own start where it has one and there is a cgroup to start in, else the shell's: in the same
+    /// cgroup, or in none where the direct start dropped it (it could not open it, and the shell could not enter it).
+    /// </summary>
+    private static IStartedCommand Start(CommandStart plan, CommandCgroup? cgroup) =>
+        (cgroup is null ? null : DirectStart?.Invoke(plan, cgroup)) ?? ShellCommand.Start(plan, cgroup is { Usable: true } ? cgroup : null);
+
     /// <summary>Standard input from the host; true when the host asked for a kill or went away.</summary>
-    private static async Task<bool> ReadInputAsync(Connection connection, Process process, CancellationToken ended)
+    private static async Task<bool> ReadInputAsync(Connection connection, IStartedCommand process, Stream stdin, CancellationToken ended)
     {
-        var stdin = process.StandardInput.BaseStream;
         try
         {
             while (await AgentFrame.ReadAsync(connection.Stream, ended) is { } frame)
@@ -125,7 +129,7 @@ internal static class ExecHandler
                         }
                         break;
                     case AgentFrame.StdinEnd:
-                        process.StandardInput.Close();
+                        process.CloseInput();
                         break;
                     case AgentFrame.Kill:
                         return true;
@@ -143,22 +147,30 @@ internal static class ExecHandler
 
     private static async Task PumpAsync(Stream output, Connection connection, byte kind)
     {
-        var buffer = new byte[64 * 1024];
-        var sending = true;
-        int n;
-        while ((n = await output.ReadAsync(buffer)) > 0)
+        // Pooled: two new 64 KiB buffers per command would collect the native agent's small heap every few commands.
+        var buffer = ArrayPool<byte>.Shared.Rent(64 * 1024);
+        try
         {
-            if (!sending)
-                continue;
-            try
+            var sending = true;
+            int n;
+            while ((n = await output.ReadAsync(buffer)) > 0)
             {
-                await connection.SendAsync(kind, buffer.AsMemory(0, n));
+                if (!sending)
+                    continue;
+                try
+                {
+                    await connection.SendAsync(kind, buffer.AsMemory(0, n));
+                }
+                catch (Exception e) when (e is IOException or ObjectDisposedException)
+                {
+                    // The host is gone: drain the pipe so that the command never blocks on it.
+                    sending = false;
+                }
             }
-            catch (Exception e) when (e is IOException or ObjectDisposedException)
-            {
-                // The host is gone: drain the pipe so that the command never blocks on it.
-                sending = false;
-            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
         }
     }
 }

@@ -347,6 +347,14 @@ public sealed class Report(Dictionary<string, string> host, int repeat)
 
     public void Add(string name, IReadOnlyList<TimeSpan> samples, TimeSpan? target = null)
     {
+        if (samples.Count == 0)
+        {
+            // Nothing to time (for example no test found a pool machine ready): a row that says so, not a crash.
+            _rows.Add(new { name, n = 0, verdict = "no sample" });
+            _lines.Add($"| {name} | 0 | | | | no sample |");
+            Console.WriteLine(_lines[^1]);
+            return;
+        }
         var (med, min, max) = (Median(samples), samples.Min(), samples.Max());
         var verdict = target is { } t ? (med <= t ? $"target < {Ms(t)} ms: met" : $"target < {Ms(t)} ms: MISSED") : "";
         _rows.Add(new { name, n = samples.Count, medianMs = Ms(med), minMs = Ms(min), maxMs = Ms(max), verdict });

@@ -152,6 +152,8 @@ public sealed class AgentTests(PackageFixture package) : IAsyncLifetime
         Assert.True(machine.Agent is not null, machine.AgentProblem);
         Assert.Equal("out\n", (await machine.ExecCheckedAsync("echo", "out")).StandardOutput);
         Assert.Contains($"/system.slice/{AgentSetup.UnitName}/cmd-", (await machine.ExecCheckedAsync("cat", "/proc/self/cgroup")).StandardOutput);
+        // Its commands get the signals the native agent's own start gives (ApiTests): SIGPIPE ignored, as a service of the guest.
+        Assert.Contains("SigIgn:\t0000000000001000\n", (await machine.ExecCheckedAsync("cat", "/proc/self/status")).StandardOutput);
         Assert.Equal(5, await machine.InvokeAsync(() => GuestCode.Add(2, 3)));
     }
 

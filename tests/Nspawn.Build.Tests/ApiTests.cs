@@ -80,6 +80,70 @@ public sealed class ApiTests(PackageFixture package) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_command_that_cannot_start_says_why()
+    {
+        // As a shell says it: 127, not found.
+        var missing = await _machine.ExecAsync("no-such-command-4747");
+        Assert.True(missing.ExitCode == 127 && missing.StandardError.Contains("no-such-command-4747"), missing.ToString());
+        // As systemd says it of a service (200/CHDIR): the folder is named.
+        var folder = await _machine.ExecAsync(["true"], new ExecOptions { WorkingDirectory = "/no/such/folder" });
+        Assert.True(folder.ExitCode == 200 && folder.StandardError.Contains("/no/such/folder"), folder.ToString());
+        // A user's groups come from the guest's /etc/group (as initgroups): the agent starts the command as that user itself.
+        Assert.Equal("nogroup\n", (await _machine.ExecCheckedAsync(["id", "-Gn"], new ExecOptions { User = "nobody" })).StandardOutput);
+        Assert.Equal("uid=4848 gid=4848 groups=4848\n", (await _machine.ExecCheckedAsync(["id"], new ExecOptions { User = "4848" })).StandardOutput);
+    }
+
+    [Fact]
+    public async Task What_a_command_leaves_running_is_killed_when_it_ends()
+    {
+        // The command ends once its background sleep runs (its cmdline says so), and then that sleep goes with it.
+        await _machine.ExecCheckedAsync("sh", "-c", "sleep 4646 >/dev/null 2>&1 & while ! grep -q 4646 /proc/$!/cmdline 2>/dev/null; do :; done");
+        Assert.True(await Shell.WaitUntilAsync(() => Processes.Named("sleep 4646").Count == 0, Patience), "what the command left running still runs");
+        // Its cgroup serves the next command clean.
+        Assert.Contains($"/system.slice/{Agent.AgentSetup.UnitName}/cmd-", (await _machine.ExecCheckedAsync("cat", "/proc/self/cgroup")).StandardOutput);
+    }
+
+    [Fact]
+    public async Task A_command_gets_the_signals_a_service_of_the_guest_gets()
+    {
+        // SIGPIPE ignored (systemd's IgnoreSIGPIPE=yes, and what .NET's Process and sh pass on from the agent), no other
+        // ignored, none blocked: a writer to a closed pipe gets EPIPE, as in any service of the guest.
+        var status = (await _machine.ExecCheckedAsync("cat", "/proc/self/status")).StandardOutput;
+        Assert.Contains("SigIgn:\t0000000000001000\n", status);
+        Assert.Contains("SigBlk:\t0000000000000000\n", status);
+        // The agent's own, which the shell's way (its fallback, the managed agent's) passes on: both ways are the same.
+        var agent = await _machine.ExecCheckedAsync("sh", "-c", "grep SigIgn: /proc/$(systemctl show -P MainPID \"$0\")/status", Agent.AgentSetup.UnitName);
+        Assert.Equal("SigIgn:\t0000000000001000\n", agent.StandardOutput);
+    }
+
+    [Fact]
+    public async Task A_cgroup_a_command_changed_is_not_handed_to_the_next()
+    {
+        // Each command says its cgroup's state: it runs at all (a frozen cgroup would hang it), not frozen, nothing below it.
+        // The guest's own hierarchy is the "0::" line (the host's v1 ones may show too); no process forked, which a freeze would stop.
+        const string Own = "while IFS=: read -r id _ path; do [ \"$id\" = 0 ] && cg=/sys/fs/cgroup$path; done < /proc/self/cgroup; ";
+        async Task AssertCleanAsync()
+        {
+            var r = await Shell.EndsWithin(_machine.ExecAsync("sh", "-c", Own + "cat $cg/cgroup.freeze; grep '^nr_descendants ' $cg/cgroup.stat"), Patience);
+            Assert.Equal(new ExecResult(0, "0\nnr_descendants 0\n", ""), r);
+        }
+        await AssertCleanAsync();
+        // A cgroup below its own, left empty: the command's cgroup is empty too once it ends.
+        await _machine.ExecCheckedAsync("sh", "-c", Own + "mkdir $cg/below");
+        await AssertCleanAsync();
+        // A command that freezes its own cgroup freezes itself: killed from another command, it leaves that cgroup empty and frozen.
+        var pid = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var frozen = _machine.ExecAsync(["sh", "-c", Own + "echo $$; echo 1 > $cg/cgroup.freeze; echo never"], new ExecOptions { OnOutput = line => pid.TrySetResult(line) });
+        var guestPid = await Shell.EndsWithin(pid.Task, Patience);
+        Assert.True(await Shell.WaitUntilAsync(async () => (await _machine.ExecAsync("sh", "-c", "grep -qx 'frozen 1' /sys/fs/cgroup$(grep '^0::' /proc/$0/cgroup | cut -d: -f3)/cgroup.events", guestPid)).ExitCode == 0, Patience),
+            "the command's cgroup never froze");
+        await _machine.ExecCheckedAsync("sh", "-c", "kill -9 \"$0\"", guestPid);
+        Assert.Equal(new ExecResult(137, guestPid + "\n", ""), await Shell.EndsWithin(frozen, Patience));
+        await AssertCleanAsync();
+        await AssertCleanAsync();
+    }
+
+    [Fact]
     public async Task A_timeout_kills_the_command_inside_the_machine()
     {
         var output = new System.Collections.Concurrent.ConcurrentQueue<string>();

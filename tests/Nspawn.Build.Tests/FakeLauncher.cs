@@ -18,6 +18,8 @@ internal sealed class FakeLauncher(Func<LaunchOptions, CancellationToken, Task>?
     public int BegunAfterStop => Volatile.Read(ref _begunAfterStop);
     public ConcurrentQueue<string> Started { get; } = new();
     public ConcurrentQueue<string> Stopped { get; } = new();
+    /// <summary>The stop timeout each stop was given.</summary>
+    public ConcurrentQueue<TimeSpan> StopTimeouts { get; } = new();
 
     /// <summary>Set by the test just before it stops the pool.</summary>
     public volatile bool Stopping;
@@ -51,6 +53,7 @@ internal sealed class FakeLauncher(Func<LaunchOptions, CancellationToken, Task>?
         if (FailStop(machine))
             throw new NspawnException(ErrorCodes.StopFailed, $"{machine.Name} would not stop.");
         Stopped.Enqueue(machine.Name);
+        StopTimeouts.Enqueue(machine.StopTimeout);
         return Task.FromResult(new StopOutcome(machine, true, TimeSpan.Zero));
     }
 }

@@ -96,6 +96,21 @@ public sealed class PackageTests(PackageFixture package)
     }
 
     [Fact]
+    public void The_task_assemblies_are_compiled_ahead_for_MSBuilds_runtime_and_the_tests_API_is_plain_IL()
+    {
+        // ReadyToRun code sits behind the CLI header's managed native header (READYTORUN_HEADER); plain IL has none.
+        static bool ReadyToRun(string dll)
+        {
+            using var pe = new PEReader(File.OpenRead(dll));
+            return pe.PEHeaders.CorHeader!.ManagedNativeHeaderDirectory.Size > 0;
+        }
+        foreach (var dll in new[] { "Nspawn.Build.dll", "Nspawn.Build.Core.dll", "CliWrap.dll", "NuGet.Versioning.dll" })
+            Assert.True(ReadyToRun(Path.Combine(package.PackageDir, "tasks/net8.0", dll)), dll + " in tasks/net8.0 is not ReadyToRun");
+        Assert.False(ReadyToRun(Path.Combine(Lib, "Nspawn.Build.Core.dll")));
+        Assert.False(ReadyToRun(Path.Combine(Lib, "Nspawn.Testing.dll")));
+    }
+
+    [Fact]
     public async Task The_native_agent_is_packed_where_the_core_finds_it_in_the_tasks_and_in_a_test_projects_output()
     {
         // The package holds the native agent of the architecture that packed it: this one.

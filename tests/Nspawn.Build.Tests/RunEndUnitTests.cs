@@ -109,6 +109,23 @@ public sealed class RunEndUnitTests : IDisposable
     }
 
     [Fact]
+    public async Task A_machine_handed_back_or_never_taken_is_killed_at_once()
+    {
+        var launcher = new FakeLauncher();
+        var pool = Pool(2, RunDir(), launcher);
+        await Until(() => PoolDir.ReadyCount(pool.Dir) == 2);
+        // A test takes one and hands it back: the pool stops it, without the power-off's wait.
+        var taken = PoolDir.TryClaim(pool.Dir);
+        Assert.NotNull(taken);
+        Assert.True(PoolDir.Return(pool.Dir, taken!.Name));
+        await Until(() => launcher.Stopped.Count == 1);
+        launcher.Stopping = true;
+        await pool.StopAsync();
+        Assert.True(launcher.Stopped.Count >= 2);
+        Assert.All(launcher.StopTimeouts, t => Assert.Equal(TimeSpan.Zero, t));
+    }
+
+    [Fact]
     public async Task A_failed_stop_is_thrown_only_once_every_other_machine_is_stopped()
     {
         var launcher = new FakeLauncher();

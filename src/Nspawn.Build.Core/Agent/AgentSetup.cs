@@ -208,7 +208,7 @@ internal static class AgentSetup
     /// A service of the guest's systemd, confined as the guest's processes are. Type=notify and ordered before
     /// multi-user.target: the guest reports ready once the agent listens. Delegate=yes: a cgroup per command below it.
     /// With <paramref name="native"/> (its path below the agent's folder), the native agent runs, the managed one
-    /// (<see cref="ManagedCommand"/>) being its InvokeAsync host; a guest that cannot load it (its loader fails: 126, 127)
+    /// (<see cref="ManagedCommand"/>) being its InvokeAsync host; a guest that cannot load it (its probe, `--probe`, fails)
     /// gets the managed agent for all. Either replaces the unit's shell: the agent is the main process, the only one that may notify.
     /// </summary>
     private static string Unit(string? native) => string.Join('\n',

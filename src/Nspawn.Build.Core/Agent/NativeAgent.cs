@@ -5,7 +5,7 @@ namespace Nspawn.Build.Agent;
 /// <summary>
 /// The native agent (NativeAOT, Nspawn.Testing.Agent.Native) for the host's architecture, shipped next to the managed
 /// one as a NuGet native asset. It is started through the guest's own dynamic loader: a package's files may have lost
-/// their execute bit, and a guest whose glibc is too old for it fails there, with the loader's 127.
+/// their execute bit. A guest that cannot load it (glibc too old) fails the unit's probe, and the managed agent does all.
 /// </summary>
 internal static class NativeAgent
 {

@@ -244,11 +244,12 @@ internal sealed class BtrfsStore(string chrootsDir, string imageFile, long image
     /// <summary>Lets btrfs take the whole loop device, where it has less (after a grow).</summary>
     private async Task ResizeToDeviceAsync(LoopFile.Device device, CancellationToken cancellationToken)
     {
-        var btrfs = ToolLocator.Require(Tool.Btrfs);
-        var show = await HostCommand.RunCheckedAsync(btrfs, ["filesystem", "show", "--raw", ChrootsDir], ErrorCodes.BtrfsFailed, cancellationToken);
-        var size = System.Text.RegularExpressions.Regex.Match(show, @"devid\s+1\s+size\s+(\d+)");
-        if (size.Success && long.Parse(size.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture) + 4096 <= device.Capacity)
-            await HostCommand.RunCheckedAsync(btrfs, ["filesystem", "resize", "max", ChrootsDir], ErrorCodes.BtrfsFailed, cancellationToken);
+        // Asked of the kernel (an ioctl), not of 'btrfs filesystem show': this runs at every build.
+        long? size;
+        using (var dir = NativeFile.Open(ChrootsDir, NativeFile.ReadOnly | NativeFile.Directory))
+            size = NativeFile.BtrfsDeviceSize(dir);
+        if (size + 4096 <= device.Capacity)
+            await HostCommand.RunCheckedAsync(ToolLocator.Require(Tool.Btrfs), ["filesystem", "resize", "max", ChrootsDir], ErrorCodes.BtrfsFailed, cancellationToken);
     }
 
     /// <summary>

@@ -230,6 +230,18 @@ internal static class NativeFile
         Ioctl((int)dir.DangerousGetHandle(), 0x9408, ref unused);
     }
 
+    /// <summary>
+    /// The size btrfs uses of its device 1 (what 'btrfs filesystem show' prints as "devid 1 size"), from an open folder of
+    /// the file system (BTRFS_IOC_DEV_INFO); null where the ioctl fails (not btrfs, no device 1).
+    /// </summary>
+    public static long? BtrfsDeviceSize(SafeFileHandle dir)
+    {
+        // struct btrfs_ioctl_dev_info_args (4096 bytes): __u64 devid (in); __u8 uuid[16]; __u64 bytes_used; __u64 total_bytes; ... _IOWR(0x94, 30, 4096 bytes).
+        var args = new byte[4096];
+        BitConverter.TryWriteBytes(args.AsSpan(0, 8), 1UL);
+        return Ioctl((int)dir.DangerousGetHandle(), 0xD000941E, args) == 0 ? BitConverter.ToInt64(args, 32) : null;
+    }
+
     /// <summary>Replaces the entry <paramref name="name"/> of <paramref name="dir"/> (not a folder) with a symlink to <paramref name="target"/>.</summary>
     public static void ReplaceWithSymlink(SafeFileHandle dir, string name, string target)
     {

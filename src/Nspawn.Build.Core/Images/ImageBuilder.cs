@@ -97,7 +97,7 @@ internal sealed class ImageBuilder(string chrootsDir)
     {
         if (IsUpToDate(spec))
         {
-            if (BtrfsStore.IsBtrfs(ImageDir(spec)) && !await Subvolumes.IsSubvolumeAsync(ImageDir(spec), cancellationToken))
+            if (BtrfsStore.IsBtrfs(ImageDir(spec)) && !Subvolumes.IsSubvolume(ImageDir(spec)))
                 throw new NspawnException(ErrorCodes.NotOurImage,
                     $"The image '{ImageDir(spec)}' is a plain folder, not a btrfs subvolume, so every machine would copy it whole. It was left as it is: move it away and the next run builds a subvolume.");
             return ImageResult.UpToDate;

@@ -11,10 +11,11 @@ internal static class MachinesFile
         PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
         WriteIndented = true,
         DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+        TypeInfoResolver = System.Text.Json.Serialization.Metadata.JsonTypeInfoResolver.Combine(StateJson.Default, new System.Text.Json.Serialization.Metadata.DefaultJsonTypeInfoResolver()),
     };
 
     /// <summary>The machines, and their network (NspawnNetwork's default when not given): the private one a test's own machine joins by default.</summary>
-    private sealed record Document(IReadOnlyList<Machine> Machines, [property: JsonConverter(typeof(JsonStringEnumConverter<NetworkMode>))] NetworkMode? NetworkMode = null, PrivateNetwork? Network = null);
+    internal sealed record Document(IReadOnlyList<Machine> Machines, [property: JsonConverter(typeof(JsonStringEnumConverter<NetworkMode>))] NetworkMode? NetworkMode = null, PrivateNetwork? Network = null);
 
     public static string Serialize(IReadOnlyList<Machine> machines, NetworkMode? mode = null, PrivateNetwork? network = null) =>
         JsonSerializer.Serialize(new Document(machines, mode ?? Settings.Network.Default, network), JsonOptions);

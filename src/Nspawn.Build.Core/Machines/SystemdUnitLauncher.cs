@@ -28,8 +28,11 @@ internal sealed class SystemdUnitLauncher : IMachineLauncher
                 cancellationToken, options.BootTimeout + TimeSpan.FromSeconds(5));
             if (result.ExitCode == 0)
             {
-                var pid = int.Parse(await ShowAsync(Tool.Systemctl, ["show", "--property=MainPID", "--value", unit], cancellationToken));
-                var leader = int.Parse(await ShowAsync(Tool.Machinectl, ["show", "--property=Leader", "--value", options.MachineName], cancellationToken));
+                // Both at once: each is a process, and the build waits for the boot here.
+                var mainPid = ShowAsync(Tool.Systemctl, ["show", "--property=MainPID", "--value", unit], cancellationToken);
+                var leaderPid = ShowAsync(Tool.Machinectl, ["show", "--property=Leader", "--value", options.MachineName], cancellationToken);
+                await Task.WhenAll(mainPid, leaderPid);
+                var (pid, leader) = (int.Parse(await mainPid), int.Parse(await leaderPid));
                 record = record with
                 {
                     LeaderPid = leader, LeaderStartTime = ProcessInfo.StartTime(leader) ?? 0,

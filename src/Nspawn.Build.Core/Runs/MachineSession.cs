@@ -28,14 +28,16 @@ internal sealed class MachineSession(LaunchPlan plan)
             MachineLauncher.Check(o);
         foreach (var what in await MachineRegistry.ReapAsync(ChrootsDirs, w => progress("warning " + w.Code + ": " + w.Message), cancellationToken))
             progress($"Removed a leftover of an earlier run: {what}.");
-        // The same run as the build's: the network first, then every machine at once; on a failure, nothing left.
-        var run = _run = Run.Begin(Options, plan.Network, plan.ProjectFile);
-        // A backstop for an exit that skips the normal stop (an error in the host, a SIGTERM).
+        // A backstop for an exit that skips the normal stop (an error in the host, a SIGTERM), there before the boot begins.
         AppDomain.CurrentDomain.ProcessExit += (_, _) =>
         {
             StopAsync(testsFailed: false, _ => { }).ContinueWith(_ => { }, TaskScheduler.Default).Wait();
             ReturnOwnership();
         };
+        // The same run as the build's: the network first, then every machine at once; on a failure, nothing left.
+        Run run;
+        lock (_gate)
+            run = _run = Run.Begin(Options, plan.Network, plan.ProjectFile);
         return await run.ReadyAsync(plan.PoolSize, progress, cancellationToken);
     }
 
@@ -46,13 +48,12 @@ internal sealed class MachineSession(LaunchPlan plan)
     public Task StopAsync(bool testsFailed, Action<string> progress)
     {
         lock (_gate)
-            return _stop ??= StopAllAsync(testsFailed, progress);
+            // Nothing begun yet: nothing to end, and a later stop still ends what begins.
+            return _run is not { } run ? Task.CompletedTask : _stop ??= StopAllAsync(run, testsFailed, progress);
     }
 
-    private async Task StopAllAsync(bool testsFailed, Action<string> progress)
+    private async Task StopAllAsync(Run run, bool testsFailed, Action<string> progress)
     {
-        if (_run is not { } run)
-            return;
         var end = await run.EndAsync(testsFailed, progress, w => progress($"warning {w.Code}: {w.Message}"));
         // Last: the machines may write in the user's tree until they stop.
         ReturnOwnership();

@@ -13,7 +13,7 @@ internal sealed class Run
     private readonly object _gate = new();
     private readonly CancellationTokenSource _cancel = new();
     private readonly ConcurrentQueue<string> _messages = new();
-    private readonly SemaphoreSlim _ending = new(1, 1);
+    private readonly SemaphoreSlim _endOnce = new(1, 1);
     private readonly NetworkSettings? _networkSettings;
     private readonly IReadOnlyList<LaunchOptions> _options;
     private readonly Task<IReadOnlyList<Machine>> _boot;
@@ -23,6 +23,12 @@ internal sealed class Run
     private MachinePool? _pool;
     private bool _booted;
     private bool _handedOver;
+    // Set by the first end: from then on ReadyAsync starts nothing (no machines file, no pool).
+    private bool _ending;
+    // The tests ran: the machines were handed to them (ReadyAsync completed, or a run whose machines were up already).
+    private bool _ready;
+    // What the first end was told: a later end (of what the first could not stop) ends it the same way.
+    private bool? _testsFailed;
 
     private Run(string runDir, IReadOnlyList<LaunchOptions> options, NetworkSettings? network, string projectFile, Func<Run, Task<IReadOnlyList<Machine>>> boot)
     {
@@ -59,7 +65,7 @@ internal sealed class Run
     {
         var run = new Run(runDir ?? "", [], null, projectFile, _ => Task.FromResult(machines)) { Network = network };
         run.Adopt(machines);
-        run._pool = pool;
+        (run._pool, run._ready) = (pool, true);
         return run;
     }
 
@@ -133,14 +139,21 @@ internal sealed class Run
     {
         var machines = await WaitAsync(progress, cancellationToken);
         progress(MachineLauncher.Describe(machines, DateTime.UtcNow - Began));
-        var file = RunFiles.Write(RunDir, "machines.json", s => s.Write(System.Text.Encoding.UTF8.GetBytes(MachinesFile.Serialize(machines, _networkSettings?.Mode, Network))));
-        var environment = MachinesFile.Environment(machines, file);
-        if (poolSize <= 0 || _options.Count == 0)
-            return environment;
-        var pool = MachinePool.StartFor(_options[0], Network, poolSize, RunDir, progress);
         lock (_gate)
-            _pool = pool;
-        return new Dictionary<string, string>(environment) { [PoolDir.Variable] = pool.Dir };
+        {
+            // An end that began meanwhile (a Ctrl+C, MTP's exit as the boot finished) ends these machines: nothing more starts.
+            if (_ending)
+                throw new OperationCanceledException("The run ended before its machines were handed to the tests.");
+            var file = RunFiles.Write(RunDir, "machines.json", s => s.Write(System.Text.Encoding.UTF8.GetBytes(MachinesFile.Serialize(machines, _networkSettings?.Mode, Network))));
+            var environment = MachinesFile.Environment(machines, file);
+            if (poolSize > 0 && _options.Count > 0)
+            {
+                _pool = MachinePool.StartFor(_options[0], Network, poolSize, RunDir, progress);
+                environment = new Dictionary<string, string>(environment) { [PoolDir.Variable] = _pool.Dir };
+            }
+            _ready = true;
+            return environment;
+        }
     }
 
     /// <summary>NspawnUp: the machines and their network live on past the run (recorded as the project's); only the run's folder goes.</summary>
@@ -162,24 +175,31 @@ internal sealed class Run
     /// </summary>
     public async Task<RunStopResult> EndAsync(bool testsFailed, Action<string> progress, Action<NspawnWarning> warn)
     {
-        await _ending.WaitAsync();
+        await _endOnce.WaitAsync();
         try
         {
+            lock (_gate)
+                _ending = true;
             if (!_boot.IsCompleted)
                 _cancel.Cancel();
             try
             {
-                // Tests ran only on machines that all came up: a boot that did not is no failure of theirs.
                 Adopt(await _boot);
             }
             catch
             {
                 // A failed or canceled boot took down what it started.
                 Adopt([]);
-                testsFailed = false;
             }
-            while (_messages.TryDequeue(out var message))
-                progress(message);
+            // The boot's messages; a reporter that fails loses them, never the end.
+            try
+            {
+                while (_messages.TryDequeue(out var message))
+                    progress(message);
+            }
+            catch (Exception)
+            {
+            }
             List<Machine> machines;
             MachinePool? pool;
             PrivateNetwork? network;
@@ -189,6 +209,8 @@ internal sealed class Run
                     return new RunStopResult([], []);
                 (machines, pool, network) = ([.. _left], _pool, _network);
                 (_pool, _network) = (null, null);
+                // Tests that never got their machines did not fail.
+                testsFailed = _testsFailed ??= testsFailed && _ready;
             }
             return await new RunStop
             {
@@ -198,7 +220,7 @@ internal sealed class Run
         }
         finally
         {
-            _ending.Release();
+            _endOnce.Release();
         }
     }
 

@@ -44,6 +44,16 @@ public abstract class NspawnTask : Microsoft.Build.Utilities.Task, ICancelableTa
 
     private protected void LogWarning(NspawnWarning w) => Log.LogWarning(null, w.Code, null, null, 0, 0, 0, 0, w.Message);
 
+    /// <summary>Each failure once: a coded error when expected, else with its stack (a bug).</summary>
+    private protected void LogFailures(IEnumerable<Exception> failures)
+    {
+        foreach (var failure in failures)
+            if (Expected(failure) is { } coded)
+                LogError(coded);
+            else
+                Log.LogErrorFromException(failure, showStackTrace: true);
+    }
+
     /// <summary>A failure of the host rather than of our code, as a coded error; null for a bug, which MSBuild reports with its stack.</summary>
     private protected NspawnException? Expected(Exception e) => e switch
     {

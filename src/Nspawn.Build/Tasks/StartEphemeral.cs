@@ -108,7 +108,8 @@ public sealed class StartEphemeral : NspawnTask
         }
         catch
         {
-            await run.EndAsync(testsFailed: false, Progress, w => LogWarning(w));
+            // A machine that would not stop is said too, beside the reason they could not be kept.
+            LogFailures((await run.EndAsync(testsFailed: false, Progress, w => LogWarning(w))).Failures);
             throw;
         }
         run.HandOver();

@@ -99,12 +99,4 @@ public sealed class StopEphemeral : NspawnTask
             : $"Stopped the kept machines {string.Join("; ", stops.Where(t => t.IsCompletedSuccessfully).Select(t => t.Result))}.");
     }
 
-    private void LogFailures(IEnumerable<Exception> failures)
-    {
-        foreach (var failure in failures)
-            if (Expected(failure) is { } coded)
-                LogError(coded);
-            else
-                Log.LogErrorFromException(failure, showStackTrace: true);
-    }
 }
