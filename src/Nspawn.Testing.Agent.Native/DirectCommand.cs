@@ -147,7 +147,7 @@ internal sealed unsafe class DirectCommand : IServedCommand
         }
         catch (ObjectDisposedException)
         {
-            // Reaped already (its pidfd closed): nothing to kill.
+            // Disposed already: nothing to kill.
         }
     }
 
@@ -200,11 +200,11 @@ internal sealed unsafe class DirectCommand : IServedCommand
     [DllImport(Library, EntryPoint = "nspawn_spawn")]
     private static extern int Spawn(SpawnRequest* request, int* step, int* pidfd);
 
-    /// <summary>pidfd_send_signal by its system call (glibc's wrapper is 2.36's: a guest's older glibc would not load the agent).</summary>
     /// <summary>spawn.c's waitpid of a child without SIGCHLD: its code, -1 while it runs, -2 where it is not ours.</summary>
     [DllImport(Library, EntryPoint = "nspawn_try_wait")]
     private static extern int TryWait(int pid);
 
+    /// <summary>pidfd_send_signal by its system call (glibc's wrapper is 2.36's: a guest's older glibc would not load the agent).</summary>
     [DllImport(Library, EntryPoint = "nspawn_kill")]
     private static extern int Kill(SafeFileHandle pidfd, int signal);
 
