@@ -1,8 +1,8 @@
 using System.ComponentModel;
-using System.IO.Pipes;
 using System.Runtime.InteropServices;
 using System.Text;
 using Microsoft.Win32.SafeHandles;
+using Nspawn.Build.Agent;
 
 namespace Nspawn.Testing.Agent;
 
@@ -11,7 +11,7 @@ namespace Nspawn.Testing.Agent;
 /// shell or setpriv between. Where the kernel refuses that (no clone3 or CLONE_INTO_CGROUP), <see cref="TryStart"/>
 /// says null and the shell's way (<see cref="ShellCommand"/>) starts it.
 /// </summary>
-internal sealed unsafe class DirectCommand : IStartedCommand
+internal sealed unsafe class DirectCommand : IServedCommand
 {
     private const string Library = "nspawn-spawn";
     private const int OpenDirectory = 0x10000;
@@ -21,37 +21,32 @@ internal sealed unsafe class DirectCommand : IStartedCommand
     private const int InputOutputError = 5;
     private const int KillSignal = 9;
     private static volatile bool _refused;
-    private readonly AnonymousPipeClientStream _input;
-    private readonly AnonymousPipeClientStream _output;
-    private readonly AnonymousPipeClientStream _error;
-    private readonly Task<int> _exit;
-    /// <summary>The first process's pidfd: a SafeHandle, so that a kill in flight keeps it open while the reaper closes it.</summary>
-    private readonly SafeFileHandle _pidfd;
 
     private DirectCommand(int pid, SafeFileHandle pidfd, int input, int output, int error)
     {
-        _input = new AnonymousPipeClientStream(PipeDirection.Out, new SafePipeHandle(input, ownsHandle: true));
-        _output = new AnonymousPipeClientStream(PipeDirection.In, new SafePipeHandle(output, ownsHandle: true));
-        _error = new AnonymousPipeClientStream(PipeDirection.In, new SafePipeHandle(error, ownsHandle: true));
-        _pidfd = pidfd;
-        _exit = ChildReaper.ExitAsync(pid);
-        // Reaped, it has nothing left to kill: its pidfd goes at once rather than with the reply.
-        _exit.ContinueWith(static (_, handle) => ((SafeFileHandle)handle!).Dispose(), pidfd, CancellationToken.None,
-            TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        (Pid, Pidfd) = (pid, pidfd);
+        (InputPipe, OutputPipe, ErrorPipe) = (new SafePipeHandle(input, ownsHandle: true), new SafePipeHandle(output, ownsHandle: true),
+            new SafePipeHandle(error, ownsHandle: true));
     }
 
-    public Stream Input => _input;
+    public int Pid { get; }
 
-    public Stream Output => _output;
+    /// <summary>The first process's pidfd, which polls readable once it ended and names it alone (never a stranger given its pid).</summary>
+    public SafeFileHandle Pidfd { get; }
 
-    public Stream Error => _error;
+    /// <summary>The write end of the command's standard input, and the read ends of its output and its errors.</summary>
+    public SafePipeHandle InputPipe { get; }
+
+    public SafePipeHandle OutputPipe { get; }
+
+    public SafePipeHandle ErrorPipe { get; }
 
     /// <summary>
     /// Starts <paramref name="command"/> in <paramref name="cgroup"/>; null where this kernel cannot (then never again).
     /// Win32Exception where the command's folder, streams or user cannot be set up (the agent's exit code 200), and
     /// CommandNotRunException where its file cannot run (127, 126), as the shell's way reports them.
     /// </summary>
-    public static IStartedCommand? TryStart(CommandStart command, CommandCgroup cgroup)
+    public static IServedCommand? TryStart(CommandStart command, CommandCgroup cgroup)
     {
         if (_refused || !CommandCgroup.Unified)
             return null;
@@ -122,32 +117,46 @@ internal sealed unsafe class DirectCommand : IStartedCommand
         }
     }
 
-    public Task<int> ExitAsync() => _exit;
+    /// <summary>
+    /// Reaps the first process once it ended (its pidfd polls readable): its exit code (128 + the signal that ended it),
+    /// or null while it runs. It is a child without SIGCHLD (spawn.c): the runtime's own wait for its children never takes it.
+    /// </summary>
+    public int? TryReap()
+    {
+        var code = TryWait(Pid);
+        if (code == -2)
+            Console.Error.WriteLine($"nspawn-agent: the exit status of command process {Pid} was taken by another wait; reporting 255.");
+        return code == -1 ? null : code < 0 ? 255 : code;
+    }
 
-    public void CloseInput() => _input.Dispose();
+    /// <summary>Ends its input: it reads end of file.</summary>
+    public void CloseInput() => InputPipe.Dispose();
+
+    public Task<AgentReply> ServeAsync(Connection? connection, AgentRequest request, CommandCgroup? cgroup) =>
+        PolledExec.RunAsync(this, connection, request, cgroup);
 
     /// <summary>
     /// SIGKILLs the first process, by its pidfd (never a stranger that got its pid once it was reaped): its cgroup holds
     /// the rest, which the caller kills, but the caller's wait for this exit must not depend on that kill working.
     /// </summary>
-    public void KillTree()
+    public void Kill()
     {
         try
         {
-            Kill(_pidfd, KillSignal);
+            Kill(Pidfd, KillSignal);
         }
         catch (ObjectDisposedException)
         {
-            // Reaped already (its pidfd closed): nothing to kill.
+            // Disposed already: nothing to kill.
         }
     }
 
     public void Dispose()
     {
-        _input.Dispose();
-        _output.Dispose();
-        _error.Dispose();
-        _pidfd.Dispose();
+        InputPipe.Dispose();
+        OutputPipe.Dispose();
+        ErrorPipe.Dispose();
+        Pidfd.Dispose();
     }
 
     /// <summary>A NULL-terminated array of UTF-8 strings, after <paramref name="leading"/> empty slots.</summary>
@@ -190,6 +199,10 @@ internal sealed unsafe class DirectCommand : IStartedCommand
 
     [DllImport(Library, EntryPoint = "nspawn_spawn")]
     private static extern int Spawn(SpawnRequest* request, int* step, int* pidfd);
+
+    /// <summary>spawn.c's waitpid of a child without SIGCHLD: its code, -1 while it runs, -2 where it is not ours.</summary>
+    [DllImport(Library, EntryPoint = "nspawn_try_wait")]
+    private static extern int TryWait(int pid);
 
     /// <summary>pidfd_send_signal by its system call (glibc's wrapper is 2.36's: a guest's older glibc would not load the agent).</summary>
     [DllImport(Library, EntryPoint = "nspawn_kill")]

@@ -15,7 +15,7 @@ internal static class Program
         var managed = at >= 0 ? args[(at + 1)..] : [];
         ExecHandler.DirectStart = DirectCommand.TryStart;
         var proxy = new InvokeProxy(managed, Path.Combine(Listener.SocketDir, "invoke.sock"));
-        await Listener.RunAsync(Listener.DefaultSocket, proxy.ServeAsync, warm: true);
+        await Listener.RunAsync(Listener.DefaultSocket, proxy.ServeAsync, warm: true, acceptThreads: 4);
         return 0;
     }
 }

@@ -9,12 +9,12 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -57,8 +57,13 @@ struct nspawn_spawn_request {
     volatile int32_t failed_step, failed_error;
 };
 
-/* The child's stack: the PATH search's buffer and little else. */
+/*
+ * The child's stack: the PATH search's buffer and little else. One for all starts, taken in turn (a start holds it only
+ * until its child execs): no mmap, munmap and fresh pages per command.
+ */
 enum { CHILD_STACK = 64 * 1024 };
+static char child_stack[CHILD_STACK] __attribute__((aligned(64)));
+static pthread_mutex_t child_stack_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /*
  * clone3 whose child runs fn(arg) on the stack that args gives (it cannot return into its parent's frames), then
@@ -209,9 +214,6 @@ int nspawn_spawn(struct nspawn_spawn_request *request, int32_t *step, int32_t *p
     *pidfd = -1;
     request->failed_step = 0;
     request->failed_error = 0;
-    void *stack = mmap(NULL, CHILD_STACK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-    if (stack == MAP_FAILED)
-        return -errno;
     /* No signal handler of the runtime may run in the child, which shares its memory: blocked across the clone, reset in the child. */
     sigset_t all, old;
     sigfillset(&all);
@@ -220,17 +222,23 @@ int nspawn_spawn(struct nspawn_spawn_request *request, int32_t *step, int32_t *p
     memset(&args, 0, sizeof args);
     args.flags = CLONE_VM | CLONE_VFORK | CLONE_PIDFD;
     args.pidfd = (uint64_t)(uintptr_t)pidfd;
-    args.exit_signal = SIGCHLD;
-    args.stack = (uint64_t)(uintptr_t)stack;
+    /*
+     * No SIGCHLD: the caller polls the pidfd, which is readable once the child ended, and reaps it (__WALL). A signal
+     * would only wake the runtime's threads (its handler, its SIGCHLD thread, a pool thread) for nothing, and the
+     * runtime's own wait for its children never sees such a child.
+     */
+    args.exit_signal = 0;
+    args.stack = (uint64_t)(uintptr_t)child_stack;
     args.stack_size = CHILD_STACK;
     if (request->cgroup_fd >= 0) {
         args.flags |= CLONE_INTO_CGROUP;
         args.cgroup = (uint64_t)request->cgroup_fd;
     }
-    /* Back once the child has exec'd or exited (CLONE_VFORK). */
+    /* Back once the child has exec'd or exited (CLONE_VFORK): then the stack is free for the next. */
+    pthread_mutex_lock(&child_stack_lock);
     long pid = clone3_run(&args, sizeof args, become_command, request);
+    pthread_mutex_unlock(&child_stack_lock);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    munmap(stack, CHILD_STACK);
     if (pid < 0) {
         *pidfd = -1;
         return (int)pid;
@@ -238,7 +246,7 @@ int nspawn_spawn(struct nspawn_spawn_request *request, int32_t *step, int32_t *p
     if (request->failed_step == 0)
         return (int)pid;
     int status;
-    while (waitpid((pid_t)pid, &status, 0) < 0 && errno == EINTR)
+    while (waitpid((pid_t)pid, &status, __WALL) < 0 && errno == EINTR)
         ;
     close(*pidfd);
     *pidfd = -1;
@@ -253,12 +261,12 @@ int nspawn_kill(int pidfd, int signal)
     return syscall(SYS_pidfd_send_signal, pidfd, signal, NULL, 0) < 0 ? -errno : 0;
 }
 
-/* The command's exit code once its first process ended (reaped), -1 while it runs, -2 where it is not our child. */
+/* The command's exit code once its first process ended (reaped; a child without SIGCHLD needs __WALL), -1 while it runs, -2 where it is not our child. */
 int nspawn_try_wait(int pid)
 {
     int status;
     pid_t reaped;
-    while ((reaped = waitpid(pid, &status, WNOHANG)) < 0)
+    while ((reaped = waitpid(pid, &status, WNOHANG | __WALL)) < 0)
         if (errno != EINTR)
             return -2;
     if (reaped == 0)

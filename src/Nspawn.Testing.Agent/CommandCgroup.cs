@@ -18,12 +18,12 @@ internal sealed class CommandCgroup : IDisposable
     private bool _dropped;
 
     /// <summary>
-    /// What a new cgroup holds, which a command as root may change and the next would inherit: frozen, no cgroups
-    /// below (nor a limit on them), a domain one. With controllers (none where the agent enables none) it could hold
+    /// What a new cgroup holds, which a command as root may change and the next would inherit: no cgroups below (nor a
+    /// limit on them), a domain one; and unfrozen (cgroup.events). With controllers (none where the agent enables none) it could hold
     /// limits too: then it is never reused.
     /// </summary>
     private static readonly (string File, string Value)[] AsNew =
-        [("cgroup.freeze", "0"), ("cgroup.controllers", ""), ("cgroup.type", "domain"), ("cgroup.max.depth", "max"), ("cgroup.max.descendants", "max")];
+        [("cgroup.controllers", ""), ("cgroup.type", "domain"), ("cgroup.max.depth", "max"), ("cgroup.max.descendants", "max")];
 
     private CommandCgroup(string dir) => _dir = dir;
 
@@ -49,7 +49,7 @@ internal sealed class CommandCgroup : IDisposable
                     break;
             // Checked as it is taken: also what changed while it waited.
             var reused = new CommandCgroup(idle);
-            if (reused.IsEmpty() && reused.IsAsNew())
+            if (reused.IsEmpty(unfrozen: true) && reused.IsAsNew())
                 return reused;
             // Removed where it can be; else (cgroups below it, a process moved in) left to the unit's stop.
             reused.TryRemove();
@@ -131,12 +131,16 @@ internal sealed class CommandCgroup : IDisposable
         }
     }
 
-    /// <summary>cgroup2's "populated 0": no process in it (a cgroup1 one has no cgroup.events, and is never kept).</summary>
-    private bool IsEmpty()
+    /// <summary>
+    /// cgroup2's "populated 0": no process in it (a cgroup1 one has no cgroup.events, and is never kept); and with
+    /// <paramref name="unfrozen"/>, "frozen 0": neither it (cgroup.freeze) nor a parent is frozen.
+    /// </summary>
+    private bool IsEmpty(bool unfrozen = false)
     {
         try
         {
-            return File.ReadAllText(Path.Combine(_dir, "cgroup.events")).Contains("populated 0\n", StringComparison.Ordinal);
+            var events = "\n" + ReadSmall("cgroup.events");
+            return events.Contains("\npopulated 0\n", StringComparison.Ordinal) && (!unfrozen || events.Contains("\nfrozen 0\n", StringComparison.Ordinal));
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -149,14 +153,27 @@ internal sealed class CommandCgroup : IDisposable
     {
         try
         {
-            return AsNew.All(f => File.ReadAllText(Path.Combine(_dir, f.File)).TrimEnd('\n') == f.Value)
-                && File.ReadAllText(Path.Combine(_dir, "cgroup.stat")).Split('\n').Contains("nr_descendants 0");
+            foreach (var (file, value) in AsNew)
+                if (ReadSmall(file).TrimEnd('\n') != value)
+                    return false;
+            return ("\n" + ReadSmall("cgroup.stat")).Contains("\nnr_descendants 0\n", StringComparison.Ordinal);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            // A kernel without one of them (cgroup.freeze is 5.2's) makes a new one per command.
+            // A kernel without one of them makes a new one per command (as one without cgroup.events' frozen line, 5.2's).
             return false;
         }
+    }
+
+    /// <summary>
+    /// One of the cgroup's own files, each a page at most: open, one read, close (File.ReadAllText adds a stat, a lock
+    /// and buffers, seven times per command).
+    /// </summary>
+    private string ReadSmall(string file)
+    {
+        using var handle = Native.Open(Path.Combine(_dir, file), Native.ReadOnly);
+        Span<byte> buffer = stackalloc byte[4096];
+        return System.Text.Encoding.ASCII.GetString(buffer[..Native.Read(handle, buffer)]);
     }
 
     private bool TryRemove()

@@ -20,6 +20,9 @@ internal sealed class Connection(NetworkStream stream)
             if (await AgentFrame.ReadAsync(stream, CancellationToken.None) is not { Kind: AgentFrame.Json } first)
                 return;
             var request = JsonSerializer.Deserialize(first.Payload, AgentJson.Default.AgentRequest)!;
+            // A call may start the InvokeAsync host (a process start) and runs the test's code: never on an accepting thread.
+            if (request.Op == AgentRequest.Invoke)
+                await Task.Yield();
             AgentReply? reply;
             try
             {

@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.ComponentModel;
+using System.Diagnostics;
 using System.Text;
 using Nspawn.Build.Agent;
 
@@ -15,13 +16,13 @@ internal static class ExecHandler
     /// The native agent's own start (its cgroup given), or null where it cannot start this one: then .NET's Process
     /// and the guest's /bin/sh start it (<see cref="ShellCommand"/>). The managed agent has none.
     /// </summary>
-    public static Func<CommandStart, CommandCgroup, IStartedCommand?>? DirectStart { get; set; }
+    public static Func<CommandStart, CommandCgroup, IServedCommand?>? DirectStart { get; set; }
 
     /// <summary>
     /// How long the first process may take to end once killed: SIGKILL ends it at once, unless it is stuck in the
     /// kernel (uninterruptible sleep); then the host gets an error, not a call that never returns.
     /// </summary>
-    private static readonly TimeSpan KillGrace = TimeSpan.FromSeconds(30);
+    public static readonly TimeSpan KillGrace = TimeSpan.FromSeconds(30);
 
     public static async Task<AgentReply> RunAsync(Connection connection, AgentRequest request)
     {
@@ -30,10 +31,13 @@ internal static class ExecHandler
         var plan = CommandStart.Of(command, request);
         using var cgroup = CommandCgroup.Create();
 
-        IStartedCommand process;
+        IServedCommand? direct;
+        IStartedCommand? process = null;
         try
         {
-            process = Start(plan, cgroup);
+            direct = cgroup is null ? null : DirectStart?.Invoke(plan, cgroup);
+            if (direct is null)
+                process = ShellCommand.Start(plan, cgroup is { Usable: true } ? cgroup : null);
         }
         catch (Win32Exception e)
         {
@@ -47,6 +51,12 @@ internal static class ExecHandler
             await connection.SendAsync(AgentFrame.Stderr, Encoding.UTF8.GetBytes($"{command[0]}: {e.Message}\n"));
             return new AgentReply { Ok = true, ExitCode = e.ExitCode };
         }
+        if (direct is not null)
+        {
+            using (direct)
+                return await direct.ServeAsync(connection, request, cgroup);
+        }
+        Debug.Assert(process is not null);
         using (process)
         {
             var stdin = process.Input;
@@ -77,7 +87,10 @@ internal static class ExecHandler
             cgroup?.Kill();
             if (exitCode is null)
                 throw new TimeoutException($"The command's first process did not end within {KillGrace.TotalSeconds:0} s of its kill (stuck in the kernel?).");
-            await Task.WhenAny(Task.WhenAll(stdout, stderr), Task.Delay(TimeSpan.FromSeconds(5)));
+            // Its output's last bytes; a pipe that a process outside the cgroup holds open is given up after 5 s (no timer where both ended).
+            var drained = Task.WhenAll(stdout, stderr);
+            if (!drained.IsCompleted)
+                await Task.WhenAny(drained, Task.Delay(TimeSpan.FromSeconds(5)));
             return new AgentReply { Ok = true, ExitCode = exitCode.Value, Killed = killed };
         }
     }
@@ -91,23 +104,23 @@ internal static class ExecHandler
         try
         {
             using var cgroup = CommandCgroup.Create();
-            using var process = Start(new CommandStart(["/bin/sh", "-c", ":"], new Dictionary<string, string>(), "/", null), cgroup);
+            var plan = new CommandStart(["/bin/sh", "-c", ":"], new Dictionary<string, string>(), "/", null);
+            if (cgroup is not null && DirectStart?.Invoke(plan, cgroup) is { } direct)
+            {
+                using (direct)
+                    await direct.ServeAsync(null, new AgentRequest(AgentRequest.Exec), cgroup);
+                return;
+            }
+            using var process = ShellCommand.Start(plan, cgroup is { Usable: true } ? cgroup : null);
             process.CloseInput();
             await Task.WhenAll(process.Output.CopyToAsync(Stream.Null), process.Error.CopyToAsync(Stream.Null), process.ExitAsync(), Task.Delay(1));
             cgroup?.Kill();
         }
-        catch (Exception e) when (e is Win32Exception or IOException or InvalidOperationException or CommandNotRunException)
+        catch (Exception e) when (e is Win32Exception or IOException or InvalidOperationException or CommandNotRunException or TimeoutException)
         {
             // A guest without /bin/sh: its commands will say so.
         }
     }
-
-    /// <summary>
-    /// The native agent's own start where it has one and there is a cgroup to start in, else the shell's: in the same
-    /// cgroup, or in none where the direct start dropped it (it could not open it, and the shell could not enter it).
-    /// </summary>
-    private static IStartedCommand Start(CommandStart plan, CommandCgroup? cgroup) =>
-        (cgroup is null ? null : DirectStart?.Invoke(plan, cgroup)) ?? ShellCommand.Start(plan, cgroup is { Usable: true } ? cgroup : null);
 
     /// <summary>Standard input from the host; true when the host asked for a kill or went away.</summary>
     private static async Task<bool> ReadInputAsync(Connection connection, IStartedCommand process, Stream stdin, CancellationToken ended)

@@ -4,7 +4,7 @@ using Microsoft.Win32.SafeHandles;
 
 namespace Nspawn.Testing.Agent;
 
-/// <summary>The few calls .NET lacks: open without blocking on a FIFO, the file type of an open file, chown, kill.</summary>
+/// <summary>The few calls .NET lacks: open without blocking on a FIFO, a bare read, the file type of an open file, chown, kill.</summary>
 internal static class Native
 {
     public const int ReadOnly = 0;
@@ -25,6 +25,9 @@ internal static class Native
     [DllImport("libc", EntryPoint = "fchown", SetLastError = true)]
     private static extern int Fchown(SafeHandle fd, uint uid, uint gid);
 
+    [DllImport("libc", EntryPoint = "read", SetLastError = true)]
+    private static extern nint ReadRaw(SafeHandle fd, ref byte buffer, nint count);
+
     [DllImport("libc", EntryPoint = "kill", SetLastError = true)]
     public static extern int Kill(int pid, int signal);
 
@@ -37,6 +40,13 @@ internal static class Native
         var errno = Marshal.GetLastPInvokeError();
         var message = $"{path}: {Marshal.GetPInvokeErrorMessage(errno)}";
         throw errno is 2 or 20 ? new FileNotFoundException(message, path) : new IOException(message);
+    }
+
+    /// <summary>One read(2) from where the file is: a small file of the kernel's (cgroupfs) in one call, without .NET's stat and lock.</summary>
+    public static int Read(SafeFileHandle file, Span<byte> buffer)
+    {
+        var n = ReadRaw(file, ref MemoryMarshal.GetReference(buffer), buffer.Length);
+        return n >= 0 ? (int)n : throw new IOException($"read failed: {Marshal.GetLastPInvokeErrorMessage()}");
     }
 
     public static bool IsRegularFile(SafeFileHandle file)

@@ -18,10 +18,43 @@ internal sealed class AgentClient(Machine machine, string? socketDir = null)
     private const long MaxFile = 1L << 30;
 
     /// <summary>
-    /// Runs a command. Past <paramref name="timeout"/>, or on cancellation, the agent kills it and all it started
-    /// (its cgroup), and TimeoutException (or OperationCanceledException) is thrown; both hold from the connect on.
+    /// Runs a command, its output to <paramref name="output"/> and <paramref name="error"/>. Past <paramref name="timeout"/>,
+    /// or on cancellation, the agent kills it and all it started (its cgroup), and TimeoutException (or
+    /// OperationCanceledException) is thrown; both hold from the connect on.
     /// </summary>
     public async Task<int> ExecAsync(IReadOnlyList<string> command, ExecOptions options, PipeSource input, PipeTarget output, PipeTarget error,
+        TimeSpan? timeout, CancellationToken cancellationToken)
+    {
+        var stdout = new ChunkStream();
+        var stderr = new ChunkStream();
+        var outputs = Task.WhenAll(output.CopyFromAsync(stdout, CancellationToken.None), error.CopyFromAsync(stderr, CancellationToken.None));
+        try
+        {
+            return await ExecAsync(command, options, input, (kind, data) => (kind == AgentFrame.Stderr ? stderr : stdout).Add(data), timeout, cancellationToken);
+        }
+        finally
+        {
+            stdout.Complete();
+            stderr.Complete();
+            await outputs;
+        }
+    }
+
+    /// <summary>
+    /// Runs a command and keeps its output and errors as text, decoded as their frames arrive: no pipe, task or channel
+    /// between the agent's frames and the result (each was a hop to another thread per command).
+    /// </summary>
+    public async Task<ExecResult> ExecCapturedAsync(IReadOnlyList<string> command, ExecOptions options, PipeSource input, TimeSpan? timeout,
+        CancellationToken cancellationToken)
+    {
+        var stdout = new Utf8Text();
+        var stderr = new Utf8Text();
+        var exitCode = await ExecAsync(command, options, input, (kind, data) => (kind == AgentFrame.Stderr ? stderr : stdout).Add(data), timeout, cancellationToken);
+        return new ExecResult(exitCode, stdout.Finish(), stderr.Finish());
+    }
+
+    /// <summary>The call itself: each output frame goes to <paramref name="onData"/> (Stdout or Stderr, its bytes), on the thread that read it.</summary>
+    private async Task<int> ExecAsync(IReadOnlyList<string> command, ExecOptions options, PipeSource input, Action<byte, byte[]> onData,
         TimeSpan? timeout, CancellationToken cancellationToken)
     {
         if (command.Count == 0)
@@ -35,9 +68,6 @@ internal sealed class AgentClient(Machine machine, string? socketDir = null)
             stop.CancelAfter(limit);
         await using var connection = await StartAsync();
 
-        var stdout = new ChunkStream();
-        var stderr = new ChunkStream();
-        var outputs = Task.WhenAll(output.CopyFromAsync(stdout, CancellationToken.None), error.CopyFromAsync(stderr, CancellationToken.None));
         var feeding = hasStdin ? FeedAsync(connection, input, stop.Token) : Task.CompletedTask;
         using var forceful = new CancellationTokenSource();
         AgentReply? reply;
@@ -52,7 +82,7 @@ internal sealed class AgentClient(Machine machine, string? socketDir = null)
             {
                 reply = await ReadReplyAsync(connection, (kind, data) =>
                 {
-                    (kind == AgentFrame.Stderr ? stderr : stdout).Add(data);
+                    onData(kind, data);
                     return Task.CompletedTask;
                 }, forceful.Token);
             }
@@ -60,13 +90,7 @@ internal sealed class AgentClient(Machine machine, string? socketDir = null)
             {
                 reply = null;
             }
-            finally
-            {
-                stdout.Complete();
-                stderr.Complete();
-            }
         }
-        await outputs;
         await feeding;
         if (stop.IsCancellationRequested)
         {

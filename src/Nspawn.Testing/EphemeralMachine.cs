@@ -177,6 +177,10 @@ public sealed class EphemeralMachine : IAsyncDisposable
     public async Task<ExecResult> ExecAsync(IReadOnlyList<string> command, ExecOptions? options = null, CancellationToken cancellationToken = default)
     {
         options ??= new ExecOptions();
+        // Through the agent, without a callback: the text straight from its frames.
+        if (Agent is not null && options.OnOutput is null)
+            return await Agent.ExecCapturedAsync(command, options, options.StandardInput is null ? PipeSource.Null : PipeSource.FromString(options.StandardInput),
+                options.Timeout, cancellationToken);
         var stdout = new StringBuilder();
         var stderr = new StringBuilder();
         // Both streams are read at once; the test's callback (often a List's Add) gets one line at a time.
