@@ -129,6 +129,14 @@ internal sealed unsafe class DirectCommand : IServedCommand
         return code == -1 ? null : code < 0 ? 255 : code;
     }
 
+    /// <summary>Reaps the first process whenever it ends, on a thread of its own (after a failure that left it running).</summary>
+    public void ReapWhenEnded() =>
+        new Thread(() =>
+        {
+            while (TryReap() is null)
+                Thread.Sleep(100);
+        }, 64 * 1024) { IsBackground = true, Name = "nspawn-reap" }.Start();
+
     /// <summary>Ends its input: it reads end of file.</summary>
     public void CloseInput() => InputPipe.Dispose();
 

@@ -30,11 +30,12 @@ internal sealed unsafe class PolledExec
     private const int WouldBlock = 11;
     private const int SetStatusFlags = 4;
     private const int NonBlock = 0x800;
+    private const int ShutdownBoth = 2;
 
     private readonly DirectCommand _process;
     private readonly CommandCgroup? _cgroup;
     private readonly int _host;
-    private readonly long _backstopAt;
+    private long _backstopAt;
     /// <summary>A frame's header and up to <see cref="Chunk"/> bytes of output read straight after it: one send per chunk, no copy.</summary>
     private byte[] _frame = ArrayPool<byte>.Shared.Rent(Header + Chunk);
     private bool _outputOpen = true;
@@ -58,10 +59,6 @@ internal sealed unsafe class PolledExec
         _hostOpen = _sending = connection is not null;
         _backstopAt = request.TimeoutSeconds is { } t ? Environment.TickCount64 + (long)Math.Min((t + 5) * 1000, long.MaxValue / 4) : long.MaxValue;
         _inputOpen = request.HasStdin;
-        if (!_inputOpen)
-            process.CloseInput();
-        else if (Fcntl(Fd(process.InputPipe), SetStatusFlags, NonBlock) < 0)
-            throw new IOException($"fcntl: {Marshal.GetLastPInvokeErrorMessage()}");
     }
 
     public static Task<AgentReply> RunAsync(DirectCommand process, Connection? connection, AgentRequest request, CommandCgroup? cgroup)
@@ -70,10 +67,12 @@ internal sealed unsafe class PolledExec
         bool done;
         try
         {
+            exec.Prepare();
             done = exec.RunUntil(Environment.TickCount64 + InlineMilliseconds);
         }
         catch
         {
+            exec.Abandon();
             exec.Release();
             throw;
         }
@@ -83,23 +82,63 @@ internal sealed unsafe class PolledExec
             return Task.FromResult(exec.Reply());
         }
         var reply = new TaskCompletionSource<AgentReply>(TaskCreationOptions.RunContinuationsAsynchronously);
-        new Thread(() =>
+        try
         {
-            try
+            new Thread(() =>
             {
-                exec.RunUntil(long.MaxValue);
-                reply.SetResult(exec.Reply());
-            }
-            catch (Exception e)
-            {
-                reply.SetException(e);
-            }
-            finally
-            {
-                exec.Release();
-            }
-        }, 256 * 1024) { IsBackground = true, Name = "nspawn-exec" }.Start();
+                try
+                {
+                    exec.RunUntil(long.MaxValue);
+                    reply.SetResult(exec.Reply());
+                }
+                catch (Exception e)
+                {
+                    exec.Abandon();
+                    reply.SetException(e);
+                }
+                finally
+                {
+                    exec.Release();
+                }
+            }, 256 * 1024) { IsBackground = true, Name = "nspawn-exec" }.Start();
+        }
+        catch
+        {
+            // No thread (the unit's TasksMax reached): the command goes, as on any failure.
+            exec.Abandon();
+            exec.Release();
+            throw;
+        }
         return reply.Task;
+    }
+
+    /// <summary>Its input, if it has one, written without blocking: a command that reads none must not stop its output's pumping.</summary>
+    private void Prepare()
+    {
+        if (!_inputOpen)
+            _process.CloseInput();
+        else if (Fcntl(Fd(_process.InputPipe), SetStatusFlags, NonBlock) < 0)
+            throw new IOException($"fcntl: {Marshal.GetLastPInvokeErrorMessage()}");
+    }
+
+    /// <summary>
+    /// After a failure (no poll, no thread, a first process that outlived its kill): what runs goes, and the first process
+    /// is reaped whenever it ends (it sends no SIGCHLD: nobody else would, and it would stay a zombie).
+    /// </summary>
+    private void Abandon()
+    {
+        if (_exitCode is not null)
+            return;
+        _process.Kill();
+        _cgroup?.Kill();
+        try
+        {
+            _process.ReapWhenEnded();
+        }
+        catch (Exception e) when (e is OutOfMemoryException or ThreadStartException)
+        {
+            // No thread for it either: the zombie goes with the agent.
+        }
     }
 
     private AgentReply Reply() => new() { Ok = true, ExitCode = _exitCode!.Value, Killed = _killed };
@@ -136,9 +175,10 @@ internal sealed unsafe class PolledExec
                 fds[error = n++] = new PollFd(Fd(_process.ErrorPipe), PollIn);
             if (_exitCode is null)
                 fds[exit = n++] = new PollFd(Fd(_process.Pidfd), PollIn);
-            // The host's next frame only once its last input was written: a command that reads no input holds the host back, as a pipe would.
-            if (_hostOpen && _pending is null)
-                fds[host = n++] = new PollFd(_host, PollIn);
+            // The host's next frame only once its last input was written: a command that reads no input holds the host back,
+            // as a pipe would; its hang-up shows all the same.
+            if (_hostOpen)
+                fds[host = n++] = new PollFd(_host, _pending is null ? PollIn : (short)0);
             if (_pending is not null)
                 fds[input = n++] = new PollFd(Fd(_process.InputPipe), PollOut);
             if (Poll(fds, (nuint)n, (int)Math.Clamp(wakeAt - now, 0, int.MaxValue)) < 0)
@@ -153,10 +193,16 @@ internal sealed unsafe class PolledExec
                 _errorOpen = Pump(_process.ErrorPipe, AgentFrame.Stderr);
             if (input >= 0 && fds[input].Revents != 0)
                 WriteInput();
-            if (host >= 0 && fds[host].Revents != 0)
-                ReadHost();
+            // Its end before the host's frames: a command that ended as the host went away was not killed.
             if (exit >= 0 && fds[exit].Revents != 0)
                 Reap();
+            if (host >= 0 && _hostOpen && fds[host].Revents != 0)
+            {
+                if (fds[host].Events == 0)
+                    Kill();
+                else
+                    ReadHost();
+            }
         }
     }
 
@@ -175,7 +221,8 @@ internal sealed unsafe class PolledExec
             {
                 BinaryPrimitives.WriteInt32LittleEndian(_frame, (int)n);
                 _frame[4] = kind;
-                _sending = SendAll(frame, Header + (int)n);
+                if (!SendAll(frame, Header + (int)n))
+                    HostGone();
             }
             return true;
         }
@@ -199,6 +246,8 @@ internal sealed unsafe class PolledExec
         _killed = true;
         _hostOpen = false;
         _pending = null;
+        // Fired once: from now on the kill's grace is the only deadline (a past one would make every poll return at once).
+        _backstopAt = long.MaxValue;
         if (_killGraceAt != long.MaxValue)
             return;
         _process.Kill();
@@ -265,6 +314,18 @@ internal sealed unsafe class PolledExec
                     CloseInput();
             }
         }
+    }
+
+    /// <summary>
+    /// A frame could not be sent whole (the host went away, or read nothing for a minute): nothing more goes to it, not even
+    /// the reply, which would follow half a frame; the command is killed, as when the host hangs up.
+    /// </summary>
+    private void HostGone()
+    {
+        _sending = false;
+        Shutdown(_host, ShutdownBoth);
+        if (_exitCode is null)
+            Kill();
     }
 
     private void CloseInput()
@@ -346,6 +407,9 @@ internal sealed unsafe class PolledExec
 
     [DllImport("libc", EntryPoint = "send", SetLastError = true)]
     private static extern nint Send(int fd, byte* buffer, nint count, int flags);
+
+    [DllImport("libc", EntryPoint = "shutdown", SetLastError = true)]
+    private static extern int Shutdown(int fd, int how);
 
     [DllImport("libc", EntryPoint = "fcntl", SetLastError = true)]
     private static extern int Fcntl(int fd, int command, int argument);

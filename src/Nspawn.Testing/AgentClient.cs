@@ -28,16 +28,23 @@ internal sealed class AgentClient(Machine machine, string? socketDir = null)
         var stdout = new ChunkStream();
         var stderr = new ChunkStream();
         var outputs = Task.WhenAll(output.CopyFromAsync(stdout, CancellationToken.None), error.CopyFromAsync(stderr, CancellationToken.None));
+        int exitCode;
         try
         {
-            return await ExecAsync(command, options, input, (kind, data) => (kind == AgentFrame.Stderr ? stderr : stdout).Add(data), timeout, cancellationToken);
+            exitCode = await ExecAsync(command, options, input, (kind, data) => (kind == AgentFrame.Stderr ? stderr : stdout).Add(data), timeout, cancellationToken);
         }
-        finally
+        catch
         {
+            // The call's own failure is what the caller gets, not one of the targets' over what they got before it.
             stdout.Complete();
             stderr.Complete();
-            await outputs;
+            await outputs.ContinueWith(_ => { }, TaskScheduler.Default);
+            throw;
         }
+        stdout.Complete();
+        stderr.Complete();
+        await outputs;
+        return exitCode;
     }
 
     /// <summary>
