@@ -96,7 +96,7 @@ public sealed class PackageTests(PackageFixture package)
     }
 
     [Fact]
-    public void The_task_assemblies_are_compiled_ahead_for_MSBuilds_runtime_and_the_tests_API_is_plain_IL()
+    public void The_task_assemblies_and_the_tests_API_are_compiled_ahead_for_the_SDKs_runtime()
     {
         // ReadyToRun code sits behind the CLI header's managed native header (READYTORUN_HEADER); plain IL has none.
         static bool ReadyToRun(string dll)
@@ -106,8 +106,9 @@ public sealed class PackageTests(PackageFixture package)
         }
         foreach (var dll in new[] { "Nspawn.Build.dll", "Nspawn.Build.Core.dll", "CliWrap.dll", "NuGet.Versioning.dll" })
             Assert.True(ReadyToRun(Path.Combine(package.PackageDir, "tasks/net8.0", dll)), dll + " in tasks/net8.0 is not ReadyToRun");
-        Assert.False(ReadyToRun(Path.Combine(Lib, "Nspawn.Build.Core.dll")));
-        Assert.False(ReadyToRun(Path.Combine(Lib, "Nspawn.Testing.dll")));
+        // The test host would JIT them on a test's first calls (another runtime ignores the native code and JITs the IL).
+        Assert.True(ReadyToRun(Path.Combine(Lib, "Nspawn.Build.Core.dll")), "Nspawn.Build.Core.dll in lib/net8.0 is not ReadyToRun");
+        Assert.True(ReadyToRun(Path.Combine(Lib, "Nspawn.Testing.dll")), "Nspawn.Testing.dll in lib/net8.0 is not ReadyToRun");
     }
 
     [Fact]
