@@ -32,12 +32,10 @@ internal static class ExecHandler
         using var cgroup = CommandCgroup.Create();
 
         IServedCommand? direct;
-        IStartedCommand? process = null;
+        IStartedCommand? process;
         try
         {
-            direct = cgroup is null ? null : DirectStart?.Invoke(plan, cgroup);
-            if (direct is null)
-                process = ShellCommand.Start(plan, cgroup is { Usable: true } ? cgroup : null);
+            (direct, process) = Start(plan, cgroup);
         }
         catch (Win32Exception e)
         {
@@ -105,13 +103,14 @@ internal static class ExecHandler
         {
             using var cgroup = CommandCgroup.Create();
             var plan = new CommandStart(["/bin/sh", "-c", ":"], new Dictionary<string, string>(), "/", null);
-            if (cgroup is not null && DirectStart?.Invoke(plan, cgroup) is { } direct)
+            var (direct, started) = Start(plan, cgroup);
+            if (direct is not null)
             {
                 using (direct)
                     await direct.ServeAsync(null, new AgentRequest(AgentRequest.Exec), cgroup);
                 return;
             }
-            using var process = ShellCommand.Start(plan, cgroup is { Usable: true } ? cgroup : null);
+            using var process = started!;
             process.CloseInput();
             await Task.WhenAll(process.Output.CopyToAsync(Stream.Null), process.Error.CopyToAsync(Stream.Null), process.ExitAsync(), Task.Delay(1));
             cgroup?.Kill();
@@ -121,6 +120,12 @@ internal static class ExecHandler
             // A guest without /bin/sh: its commands will say so.
         }
     }
+
+    /// <summary>The native agent's own start where it has one for this command, else .NET's Process through /bin/sh: one of the two.</summary>
+    private static (IServedCommand? Direct, IStartedCommand? Shell) Start(CommandStart plan, CommandCgroup? cgroup) =>
+        (cgroup is null ? null : DirectStart?.Invoke(plan, cgroup)) is { } direct
+            ? (direct, null)
+            : (null, ShellCommand.Start(plan, cgroup is { Usable: true } ? cgroup : null));
 
     /// <summary>Standard input from the host; true when the host asked for a kill or went away.</summary>
     private static async Task<bool> ReadInputAsync(Connection connection, IStartedCommand process, Stream stdin, CancellationToken ended)

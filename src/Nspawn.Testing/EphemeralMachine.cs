@@ -208,10 +208,13 @@ public sealed class EphemeralMachine : IAsyncDisposable
     /// <summary>
     /// The lines of the guest's journal (its journalctl, run in it as a command is), as text with precise timestamps:
     /// since <paramref name="since"/> (for example the start of a test) and of <paramref name="unit"/> only, when given.
+    /// Everything logged before the call is in it: journald is made to take in what it had not read yet.
     /// </summary>
     public async Task<IReadOnlyList<string>> GetJournalAsync(DateTimeOffset? since = null, string? unit = null, CancellationToken cancellationToken = default)
     {
-        var result = await ExecCheckedAsync(GuestCommand.Journal(since, unit), new ExecOptions { Timeout = TimeSpan.FromMinutes(1) }, cancellationToken);
+        var limit = new ExecOptions { Timeout = TimeSpan.FromMinutes(1) };
+        await ExecCheckedAsync(GuestCommand.JournalSync, limit, cancellationToken);
+        var result = await ExecCheckedAsync(GuestCommand.Journal(since, unit), limit, cancellationToken);
         return result.StandardOutput.Split('\n', StringSplitOptions.RemoveEmptyEntries);
     }
 

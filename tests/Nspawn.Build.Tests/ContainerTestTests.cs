@@ -10,10 +10,10 @@ public sealed class ContainerTestTests(PackageFixture package)
         var run = await package.FirstRunAsync();
         Assert.True(run.ExitCode == 0, run.ToString());
         // The sample's two machines on a private network of their own (NspawnNetwork=private), which goes with them.
-        Assert.Matches(@"Made the private network nsb-[0-9a-f]{6} \(10\.213\.\d+\.0/24", run.Output);
-        Assert.Matches(@"Started .*'server' \(nspawn-server-[0-9a-f]{8}, image bookworm, address 10\.213\.\d+\.\d+", run.Output);
+        run.AssertMatches(@"Made the private network nsb-[0-9a-f]{6} \(10\.213\.\d+\.0/24");
+        run.AssertMatches(@"Started .*'server' \(nspawn-server-[0-9a-f]{8}, image bookworm, address 10\.213\.\d+\.\d+");
         Assert.Contains("'client' (nspawn-client-", run.Output);
-        Assert.Matches($@"Passed!\s+- Failed:\s+0, Passed:\s+{PackageFixture.SampleTests}", run.Output);
+        run.AssertMatches($@"Passed!\s+- Failed:\s+0, Passed:\s+{PackageFixture.SampleTests}");
         Assert.Contains("Stopped 'server'", run.Output);
         Assert.Contains("Removed the private network nsb-", run.Output);
         // The sample keeps a pool of two: its three per-test machines and the boundary test's own came from it (the others have names of their own,
@@ -43,7 +43,7 @@ public sealed class ContainerTestTests(PackageFixture package)
         await package.FirstRunAsync();
         var run = await package.RunSampleAsync([], new Dictionary<string, string?> { ["SAMPLE_FAIL"] = "1" });
         Assert.NotEqual(0, run.ExitCode);
-        Assert.Matches($@"Failed!\s+- Failed:\s+1, Passed:\s+{PackageFixture.SampleTests - 1}", run.Output);
+        run.AssertMatches($@"Failed!\s+- Failed:\s+1, Passed:\s+{PackageFixture.SampleTests - 1}");
         Assert.Contains("error NSPAWN0050", run.Output);
         Assert.Contains("Stopped 'server'", run.Output);
         Assert.Contains("Removed the private network nsb-", run.Output);
@@ -59,7 +59,7 @@ public sealed class ContainerTestTests(PackageFixture package)
         File.WriteAllText(settings, "<RunSettings><RunConfiguration><EnvironmentVariables><SAMPLE_FAIL>1</SAMPLE_FAIL></EnvironmentVariables></RunConfiguration></RunSettings>");
         var run = await package.RunSampleAsync([$"-p:VSTestSetting={settings}"]);
         Assert.NotEqual(0, run.ExitCode);
-        Assert.Matches($@"Failed!\s+- Failed:\s+1, Passed:\s+{PackageFixture.SampleTests - 1}", run.Output);
+        run.AssertMatches($@"Failed!\s+- Failed:\s+1, Passed:\s+{PackageFixture.SampleTests - 1}");
         Leaks.AssertNone();
     }
 

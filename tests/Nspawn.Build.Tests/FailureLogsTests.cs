@@ -45,7 +45,7 @@ public sealed class FailureLogsTests(PackageFixture package) : IAsyncLifetime
         Assert.DoesNotContain('\x1b', console);
         Assert.DoesNotContain('\r', console);
         // The sample's failing test wrote the journal of its own duration to its output, which the test runner shows.
-        Assert.Matches(@"The journal of machine nspawn-server-[0-9a-f]{8} during the test:\s+\w{3} [ \d]\d [\d:.]+ server \S+\[\d+\]: ", run.Output);
+        run.AssertMatches(@"The journal of machine nspawn-server-[0-9a-f]{8} during the test:\s+\w{3} [ \d]\d [\d:.]+ server \S+\[\d+\]: ");
 
         XNamespace ns = "http://microsoft.com/schemas/VisualStudio/TeamTest/2010";
         var trx = XDocument.Load(Assert.Single(Directory.GetFiles(results, "*.trx")));

@@ -306,7 +306,7 @@ public sealed class LeakTests(PackageFixture package) : IAsyncLifetime
         Directory.Delete(Path.Combine(Repo.Sample, "bin"), recursive: true);
         var run = await package.RunSampleAsync(["-p:NspawnOnTest=true"], command: "test");
         Assert.True(run.ExitCode == 0, run.ToString());
-        Assert.Matches($@"Passed!\s+- Failed:\s+0, Passed:\s+{PackageFixture.SampleTests}", run.Output);
+        run.AssertMatches($@"Passed!\s+- Failed:\s+0, Passed:\s+{PackageFixture.SampleTests}");
         Leaks.AssertNone();
     }
 
@@ -320,7 +320,7 @@ public sealed class LeakTests(PackageFixture package) : IAsyncLifetime
         var results = Path.Combine(_dir, "results");
         var run = await package.RunSampleAsync(["-p:NspawnOnVSTest=true", "--settings", settings, "--logger", "trx", "--results-directory", results], command: "test");
         Assert.NotEqual(0, run.ExitCode);
-        Assert.Matches($@"Failed!\s+- Failed:\s+1, Passed:\s+{PackageFixture.SampleTests - 1}", run.Output);
+        run.AssertMatches($@"Failed!\s+- Failed:\s+1, Passed:\s+{PackageFixture.SampleTests - 1}");
         // The end of the build saw that the tests failed: it saved the machine's logs and listed them in the TRX.
         Assert.Contains($"Nspawn.Build: Saved the logs of 'server' (nspawn-server-", run.Output);
         Assert.Matches(@"sample\[\d+\]: checking SAMPLE_FAIL", File.ReadAllText(Path.Combine(results, "nspawn/server/journal.txt")));

@@ -29,7 +29,7 @@ public sealed class OverlayTests(PackageFixture package) : IAsyncLifetime
     {
         var run = await package.RunSampleAsync(["-p:NspawnEphemeralMode=overlay", $"-p:NspawnChrootsDir={_plainChroots}"]);
         Assert.True(run.ExitCode == 0, run.ToString());
-        Assert.Matches($@"Passed!\s+- Failed:\s+0, Passed:\s+{PackageFixture.SampleTests}", run.Output);
+        run.AssertMatches($@"Passed!\s+- Failed:\s+0, Passed:\s+{PackageFixture.SampleTests}");
         Assert.False(File.Exists(Path.Combine(_plainChroots, "btrfs.img")));
         Assert.False(BtrfsStore.IsBtrfs(_plainChroots));
         Leaks.AssertNone();

@@ -40,7 +40,7 @@ public sealed class RunEndStressTests(PackageFixture package) : IAsyncLifetime
         {
             var run = await package.RunSampleAsync(["-p:NspawnOnTest=true", "--settings", settings], command: "test");
             Assert.NotEqual(0, run.ExitCode);
-            Assert.Matches($@"Failed!\s+- Failed:\s+1, Passed:\s+{PackageFixture.SampleTests - 1}", run.Output);
+            run.AssertMatches($@"Failed!\s+- Failed:\s+1, Passed:\s+{PackageFixture.SampleTests - 1}");
             var left = Leaks.New();
             Assert.True(left.Count == 0, $"round {round} left: {string.Join("; ", left)}\n{run.Output}");
         }

@@ -56,7 +56,7 @@ public sealed class SudoUserTests(PackageFixture package) : IAsyncLifetime
         var run = await ContainerTestAsync("");
         Assert.True(run.ExitCode == 0, run.ToString());
         // Among them: the sample's own check that it runs as the invoking user and regains root only when asked.
-        Assert.Matches($@"Passed!\s+- Failed:\s+0, Passed:\s+{PackageFixture.SampleTests}", run.Output);
+        run.AssertMatches($@"Passed!\s+- Failed:\s+0, Passed:\s+{PackageFixture.SampleTests}");
         // A failing run saves the machine's logs in the user's tree: they are the user's too.
         var failing = await ContainerTestAsync("1");
         Assert.NotEqual(0, failing.ExitCode);
@@ -83,7 +83,7 @@ public sealed class SudoUserTests(PackageFixture package) : IAsyncLifetime
         var run = await Shell.RunAsync("runuser", ["-u", User, "--", "sudo", "env", $"NUGET_PACKAGES={package.NuGetCache}",
             "dotnet", "test", $"-p:NspawnBuildVersion={package.Version}", $"-p:NspawnChrootsDir={Repo.ChrootsDir}", "-p:NspawnOnTest=true"], workingDir: sample);
         Assert.True(run.ExitCode == 0, run.ToString());
-        Assert.Matches(@"succeeded:\s+6\s", run.Output);
+        run.AssertMatches(@"succeeded:\s+6\s");
 
         // The build gives back what it wrote; the test host controller what the run wrote after it (test results, logs).
         var rootOwned = await Cli.Wrap("find").WithArguments([Home, "-uid", "0"]).ExecuteBufferedAsync();

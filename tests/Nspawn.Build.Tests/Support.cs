@@ -7,6 +7,10 @@ namespace Nspawn.Build.Tests;
 public sealed record RunResult(int ExitCode, string Output)
 {
     public override string ToString() => $"exit code {ExitCode}:\n{Output}";
+
+    // Assert.Matches shows only the start of the value: a failure must show the whole run to be diagnosed from CI.
+    public void AssertMatches(string pattern) =>
+        Assert.True(System.Text.RegularExpressions.Regex.IsMatch(Output, pattern), $"/{pattern}/ is not in the run's output, {this}");
 }
 
 /// <summary>
