@@ -19,7 +19,7 @@ internal sealed class Connection(NetworkStream stream)
         {
             if (await AgentFrame.ReadAsync(stream, CancellationToken.None) is not { Kind: AgentFrame.Json } first)
                 return;
-            var request = JsonSerializer.Deserialize(first.Payload, AgentJson.Default.AgentRequest)!;
+            var request = AgentRequest.FromJson(first.Payload);
             // A call may start the InvokeAsync host (a process start) and runs the test's code: never on an accepting thread.
             if (request.Op == AgentRequest.Invoke)
                 await Task.Yield();
@@ -41,7 +41,7 @@ internal sealed class Connection(NetworkStream stream)
                 reply = Failure(e);
             }
             if (reply is not null)
-                await connection.SendAsync(AgentFrame.Json, JsonSerializer.SerializeToUtf8Bytes(reply, AgentJson.Default.AgentReply));
+                await connection.SendAsync(AgentFrame.Json, reply.ToJson());
         }
         catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException or InvalidDataException)
         {

@@ -213,7 +213,7 @@ internal sealed class AgentClient(Machine machine, string? socketDir = null)
         while (await AgentFrame.ReadAsync(connection.Stream, cancellationToken) is { } frame)
         {
             if (frame.Kind == AgentFrame.Json)
-                return JsonSerializer.Deserialize(frame.Payload, AgentJson.Default.AgentReply) ?? throw new InvalidDataException("An empty reply.");
+                return AgentReply.FromJson(frame.Payload);
             if (frame.Kind is AgentFrame.Stdout or AgentFrame.Stderr)
                 await onData(frame.Kind, frame.Payload);
         }

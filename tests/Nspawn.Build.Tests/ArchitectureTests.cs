@@ -13,7 +13,7 @@ namespace Nspawn.Build.Tests;
 [Trait("Category", "Unit")]
 public sealed partial class ArchitectureTests
 {
-    private static readonly string[] Layers = ["Errors", "Host", "Images", "Machines", "Network|Agent", "Runs", "Settings"];
+    private static readonly string[] Layers = ["Errors|Json", "Host", "Images", "Machines", "Network|Agent", "Runs", "Settings"];
 
     [GeneratedRegex(@"^\s*(?:public|internal|file)?\s*(?:static\s+|sealed\s+|abstract\s+|partial\s+|readonly\s+)*(?:class|record|struct|enum|interface)\s+(?:struct\s+|class\s+)?(\w+)", RegexOptions.Multiline)]
     private static partial Regex TypeDeclaration();

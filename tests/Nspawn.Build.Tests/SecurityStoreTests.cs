@@ -89,7 +89,7 @@ public sealed class StoreEntryTests : IDisposable
     }
 
     private static string? Problem(string json, string file = "nspawn-web-1a2b3c4d") =>
-        JsonSerializer.Deserialize<MachineRecord>(json, MachinesFile.JsonOptions)!.Problem(file);
+        JsonSerializer.Deserialize<MachineRecord>(json, StateJson.SerializerOptions)!.Problem(file);
 
     [Fact]
     public void A_record_of_another_format_or_with_fields_missing_is_not_used()
@@ -97,7 +97,7 @@ public sealed class StoreEntryTests : IDisposable
         var machine = Machine.Starting(new LaunchOptions("web", "/c/bookworm") { MachineName = "nspawn-web-1a2b3c4d" }, null,
             ["/sys/fs/cgroup/nspawn-web-1a2b3c4d"]) with { Snapshot = "/c/.#machine.bookworm99" };
         var good = new MachineRecord(machine, 1, 2) { Format = MachineRecord.CurrentFormat };
-        var json = JsonSerializer.Serialize(good, MachinesFile.JsonOptions);
+        var json = JsonSerializer.Serialize(good, StateJson.SerializerOptions);
         Assert.Null(Problem(json));
 
         Assert.Contains("another version", Problem("{}"));

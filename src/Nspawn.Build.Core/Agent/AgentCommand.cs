@@ -25,7 +25,7 @@ internal static class AgentCommand
             {
                 if (frame.Kind == AgentFrame.Json)
                 {
-                    var reply = JsonSerializer.Deserialize(frame.Payload, AgentJson.Default.AgentReply) ?? throw new InvalidDataException("An empty reply.");
+                    var reply = AgentReply.FromJson(frame.Payload);
                     if (pending.Length > 0)
                         onLine(pending.ToString());
                     return reply.Ok ? (reply.ExitCode, stderr.ToString()) : (-1, reply.Error ?? "the agent could not run it");

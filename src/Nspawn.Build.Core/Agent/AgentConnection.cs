@@ -86,7 +86,7 @@ internal sealed class AgentConnection : IAsyncDisposable
             await connection.SendAsync(new AgentRequest(AgentRequest.Ping), timeout.Token);
             while (await AgentFrame.ReadAsync(connection.Stream, timeout.Token) is { } frame)
                 if (frame.Kind == AgentFrame.Json)
-                    return JsonSerializer.Deserialize(frame.Payload, AgentJson.Default.AgentReply) ?? throw new InvalidDataException("An empty reply.");
+                    return AgentReply.FromJson(frame.Payload);
             throw new IOException("The agent closed the connection without a reply.");
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
@@ -96,7 +96,7 @@ internal sealed class AgentConnection : IAsyncDisposable
     }
 
     public Task SendAsync(AgentRequest request, CancellationToken cancellationToken) =>
-        SendAsync(AgentFrame.Json, JsonSerializer.SerializeToUtf8Bytes(request, AgentJson.Default.AgentRequest), cancellationToken);
+        SendAsync(AgentFrame.Json, request.ToJson(), cancellationToken);
 
     public async Task SendAsync(byte kind, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken)
     {

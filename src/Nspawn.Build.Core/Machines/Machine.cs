@@ -3,6 +3,7 @@ using System.Text.Json.Serialization;
 namespace Nspawn.Build;
 
 /// <summary>A running ephemeral machine: all that is needed to reach it and to stop it, from this process or another.</summary>
+[JsonConverter(typeof(MachineJson))]
 internal sealed record Machine(
     string LogicalName,
     string Name,
@@ -60,7 +61,6 @@ internal sealed record Machine(
     public string? CodeDir { get; init; }
 
     /// <summary>Where its journal and console are saved: TestResults/nspawn/LOGICAL.</summary>
-    [JsonIgnore]
     public string? LogsDir => ResultsDir is null ? null : Path.Combine(ResultsDir, Defaults.LogsFolder, LogicalName);
 
     /// <summary>The record of a machine about to start, before nspawn runs: enough for the reaper to clean up after a crash.</summary>

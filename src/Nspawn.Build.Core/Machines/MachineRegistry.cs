@@ -33,7 +33,7 @@ internal static class MachineRegistry
         Directory.CreateDirectory(Dir);
         var machine = record.Machine;
         var tmp = PathOf(machine.Name) + ".tmp";
-        File.WriteAllText(tmp, JsonSerializer.Serialize(record, MachinesFile.JsonOptions));
+        File.WriteAllText(tmp, JsonSerializer.Serialize(record, StateJson.SerializerOptions));
         File.Move(tmp, PathOf(machine.Name), overwrite: true);
     }
 
@@ -54,7 +54,7 @@ internal static class MachineRegistry
             MachineRecord? record = null;
             try
             {
-                record = JsonSerializer.Deserialize<MachineRecord>(File.ReadAllText(file), MachinesFile.JsonOptions);
+                record = JsonSerializer.Deserialize<MachineRecord>(File.ReadAllText(file), StateJson.SerializerOptions);
                 problem = record is null ? "it is empty (null)" : record.Problem(Path.GetFileNameWithoutExtension(file));
             }
             catch (JsonException e)

@@ -98,7 +98,7 @@ internal static class NetworkRegistry
         {
             try
             {
-                if (JsonSerializer.Deserialize<NetworkRecord>(File.ReadAllText(file), MachinesFile.JsonOptions) is { } r)
+                if (JsonSerializer.Deserialize<NetworkRecord>(File.ReadAllText(file), StateJson.SerializerOptions) is { } r)
                     records.Add(r);
             }
             catch (Exception e) when (e is JsonException or IOException)
@@ -145,7 +145,7 @@ internal static class NetworkRegistry
     {
         try
         {
-            return JsonSerializer.Deserialize<NetworkRecord>(File.ReadAllText(RecordPath(bridge)), MachinesFile.JsonOptions);
+            return JsonSerializer.Deserialize<NetworkRecord>(File.ReadAllText(RecordPath(bridge)), StateJson.SerializerOptions);
         }
         catch (Exception e) when (e is JsonException or FileNotFoundException or DirectoryNotFoundException)
         {
@@ -158,7 +158,7 @@ internal static class NetworkRegistry
         var path = RecordPath(record.Network.Bridge);
         var tmp = path + ".tmp";
         using (var file = NativeFile.CreateNoFollow(tmp))
-            file.Write(System.Text.Encoding.UTF8.GetBytes(JsonSerializer.Serialize(record, MachinesFile.JsonOptions)));
+            file.Write(System.Text.Encoding.UTF8.GetBytes(JsonSerializer.Serialize(record, StateJson.SerializerOptions)));
         File.Move(tmp, path, overwrite: true);
     }
 

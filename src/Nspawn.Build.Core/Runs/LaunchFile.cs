@@ -27,7 +27,7 @@ internal static class LaunchFile
         var json = JsonSerializer.SerializeToUtf8Bytes(new Document(plan.Machines.Select(o =>
             new Entry(o.LogicalName, o.ImageDir, o.Mode, o.UseSystemdRun, o.BootTimeout.TotalSeconds, o.StopTimeout.TotalSeconds, o.ExtraArguments, o.Network, o.Binds, o.PrivateUsers,
                 o.ResultsDir, o.KeepLogs, o.KeepOnFailure)).ToList(),
-            plan.ReturnOwnership, network is null ? null : new NetworkEntry(network.Mode, network.Range.ToString(), network.Outbound), plan.PoolSize, plan.ProjectFile), MachinesFile.JsonOptions);
+            plan.ReturnOwnership, network is null ? null : new NetworkEntry(network.Mode, network.Range.ToString(), network.Outbound), plan.PoolSize, plan.ProjectFile), StateJson.SerializerOptions);
         // A new file beside it, then renamed over it: a link planted under its name is replaced, never written through.
         var tmp = $"{path}.{Guid.NewGuid():N}.tmp";
         try
@@ -48,7 +48,7 @@ internal static class LaunchFile
         if (FileStatus.Of(path) is null)
             return null;
         using var file = new FileStream(NativeFile.Open(path, NativeFile.ReadOnly), FileAccess.Read);
-        var document = JsonSerializer.Deserialize<Document>(file, MachinesFile.JsonOptions)
+        var document = JsonSerializer.Deserialize<Document>(file, StateJson.SerializerOptions)
             ?? throw new NspawnException(ErrorCodes.BadPath, $"'{path}' is empty. Build the test project again.");
         return new LaunchPlan(document.Machines.Select(e => new LaunchOptions(e.LogicalName, e.ImageDir)
         {

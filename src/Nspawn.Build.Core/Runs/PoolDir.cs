@@ -23,7 +23,7 @@ internal static class PoolDir
     {
         var dir = Path.Combine(runDir, "pool");
         Directory.CreateDirectory(dir, RunFiles.Readable);
-        RunFiles.Write(dir, TemplateFile, s => JsonSerializer.Serialize(s, template, MachinesFile.JsonOptions));
+        RunFiles.Write(dir, TemplateFile, s => JsonSerializer.Serialize(s, template, StateJson.SerializerOptions));
         return dir;
     }
 
@@ -31,7 +31,7 @@ internal static class PoolDir
     {
         try
         {
-            return JsonSerializer.Deserialize<PoolTemplate>(File.ReadAllText(Path.Combine(dir, TemplateFile)), MachinesFile.JsonOptions);
+            return JsonSerializer.Deserialize<PoolTemplate>(File.ReadAllText(Path.Combine(dir, TemplateFile)), StateJson.SerializerOptions);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or JsonException)
         {

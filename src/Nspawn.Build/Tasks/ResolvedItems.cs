@@ -30,14 +30,14 @@ internal static class ResolvedItems
     }
 
     public static ITaskItem FromImage(ImageSpec spec) => Item(spec.Name,
-        ("Suite", spec.Suite), ("BaseImage", spec.Base?.Name ?? ""), ("Spec", JsonSerializer.Serialize(spec, MachinesFile.JsonOptions)));
+        ("Suite", spec.Suite), ("BaseImage", spec.Base?.Name ?? ""), ("Spec", JsonSerializer.Serialize(spec, StateJson.SerializerOptions)));
 
-    public static ImageSpec ToImage(ITaskItem item) => JsonSerializer.Deserialize<ImageSpec>(item.GetMetadata("Spec"), MachinesFile.JsonOptions)!;
+    public static ImageSpec ToImage(ITaskItem item) => JsonSerializer.Deserialize<ImageSpec>(item.GetMetadata("Spec"), StateJson.SerializerOptions)!;
 
     public static ITaskItem FromLaunch(LaunchOptions o) => Item(o.LogicalName,
         ("Image", o.Image), ("ImageDir", o.ImageDir), ("Mode", o.Mode.ToString().ToLowerInvariant()), ("Launcher", o.UseSystemdRun ? "systemd-run" : "direct"),
         ("BootTimeout", Seconds(o.BootTimeout)), ("StopTimeout", Seconds(o.StopTimeout)), ("NspawnArguments", string.Join(';', o.ExtraArguments)),
-        ("Network", o.Network.ToString().ToLowerInvariant()), ("Binds", JsonSerializer.Serialize(o.Binds, MachinesFile.JsonOptions)),
+        ("Network", o.Network.ToString().ToLowerInvariant()), ("Binds", JsonSerializer.Serialize(o.Binds, StateJson.SerializerOptions)),
         ("ResultsDir", o.ResultsDir ?? ""), ("KeepLogs", o.KeepLogs.ToString().ToLowerInvariant()), ("KeepOnFailure", o.KeepOnFailure ? "true" : "false"),
         ("PrivateUsers", o.PrivateUsers ? "true" : "false"));
 
@@ -50,7 +50,7 @@ internal static class ResolvedItems
         StopTimeout = FromSeconds(item.GetMetadata("StopTimeout")),
         ExtraArguments = item.GetMetadata("NspawnArguments").Split(';', StringSplitOptions.RemoveEmptyEntries),
         Network = Enum.Parse<NetworkMode>(item.GetMetadata("Network"), ignoreCase: true),
-        Binds = JsonSerializer.Deserialize<List<BindMount>>(item.GetMetadata("Binds"), MachinesFile.JsonOptions) ?? [],
+        Binds = JsonSerializer.Deserialize<List<BindMount>>(item.GetMetadata("Binds"), StateJson.SerializerOptions) ?? [],
         ResultsDir = item.GetMetadata("ResultsDir") is { Length: > 0 } results ? results : null,
         KeepLogs = Enum.Parse<KeepLogs>(item.GetMetadata("KeepLogs"), ignoreCase: true),
         KeepOnFailure = Settings.KeepOnFailure.Read(item.GetMetadata("KeepOnFailure")),
