@@ -57,14 +57,8 @@ internal sealed record AgentReply
                 nameof(StackTrace) => reply with { StackTrace = JsonFields.String(ref r) },
                 nameof(Json) => reply with { Json = JsonFields.String(ref r) },
                 nameof(Runtime) => reply with { Runtime = JsonFields.String(ref r) },
-                _ => Skipped(ref r, reply),
+                _ => JsonFields.Skipped(ref r, reply),
             };
-        return reply;
-    }
-
-    private static AgentReply Skipped(ref Utf8JsonReader reader, AgentReply reply)
-    {
-        JsonFields.Skip(ref reader);
         return reply;
     }
 }

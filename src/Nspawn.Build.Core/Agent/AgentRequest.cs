@@ -83,14 +83,8 @@ internal sealed record AgentRequest(string Op)
                 nameof(Method) => request with { Method = JsonFields.String(ref r) },
                 nameof(ParameterTypes) => request with { ParameterTypes = JsonFields.Strings(ref r) },
                 nameof(Arguments) => request with { Arguments = JsonFields.Strings(ref r) },
-                _ => Skipped(ref r, request),
+                _ => JsonFields.Skipped(ref r, request),
             };
         return op is null ? throw new JsonException("The request has no Op.") : request;
-    }
-
-    private static AgentRequest Skipped(ref Utf8JsonReader reader, AgentRequest request)
-    {
-        JsonFields.Skip(ref reader);
-        return request;
     }
 }

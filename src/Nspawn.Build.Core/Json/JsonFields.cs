@@ -35,6 +35,13 @@ internal static class JsonFields
     /// <summary>Past a value the caller does not read (an object or array whole).</summary>
     public static void Skip(ref Utf8JsonReader reader) => reader.Skip();
 
+    /// <summary>Past a field the reader does not know (one of a later version), <paramref name="value"/> unchanged.</summary>
+    public static T Skipped<T>(ref Utf8JsonReader reader, T value) where T : class
+    {
+        reader.Skip();
+        return value;
+    }
+
     public static string? String(ref Utf8JsonReader reader) => reader.TokenType switch
     {
         JsonTokenType.Null => null,

@@ -53,7 +53,7 @@ internal sealed class MachineJson : JsonConverter<Machine>
                 "agentProblem" => m with { AgentProblem = JsonFields.String(ref r) },
                 "uidShift" => m with { UidShift = JsonFields.UInt(ref r) },
                 "codeDir" => m with { CodeDir = JsonFields.String(ref r) },
-                _ => Skipped(ref r, m),
+                _ => JsonFields.Skipped(ref r, m),
             };
         return m;
     }
@@ -95,11 +95,5 @@ internal sealed class MachineJson : JsonConverter<Machine>
     {
         var value = (KeepLogs)JsonFields.Int(ref r);
         return value is KeepLogs.Failure or KeepLogs.Always or KeepLogs.Never ? value : throw new JsonException("keepLogs is not 0, 1 or 2.");
-    }
-
-    private static Machine Skipped(ref Utf8JsonReader r, Machine m)
-    {
-        JsonFields.Skip(ref r);
-        return m;
     }
 }
