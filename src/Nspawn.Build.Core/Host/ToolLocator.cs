@@ -35,12 +35,20 @@ internal static partial class ToolLocator
             $"'{tool.Name}' was not found on PATH. Install it with 'sudo apt-get install {tool.AptPackage}'.");
         if (tool.MinimumVersion is not null)
         {
-            var result = HostCommand.RunAsync(path, tool.VersionArgs ?? ["--version"], CancellationToken.None, TimeSpan.FromSeconds(30)).GetAwaiter().GetResult();
-            var version = ParseVersion(result.StandardOutput + "\n" + result.StandardError);
+            var remembered = ToolVersions.Default.Known(path);
+            var version = remembered;
+            if (version is null)
+            {
+                var result = HostCommand.RunAsync(path, tool.VersionArgs ?? ["--version"], CancellationToken.None, TimeSpan.FromSeconds(30)).GetAwaiter().GetResult();
+                version = ParseVersion(result.StandardOutput + "\n" + result.StandardError);
+            }
             var minimum = NuGetVersion.Parse(tool.MinimumVersion);
             if (version is null || version < minimum)
                 throw new NspawnException(ErrorCodes.ToolTooOld,
                     $"'{path}' is version {version?.ToNormalizedString() ?? "unknown"}, older than {tool.MinimumVersion} which Nspawn.Build needs. Upgrade the package '{tool.AptPackage}' (for example from your distribution's backports).");
+            // Only a version that will do is kept: a build that fails here leaves nothing behind.
+            if (remembered is null)
+                ToolVersions.Default.Remember(path, version);
         }
         Checked[key] = path;
         return path;
