@@ -193,6 +193,39 @@ public sealed class UpTests(PackageFixture package) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task An_up_machine_holds_nothing_the_build_was_given()
+    {
+        var project = Path.Combine(Repo.Samples, "Up");
+        var held = Path.Combine(Path.GetTempPath(), $"nspawn-held-{Guid.NewGuid():N}");
+        try
+        {
+            // Root's own build, without sudo (which closes them): descriptors open across exec, as a CI step's pipe or a caller's
+            // lock are. A machine that outlived the build and held them would keep the pipe open or the lock taken.
+            var up = await Shell.RunAsync("bash", ["-c", "exec 7>>\"$0\" 12>>\"$0\"; exec \"$@\"", held, "dotnet", "build", "-t:NspawnUp",
+                $"-p:NspawnBuildVersion={package.Version}", $"-p:NspawnChrootsDir={Repo.ChrootsDir}"],
+                new Dictionary<string, string?> { ["NUGET_PACKAGES"] = package.NuGetCache }, project);
+            Assert.True(up.ExitCode == 0, up.ToString());
+            var machines = UpOf(project);
+            Assert.NotEmpty(machines);
+            foreach (var r in machines)
+            {
+                Assert.True(Running(r));
+                var open = Directory.EnumerateFileSystemEntries($"/proc/{r.Machine.NspawnPid}/fd").Select(fd => new FileInfo(fd).LinkTarget).ToList();
+                Assert.NotEmpty(open);
+                Assert.DoesNotContain(held, open);
+            }
+            var down = await Shell.RunAsync("dotnet", ["build", project, "-t:NspawnDown", $"-p:NspawnBuildVersion={package.Version}"],
+                new Dictionary<string, string?> { ["NUGET_PACKAGES"] = package.NuGetCache });
+            Assert.True(down.ExitCode == 0, down.ToString());
+        }
+        finally
+        {
+            File.Delete(held);
+        }
+        Leaks.AssertNone();
+    }
+
+    [Fact]
     public async Task NspawnUp_refuses_machines_without_a_user_namespace()
     {
         var project = await UserCopyAsync("unsafe");

@@ -9,11 +9,15 @@ namespace Nspawn.Build;
 /// </summary>
 internal sealed class ScopedChild
 {
+    // Closes every descriptor but 0-2 that our process was given without close-on-exec (a CI step's pipe, a caller's
+    // lock): a machine that outlives the build (NspawnUp) would hold them open. Bash: dash closes only 0-9.
+    private const string CloseInherited = "for fd in /proc/$$/fd/*; do fd=${fd##*/}; [ \"$fd\" -gt 2 ] && exec {fd}>&-; done; ";
+
     // Enters each cgroup given before "--", then becomes the command after it: a fixed script, arguments stay a list.
-    private const string EnterCgroupsAndExec = "while [ \"$1\" != -- ]; do echo $$ > \"$1\" || true; shift; done; shift; exec \"$@\"";
+    private const string EnterCgroupsAndExec = CloseInherited + "while [ \"$1\" != -- ]; do echo $$ > \"$1\" || true; shift; done; shift; exec \"$@\"";
 
     // The same, with the command's output appended to a file given first: it then needs no draining, and outlives us.
-    private const string EnterCgroupsAndExecToFile = "out=$1; shift; while [ \"$1\" != -- ]; do echo $$ > \"$1\" || true; shift; done; shift; exec \"$@\" >>\"$out\" 2>&1";
+    private const string EnterCgroupsAndExecToFile = CloseInherited + "out=$1; shift; while [ \"$1\" != -- ]; do echo $$ > \"$1\" || true; shift; done; shift; exec \"$@\" >>\"$out\" 2>&1";
 
     private ScopedChild(CommandTask<CommandResult> task, CgroupScope scope, LineTail tail)
     {
@@ -43,10 +47,10 @@ internal sealed class ScopedChild
             tail.Add(line);
             onLine?.Invoke(line);
         }
-        var task = Cli.Wrap(ToolLocator.Require(Tool.Sh))
+        var task = Cli.Wrap(ToolLocator.Require(Tool.Bash))
             .WithArguments(outputFile is null
-                ? ["-c", EnterCgroupsAndExec, "sh", .. scope.ProcsFiles, "--", .. argv]
-                : ["-c", EnterCgroupsAndExecToFile, "sh", outputFile, .. scope.ProcsFiles, "--", .. argv])
+                ? ["-c", EnterCgroupsAndExec, "bash", .. scope.ProcsFiles, "--", .. argv]
+                : ["-c", EnterCgroupsAndExecToFile, "bash", outputFile, .. scope.ProcsFiles, "--", .. argv])
             .WithEnvironmentVariables(environment ?? new Dictionary<string, string?>())
             // Always drained: nspawn dies when its output has nowhere to go.
             .WithStandardOutputPipe(PipeTarget.ToDelegate(OnLine))

@@ -16,7 +16,7 @@ internal sealed record Tool(string Name, string AptPackage, string? MinimumVersi
     public static readonly Tool Eatmydata = new("eatmydata", "eatmydata");
     public static readonly Tool Mount = new("mount", "mount");
     public static readonly Tool Umount = new("umount", "mount");
-    public static readonly Tool Sh = new("sh", "dash");
+    public static readonly Tool Bash = new("bash", "bash");
     public static readonly Tool Cp = new("cp", "coreutils");
     public static readonly Tool Find = new("find", "findutils");
     // A private network: the bridge and the addresses (ip), inside a machine's network namespace (nsenter), NAT (nft).

@@ -8,7 +8,7 @@ internal sealed class DirectLauncher : IMachineLauncher
 {
     public static DirectLauncher Instance { get; } = new();
 
-    public void Check() => ToolLocator.Require(Tool.Sh);
+    public void Check() => ToolLocator.Require(Tool.Bash);
 
     public async Task<Machine> StartAsync(LaunchOptions options, CancellationToken cancellationToken)
     {

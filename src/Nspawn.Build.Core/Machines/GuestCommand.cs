@@ -46,18 +46,16 @@ internal static class GuestCommand
         return machine.Unit is not null ? ["systemd-run", $"--machine={machine.Name}", .. run] : throw NoChannel(machine);
     }
 
-
-
-    /// <summary>
-    /// The guest's journal as text with precise timestamps (journalctl of the guest, run inside it): every boot,
-    /// every unit, or those since <paramref name="since"/> and of <paramref name="unit"/>.
-    /// </summary>
     /// <summary>
     /// Has journald take in what was logged before it (a datagram or a service's output it has not read yet) and
     /// write it out: a read right after a command that logged then sees its lines.
     /// </summary>
     public static IReadOnlyList<string> JournalSync { get; } = ["journalctl", "--sync"];
 
+    /// <summary>
+    /// The guest's journal as text with precise timestamps (journalctl of the guest, run inside it): every boot,
+    /// every unit, or those since <paramref name="since"/> and of <paramref name="unit"/>.
+    /// </summary>
     public static IReadOnlyList<string> Journal(DateTimeOffset? since = null, string? unit = null)
     {
         var args = new List<string> { "journalctl", "--no-pager", "--quiet", "--all", "--output=short-precise" };
