@@ -215,6 +215,26 @@ public sealed class RunEndUnitTests : IDisposable
     }
 
     [Fact]
+    public async Task A_pool_whose_stop_failed_is_stopped_again_by_the_end_of_the_build()
+    {
+        var engine = new FakeBuildEngine();
+        var launcher = new FakeLauncher();
+        var runDir = RunDir();
+        var pool = Pool(2, runDir, launcher);
+        RunGuard.Of(engine).Hold(Run.Started([], null, runDir, pool: pool));
+        await Until(() => PoolDir.ReadyCount(pool.Dir) == 2);
+        var failing = launcher.Started.First();
+        launcher.FailStop = m => m.Name == failing;
+        Assert.False(new StopEphemeral { BuildEngine = engine, RunDir = runDir }.Execute());
+        Assert.Contains(engine.ErrorLines, l => l.Contains($"{failing} would not stop"));
+        Assert.DoesNotContain(failing, launcher.Stopped);
+        // The machine stops now: the end of the build tries the pool again, and stops only what the first stop left.
+        launcher.FailStop = _ => false;
+        Assert.Empty(engine.EndBuild());
+        Assert.Equal(launcher.Started.Order(), launcher.Stopped.Order());
+    }
+
+    [Fact]
     public async Task The_holder_ends_each_run_once_and_forgets_it()
     {
         var engine = new FakeBuildEngine();

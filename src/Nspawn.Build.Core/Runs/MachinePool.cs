@@ -159,13 +159,18 @@ internal sealed class MachinePool
         }
     }
 
-    /// <summary>Ends the pool: no more boots, and every machine it booted that is still there is stopped (once, however often it is called).</summary>
+    /// <summary>
+    /// Ends the pool: no more boots, and every machine it booted that is still there is stopped (once, however often it
+    /// is called; again only after a stop that failed, for the machines it left).
+    /// </summary>
     public Task<IReadOnlyList<StopOutcome>> StopAsync()
     {
         lock (_boots)
         {
             _stopping = true;
-            return _stopped ??= Task.Run(StopAllAsync);
+            if (_stopped is null || _stopped.IsFaulted)
+                _stopped = Task.Run(StopAllAsync);
+            return _stopped;
         }
     }
 

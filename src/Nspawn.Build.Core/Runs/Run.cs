@@ -212,11 +212,15 @@ internal sealed class Run
                 // Tests that never got their machines did not fail.
                 testsFailed = _testsFailed ??= testsFailed && _ready;
             }
-            return await new RunStop
+            var result = await new RunStop
             {
                 Machines = machines, Pool = pool, Network = network, RunDir = RunDir == "" ? null : RunDir, TestsFailed = testsFailed,
                 ProjectFile = ProjectFile, Ended = Forget,
             }.RunAsync(progress, warn);
+            // What failed to end is tried again by a later end (the end of the build after NspawnStopMachines).
+            lock (_gate)
+                (_pool, _network) = (_pool ?? result.PoolLeft, _network ?? result.NetworkLeft);
+            return result;
         }
         finally
         {
