@@ -219,7 +219,7 @@ internal sealed class Run
             }.RunAsync(progress, warn);
             // What failed to end is tried again by a later end (the end of the build after NspawnStopMachines).
             lock (_gate)
-                (_pool, _network) = (_pool ?? result.PoolLeft, _network ?? result.NetworkLeft);
+                (_pool, _network) = (_pool ?? (result.PoolLeft ? pool : null), _network ?? (result.NetworkLeft ? network : null));
             return result;
         }
         finally

@@ -30,7 +30,7 @@ internal sealed class RunStop
     {
         List<Task<MachineEndResult>> ends = [];
         var poolStop = Task.FromResult<IReadOnlyList<StopOutcome>>([]);
-        PrivateNetwork? networkLeft = null;
+        var networkLeft = false;
         IReadOnlyList<MachineEndResult> Done() => ends.Where(t => t.IsCompletedSuccessfully).Select(t => t.Result).ToList();
         var failures = await OrderedEnd.RunAsync(
             async () =>
@@ -71,16 +71,16 @@ internal sealed class RunStop
                 // A kept machine's network stays: NspawnStopKept or the reaper removes it.
                 if (Network is { } network && !Done().Any(e => e.Kept))
                 {
-                    networkLeft = network;
+                    networkLeft = true;
                     await NetworkRegistry.RemoveAsync(network, CancellationToken.None);
-                    networkLeft = null;
+                    networkLeft = false;
                     progress($"Removed the private network {network.Bridge} ({network.Subnet}).");
                 }
             },
             () => Task.Run(() => Report(Done(), progress, warn)));
         // One failure each: a machine's or the pool's stop, as thrown; several at once were gathered above.
         return new RunStopResult(Done(), failures.SelectMany(e => e is AggregateException all ? all.InnerExceptions : (IEnumerable<Exception>)[e]).ToList(),
-            poolStop.IsCompletedSuccessfully ? null : Pool, networkLeft);
+            Pool is not null && !poolStop.IsCompletedSuccessfully, networkLeft);
     }
 
     /// <summary>Where the logs are, the TRX files that list them, what was stopped and how to enter what was kept.</summary>
