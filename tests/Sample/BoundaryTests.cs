@@ -40,8 +40,9 @@ public class BoundaryTests
                 mount -o remount,bind,rw "$p" && echo remounted
                 touch "$p/{mark}" && echo written
                 unshare -m sh -c 'mount -o remount,bind,rw "$0" && touch "$0/{mark}" && echo "written from another mount namespace"' "$p"
-                # Mounting over the bind hides it in the guest; the host's folder stays as it is.
-                mount -t tmpfs none "$p" && touch "$p/{mark}" && umount "$p"
+                # Mounting over the bind hides it in the guest (in a mount namespace of its own: the other tests use these
+                # folders meanwhile); the host's folder stays as it is.
+                unshare -m sh -c 'mount -t tmpfs none "$0" && touch "$0/{mark}" && umount "$0"' "$p"
                 test -e "$p/{mark}" && echo "still there"
                 true
                 """;
@@ -80,7 +81,10 @@ public class BoundaryTests
             ln -s . a && ln -s a/a/a/../../../etc/hostname esc && ln -s a/.. up && echo fine > kept
             cd /tmp/inside && ln -s . a && ln -s a/a/kept alias && echo fine > kept
             """);
-        var dir = Directory.CreateTempSubdirectory("sample-copy-").FullName;
+        // Made as the user under sudo, even while another test's call holds root (credentials are the whole process's).
+        string dir;
+        using (ProcessPrivileges.Current.User())
+            dir = Directory.CreateTempSubdirectory("sample-copy-").FullName;
         try
         {
             await Assert.ThrowsAsync<IOException>(() => _server.CopyFromAsync("/tmp/hostile", dir));
@@ -120,7 +124,8 @@ public class BoundaryTests
         var jam = machine.ExecAsync(["sh", "-c", """
             kill -STOP $(systemctl show -P MainPID nspawn-agent.service)
             exec perl -MIO::Socket::UNIX -e 'my @s; for (1..1000) { my $c = IO::Socket::UNIX->new(Peer => "/run/nspawn-agent/agent.sock", Blocking => 0) or last; push @s, $c } sleep 600'
-            """], new ExecOptions { Timeout = TimeSpan.FromSeconds(5) });
+            """], new ExecOptions { Timeout = TimeSpan.FromSeconds(15) });
+        // (Time enough for the command to stop the agent on a loaded host: else the agent ends it at its timeout and answers.)
         await AssertEndsWithTimeoutAsync(jam);
         // Now even the connection cannot be made: the call still ends at its timeout.
         await AssertEndsWithTimeoutAsync(machine.ExecAsync(["true"], new ExecOptions { Timeout = TimeSpan.FromSeconds(5) }));

@@ -18,6 +18,9 @@ public sealed class HelloServices : IAsyncLifetime
         {
             await machine.ExecCheckedAsync("systemd-run", "--unit=hello", "--", "systemd-socket-activate", "--listen=80", "--accept", "--inetd", "hostname");
             await machine.WaitForUnitAsync("hello.service", TimeSpan.FromSeconds(30));
+            // Active is started, not yet listening: the tests connect once, so the port is waited for here.
+            if (machine.Address is { } address)
+                await AskAsync(address);
         }
     }
 

@@ -162,11 +162,17 @@ internal static class NetworkRegistry
         File.Move(tmp, path, overwrite: true);
     }
 
-    /// <summary>Rewrites the hosts file in place: every machine has it bound (the same file), so each sees the change.</summary>
+    /// <summary>
+    /// Rewrites the hosts file in place: every machine has it bound (the same file), so each sees the change. The new
+    /// text goes over the old, then the file is cut to it: a guest looking a name up meanwhile never finds it empty.
+    /// </summary>
     private static void WriteHosts(NetworkRecord record)
     {
-        using var file = NativeFile.CreateNoFollow(record.Network.HostsFile, mode: 0b110_100_100);
-        file.Write(System.Text.Encoding.UTF8.GetBytes(record.HostsText()));
+        var text = System.Text.Encoding.UTF8.GetBytes(record.HostsText());
+        using var file = new FileStream(NativeFile.Open(record.Network.HostsFile, NativeFile.WriteOnly | NativeFile.Create, mode: 0b110_100_100), FileAccess.Write);
+        file.Write(text);
+        file.Flush();
+        file.SetLength(text.Length);
     }
 
     private static async Task<FileLock> LockAsync(CancellationToken cancellationToken)
