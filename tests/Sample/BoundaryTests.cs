@@ -83,7 +83,7 @@ public class BoundaryTests
             """);
         // Made as the user under sudo, even while another test's call holds root (credentials are the whole process's).
         string dir;
-        using (ProcessPrivileges.Current.User())
+        using (ProcessPrivileges.Current.UnderSudo ? ProcessPrivileges.Current.User() : null)
             dir = Directory.CreateTempSubdirectory("sample-copy-").FullName;
         try
         {
