@@ -136,14 +136,26 @@ internal static class MachineLauncher
     public static async Task<StopOutcome> StopAsync(Machine machine, CancellationToken cancellationToken, Func<Task>? beforeKill = null)
     {
         var started = DateTime.UtcNow;
-        var poweredOff = await For(machine.Unit is not null).PowerOffAsync(machine, beforeKill, cancellationToken);
+        // A boot stopped early (its timeout) may not have had its snapshot when it was looked for: nspawn, still alive
+        // just before the kill, names it then (its lock comes before the snapshot), for us to remove once nspawn is killed.
+        var snapshot = machine.Snapshot;
+        async Task BeforeKill()
+        {
+            // Read only from that nspawn: alive before and after the read, its PID was not another process's meanwhile.
+            if (snapshot is null && ProcessInfo.IsRunning(machine.NspawnPid, machine.NspawnStartTime)
+                && FindSnapshot(machine.NspawnPid) is { } found && ProcessInfo.IsRunning(machine.NspawnPid, machine.NspawnStartTime))
+                snapshot = found;
+            if (beforeKill is not null)
+                await beforeKill();
+        }
+        var poweredOff = await For(machine.Unit is not null).PowerOffAsync(machine, BeforeKill, cancellationToken);
         // What is left in the machine's cgroups (a guest whose nspawn was killed) is killed, then the cgroups removed.
         var cgroups = new CgroupScope(machine.Cgroups);
         await cgroups.KillAllAsync(TimeSpan.FromSeconds(5));
         cgroups.Remove();
 
         // nspawn removes its snapshot on a clean exit; after a kill it is ours to remove (the folder nspawn made, never what a link there points to).
-        if (machine.Snapshot is { } snapshot)
+        if (snapshot is not null)
         {
             await Subvolumes.RemoveTreeAsync(Path.GetDirectoryName(snapshot)!, snapshot, cancellationToken);
             StoreEntry.RemoveFile(TempNames.SnapshotLock(snapshot));
@@ -152,7 +164,7 @@ internal static class MachineLauncher
         AgentSetup.Remove(machine.Name);
         IdmappedMount.Remove(machine.Name);
 
-        var stopped = !ProcessInfo.IsRunning(machine.NspawnPid, machine.NspawnStartTime) && !(machine.Snapshot is { } s && FileStatus.Of(s) is not null);
+        var stopped = !ProcessInfo.IsRunning(machine.NspawnPid, machine.NspawnStartTime) && !(snapshot is not null && FileStatus.Of(snapshot) is not null);
         if (stopped)
         {
             // Its address is free again once it is gone.
@@ -167,7 +179,7 @@ internal static class MachineLauncher
             return new StopOutcome(machine, poweredOff, DateTime.UtcNow - started);
         }
         throw new NspawnException(ErrorCodes.StopFailed,
-                $"Machine '{machine.LogicalName}' ({machine.Name}) could not be stopped: nspawn PID {machine.NspawnPid} or snapshot '{machine.Snapshot}' is still there. Stop it by hand (kill {machine.NspawnPid}; btrfs subvolume delete '{machine.Snapshot}').");
+                $"Machine '{machine.LogicalName}' ({machine.Name}) could not be stopped: nspawn PID {machine.NspawnPid} or snapshot '{snapshot}' is still there. Stop it by hand (kill {machine.NspawnPid}; btrfs subvolume delete '{snapshot}').");
     }
 
     /// <summary>nspawn holds a lock next to its snapshot (<see cref="TempNames.SnapshotFromLock"/>): that names the snapshot.</summary>
