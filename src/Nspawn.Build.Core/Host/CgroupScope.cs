@@ -88,25 +88,6 @@ internal sealed class CgroupScope(IReadOnlyList<string> dirs)
         }
     }
 
-    /// <summary>
-    /// Its CPU share against its siblings, as a fraction of a new cgroup's (cgroup v1's cpu.shares of 1024, cgroup2's
-    /// cpu.weight of 100), where it has the file. Best effort: a scope already gone, or without the controller, is left.
-    /// </summary>
-    public void SetCpuShare(double fraction)
-    {
-        foreach (var (file, full) in Dirs.SelectMany(d => new[] { (Path.Combine(d, "cpu.shares"), 1024), (Path.Combine(d, "cpu.weight"), 100) }))
-        {
-            try
-            {
-                if (File.Exists(file))
-                    File.WriteAllText(file, Math.Max(1, (int)Math.Round(full * fraction)).ToString(System.Globalization.CultureInfo.InvariantCulture));
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-            {
-            }
-        }
-    }
-
     /// <summary>Every process in the scope and below it, for a forceful stop.</summary>
     public IEnumerable<int> Processes()
     {

@@ -14,7 +14,6 @@ internal sealed class DirectLauncher : IMachineLauncher
     {
         var nspawn = ToolLocator.Require(Tool.SystemdNspawn);
         var cgroups = CgroupScope.Create(options.MachineName, options.UidShift);
-        options.Priority?.Lower(cgroups);
         // Recorded before nspawn runs (and before its console file is made), so that a build killed at any moment leaves a record the next run can reap.
         var record = Machine.Starting(options, unit: null, cgroups.Dirs) with { ConsoleFile = ConsoleLog.PathOf(options.MachineName) };
         MachineRegistry.Add(record);

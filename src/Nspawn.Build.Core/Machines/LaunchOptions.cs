@@ -4,8 +4,6 @@ namespace Nspawn.Build;
 internal sealed record LaunchOptions(string LogicalName, string ImageDir)
 {
     public string Image => Path.GetFileName(ImageDir);
-    /// <summary>Set on machines that boot while the project compiles: their CPU share stays low until the build is done.</summary>
-    public BootPriority? Priority { get; init; }
     /// <summary>Unique on the host: a new one for each start.</summary>
     public string MachineName { get; init; } = TempNames.Machine(LogicalName);
     public TimeSpan BootTimeout { get; init; } = Settings.BootTimeout.Default;

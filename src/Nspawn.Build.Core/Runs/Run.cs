@@ -29,14 +29,11 @@ internal sealed class Run
     private bool _ready;
     // What the first end was told: a later end (of what the first could not stop) ends it the same way.
     private bool? _testsFailed;
-    // Machines that boot while the project compiles get a full CPU share once the build waits for them.
-    private readonly BootPriority? _priority;
 
     private Run(string runDir, IReadOnlyList<LaunchOptions> options, NetworkSettings? network, string projectFile, Func<Run, Task<IReadOnlyList<Machine>>> boot)
     {
         RunDir = runDir;
-        _priority = options.Select(o => o.Priority).FirstOrDefault(p => p is not null);
-        _options = options.Select(o => o with { Priority = null }).ToList();
+        _options = options;
         _networkSettings = network;
         ProjectFile = projectFile;
         _boot = Task.Run(() => boot(this));
@@ -59,14 +56,9 @@ internal sealed class Run
     /// <summary>
     /// Begins the boot in the background (ContainerTest begins it before Build): the private network, then every machine
     /// at once. A failed or canceled boot leaves nothing: the launcher takes down what it started, the network goes too.
-    /// With <paramref name="beforeBuild"/> the machines boot at a low CPU share until <see cref="WaitAsync"/>.
     /// </summary>
-    public static Run Begin(IReadOnlyList<LaunchOptions> options, NetworkSettings? network, string projectFile = "", bool beforeBuild = false)
-    {
-        var priority = beforeBuild ? new BootPriority() : null;
-        options = options.Select(o => o with { Priority = priority }).ToList();
-        return new(RunFiles.Create(), options, network, projectFile, run => run.BootAsync(options, network));
-    }
+    public static Run Begin(IReadOnlyList<LaunchOptions> options, NetworkSettings? network, string projectFile = "") =>
+        new(RunFiles.Create(), options, network, projectFile, run => run.BootAsync(options, network));
 
     /// <summary>A run whose machines are up already (StopEphemeral given them as items, a test's pool): only its end is left.</summary>
     public static Run Started(IReadOnlyList<Machine> machines, PrivateNetwork? network, string? runDir, string projectFile = "", MachinePool? pool = null)
@@ -118,8 +110,6 @@ internal sealed class Run
     /// </summary>
     public async Task<IReadOnlyList<Machine>> WaitAsync(Action<string> progress, CancellationToken cancellationToken)
     {
-        // The build is done (or failed): what is still booting now has the CPU.
-        _priority?.Raise();
         try
         {
             using (cancellationToken.Register(_cancel.Cancel))
@@ -190,7 +180,6 @@ internal sealed class Run
         {
             lock (_gate)
                 _ending = true;
-            _priority?.Raise();
             if (!_boot.IsCompleted)
                 _cancel.Cancel();
             try

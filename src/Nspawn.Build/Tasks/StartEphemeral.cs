@@ -64,7 +64,7 @@ public sealed class StartEphemeral : NspawnTask
             if ((codeDir is null || Directory.Exists(codeDir)) && options.SelectMany(o => o.Binds).All(b => Path.Exists(b.Source)))
             {
                 // Left to the end of the build until NspawnStopMachines ends it: a build that fails first takes it down.
-                var begun = Run.Begin(options, network, ProjectFile, beforeBuild: true);
+                var begun = Run.Begin(options, network, ProjectFile);
                 RunGuard.Of(BuildEngine4).Hold(begun);
                 PendingStart = begun.RunDir;
             }
