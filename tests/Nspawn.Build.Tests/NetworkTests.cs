@@ -56,6 +56,8 @@ public sealed partial class NetworkTests(PackageFixture package) : IAsyncLifetim
         var consumer = new ConsumerProject(package, _dir, Repo.ChrootsDir, vstest: WaitingTests);
         var run = BackgroundRun.Start(consumer.Command(["-t:ContainerTest", "-p:NspawnNetwork=private", "-p:NspawnNetworkOutbound=true"]));
         Assert.True(await Shell.WaitUntilAsync(() => File.Exists(Running), TimeSpan.FromMinutes(2)), run.Output);
+        // The build's line may reach us after the test has begun: waited for.
+        Assert.True(await Shell.WaitUntilAsync(() => MadeNetwork().IsMatch(run.Output), TimeSpan.FromMinutes(1)), run.Output);
         var bridge = MadeNetwork().Match(run.Output).Groups[1].Value;
         Assert.Contains($"table ip {bridge}", Leaks.NftTables());
         Assert.Equal("1", Forwarding);
